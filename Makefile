@@ -1,0 +1,84 @@
+# lrstudy -- reproducing CLR, SGDR and super-convergence.
+#
+#   make test                       install into .venv (first time), run pytest + nbval (smoke profile)
+#   make reproduce [PROFILE=cpu|fast|full|smoke] [DATA=cifar10|path] [NOTEBOOKS="clr_cifar10 ..."]
+#                                   execute notebooks with papermill into results/<profile>/ (+ HTML)
+#   make lab                        JupyterLab on notebooks/ with the study's kernel
+#   make clean                      remove smoke outputs, failed executions and caches (keeps results)
+#   make distclean                  also remove .venv and data/
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Exact versions for the project's own venv; pyproject.toml only asks for ranges (torch>=2.4),
+# so installing the package into an environment with its own CUDA build keeps that build.
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+NOTEBOOKS ?= $(basename $(notdir $(wildcard notebooks/*.ipynb)))
+DATA ?=
+# Jupyter looks here first, so papermill's `-k python3` is this venv's kernel, whatever else the
+# user has registered under that name.
+export JUPYTER_PATH := $(abspath $(VENV))/share/jupyter
+export PYTHONNOUSERSITE := 1
+
+.PHONY: test reproduce notebooks lab clean distclean venv FORCE
+.DELETE_ON_ERROR:
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(TORCH_PINS)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (lrstudy)"
+	touch $@
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+# PROFILE defaults to `fast` where torch sees a CUDA GPU, else `cpu`; the choice is printed.
+reproduce: $(STAMP)
+	@profile="$(PROFILE)"; \
+	if [ -z "$$profile" ]; then \
+	  if $(BIN)/python -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then profile=fast; \
+	  else profile=cpu; fi; \
+	  echo "PROFILE not set: using '$$profile' ($$( [ $$profile = fast ] && echo 'CUDA GPU found' || echo 'no CUDA GPU'))"; \
+	fi; \
+	$(MAKE) --no-print-directory --keep-going notebooks PROFILE=$$profile; status=$$?; \
+	echo; echo "== make reproduce, profile '$$profile' =="; \
+	for nb in $(NOTEBOOKS); do \
+	  if [ -f results/$$profile/$$nb.html ]; then echo "  done    $$nb -> results/$$profile/$$nb.html"; \
+	  else echo "  FAILED  $$nb -> results/$$profile/$$nb.failed.ipynb"; fi; \
+	done; exit $$status
+
+OUT = results/$(PROFILE)
+# A path given as DATA is made absolute (papermill runs in notebooks/); a name (cifar10) is kept.
+DATA_ARG = $(if $(DATA),-p data "$(if $(wildcard $(DATA)),$(abspath $(DATA)),$(DATA))")
+
+notebooks: $(NOTEBOOKS:%=$(OUT)/%.html)
+
+# Always executed (FORCE): the run store, not Make, knows what is up to date; a notebook whose
+# runs exist only reads them. Outputs are removed first and written only on success, so a failed
+# notebook never leaves an output that looks finished.
+$(OUT)/%.html: notebooks/%.ipynb $(STAMP) FORCE
+	@test -n "$(PROFILE)" || { echo "PROFILE is not set"; exit 2; }
+	@mkdir -p $(OUT)
+	@rm -f $(OUT)/$*.ipynb $@ $(OUT)/$*.failed.ipynb
+	$(BIN)/papermill -k python3 --cwd notebooks -p profile $(PROFILE) $(DATA_ARG) $< $(OUT)/$*.partial.ipynb \
+	  || { mv -f $(OUT)/$*.partial.ipynb $(OUT)/$*.failed.ipynb 2>/dev/null; exit 1; }
+	mv $(OUT)/$*.partial.ipynb $(OUT)/$*.ipynb
+	$(BIN)/jupyter nbconvert --to html --log-level WARN $(OUT)/$*.ipynb
+
+FORCE:
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+clean:
+	rm -rf results/smoke .pytest_cache
+	rm -f results/*/*.partial.ipynb results/*/*.failed.ipynb
+	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) data

@@ -1,0 +1,103 @@
+"""Profiles and parameter checking: how much of each paper's budget a reproduction spends, on what, with how many seeds.
+
+Each profile is a small YAML file in ``lrstudy/profiles/`` (``smoke``, ``cpu``, ``fast``, ``full``).
+Top-level keys apply to every notebook; ``notebooks.<name>`` holds that notebook's own knobs, which
+its experiment module declares and checks. Notebooks receive the profile's *name* as a papermill
+parameter (plus optional overrides) and resolve it here, so every value is validated before any
+work starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Mapping
+
+import torch
+import yaml
+
+__all__ = ["Profile", "PROFILES", "load_profile", "resolve_device", "check_section"]
+
+PROFILES = ("smoke", "cpu", "fast", "full")
+DEVICES = ("cpu", "cuda", "auto")
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    data: str  # default data source; the `data` parameter / DATA= overrides it
+    device: str
+    precision: str
+    seeds: int
+    notebooks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def section(self, notebook: str) -> dict:
+        if notebook not in self.notebooks:
+            raise ValueError(f"profile {self.name!r} has no settings for notebook {notebook!r} "
+                             f"(it has: {sorted(self.notebooks)})")
+        return dict(self.notebooks[notebook])
+
+
+def check_section(where: str, values: Mapping[str, Any], spec: Mapping[str, tuple]) -> dict:
+    """Validate a mapping against ``{key: (type_or_types, check, description)}``.
+
+    Unknown keys, missing keys, wrong types and failed checks raise one ``ValueError`` naming the
+    key, the value and what is allowed.
+    """
+    unknown = sorted(set(values) - set(spec))
+    if unknown:
+        raise ValueError(f"{where}: unknown key {unknown[0]!r} (allowed: {sorted(spec)})")
+    out = {}
+    for key, (types, check, allowed) in spec.items():
+        if key not in values:
+            raise ValueError(f"{where}: missing key {key!r} ({allowed})")
+        value = values[key]
+        if isinstance(value, bool) and bool not in _as_tuple(types):
+            raise ValueError(f"{where}: {key}={value!r} has the wrong type; {allowed}")
+        if not isinstance(value, types):
+            raise ValueError(f"{where}: {key}={value!r} has the wrong type; {allowed}")
+        if check is not None and not check(value):
+            raise ValueError(f"{where}: {key}={value!r} is out of range; {allowed}")
+        out[key] = value
+    return out
+
+
+def _as_tuple(types) -> tuple:
+    return types if isinstance(types, tuple) else (types,)
+
+
+_PROFILE_SPEC = {
+    "description": (str, None, "a sentence saying what the profile is for"),
+    "data": (str, lambda v: v.strip() != "", "a data source: cifar10, cifar100, synthetic or a path"),
+    "device": (str, lambda v: v in DEVICES, f"one of {list(DEVICES)}"),
+    "precision": (str, lambda v: v in PRECISIONS, f"one of {list(PRECISIONS)}"),
+    "seeds": (int, lambda v: v >= 1, "a whole number >= 1"),
+    "notebooks": (dict, None, "a mapping from notebook name to its settings"),
+}
+
+
+def load_profile(name: str) -> Profile:
+    """Read and check ``profiles/<name>.yaml``."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {list(PROFILES)}")
+    text = resources.files("lrstudy").joinpath("profiles", f"{name}.yaml").read_text()
+    raw = yaml.safe_load(text) or {}
+    values = check_section(f"profile {name!r}", raw, _PROFILE_SPEC)
+    return Profile(name=name, **values)
+
+
+def resolve_device(requested: str) -> torch.device:
+    """``cuda``/``cpu``/``auto`` to a device, with a clear error when CUDA is asked for but absent."""
+    if requested not in DEVICES:
+        raise ValueError(f"device={requested!r}; choose one of {list(DEVICES)}")
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            "this profile needs a CUDA GPU, and torch sees none "
+            f"(torch {torch.__version__}, CUDA build: {torch.version.cuda}). "
+            "Use PROFILE=cpu (or profile='cpu'), or pass device='cpu' to run it slowly on the CPU."
+        )
+    return torch.device(requested)

@@ -1,0 +1,389 @@
+"""Image data: loaded once into uint8 tensors, then batched on the training device.
+
+Sources (the ``data`` parameter of every notebook, ``DATA=`` for make):
+
+* ``"cifar10"``, ``"cifar100"`` -- ``torchvision.datasets`` (downloaded into ``data/`` on first use);
+* a folder-per-class tree with ``train/`` and ``test/`` subfolders (what ``ImageFolder`` reads),
+  or a ``.tar.xz``/``.tar.gz``/``.tgz``/``.tar`` archive of one, unpacked into ``data/`` once;
+* ``"synthetic"`` -- random class templates in CIFAR-10's shapes, for the smoke profile.
+
+Decoded images are cached in ``data/cache/`` as uint8 tensors, so a source is decoded once.
+Training batches never go through a per-sample ``DataLoader``: the whole split sits on the device
+and each epoch is one shuffle (and, where a paper uses it, one batched crop/flip) of that tensor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from .paths import data_root
+
+__all__ = ["DataUnavailable", "ImageData", "load_data", "BatchStream", "describe_source"]
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
+ARCHIVE_SUFFIXES = (".tar.xz", ".tar.gz", ".tgz", ".tar")
+# Folder trees we can name exactly. The JPEG copy is lossy: results on it must say so.
+KNOWN_TREES = {"cifar10-jpeg": "CIFAR-10 (JPEG q75 copy)"}
+TORCHVISION_SETS = {"cifar10": ("CIFAR10", "CIFAR-10"), "cifar100": ("CIFAR100", "CIFAR-100")}
+
+
+class DataUnavailable(RuntimeError):
+    """The requested data cannot be found or fetched; the message says how to provide it."""
+
+
+@dataclass
+class ImageData:
+    """A train/test split as uint8 tensors ``N x C x H x W`` with int64 labels."""
+
+    id: str  # stable short name, part of a run's identity ("cifar10", "cifar10-jpeg", ...)
+    name: str  # what results must call it ("CIFAR-10 (JPEG q75 copy)")
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    classes: list[str]
+    _on_device: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 (first 16 hex digits) of all pixels and labels: which bytes were trained on."""
+        h = hashlib.sha256()
+        for t in (self.train_x, self.train_y, self.test_x, self.test_y):
+            h.update(t.contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    def mean_image(self) -> torch.Tensor:
+        """Per-pixel mean of the training images (0-255 scale), as Caffe's ``compute_image_mean``."""
+        return self.train_x.double().mean(0).float()
+
+    def on(self, device: torch.device | str) -> "ImageData":
+        """The same split with its tensors on ``device`` (copied once, then reused)."""
+        device = torch.device(device)
+        if device.type == "cpu":
+            return self
+        if device not in self._on_device:
+            self._on_device[device] = ImageData(
+                self.id, self.name, *(t.to(device) for t in (self.train_x, self.train_y, self.test_x, self.test_y)),
+                self.classes,
+            )
+        return self._on_device[device]
+
+    def describe(self) -> dict:
+        return {
+            "data_id": self.id,
+            "data_name": self.name,
+            "data_fingerprint": self.fingerprint,
+            "train_examples": len(self.train_y),
+            "test_examples": len(self.test_y),
+            "classes": self.num_classes,
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+
+def describe_source(source: str | os.PathLike | None) -> tuple[str, str]:
+    """``(id, name)`` of a data source without loading it (the id is part of a run's identity)."""
+    source = _default_source(source)
+    if source == "synthetic":
+        return "synthetic", "synthetic (random class templates, CIFAR-10 shapes)"
+    if source in TORCHVISION_SETS:
+        return source, TORCHVISION_SETS[source][1]
+    stem = _tree_name(Path(source))
+    if stem in KNOWN_TREES:
+        return stem, KNOWN_TREES[stem]
+    return f"folder:{stem}", f"folder-per-class tree '{stem}'"
+
+
+def load_data(source: str | os.PathLike | None = None, download: bool = True) -> ImageData:
+    """Load a data source (see the module docstring), decoding it only the first time."""
+    source = _default_source(source)
+    data_id, name = describe_source(source)
+    if source == "synthetic":
+        return synthetic()
+    if source in TORCHVISION_SETS:
+        return _cached(data_id, data_id, lambda: _torchvision(source, download), name)
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise DataUnavailable(_missing_message(f"the data path {str(path)!r} does not exist"))
+    if path.is_file():
+        path = _unpack(path)
+    tree = _tree_root(path)
+    return _cached(data_id, _tree_key(tree), lambda: _decode_tree(tree), name)
+
+
+def _default_source(source) -> str:
+    if source is None or str(source).strip() in ("", "None"):
+        return "cifar10"
+    return str(source)
+
+
+def _missing_message(reason: str) -> str:
+    return (
+        f"{reason}.\nProvide the images in one of two ways:\n"
+        f"  1. with internet access, let torchvision download CIFAR into {data_root()} "
+        "(data=\"cifar10\" / DATA=cifar10, the default);\n"
+        "  2. point DATA= (notebook parameter `data`) at a folder-per-class tree with train/ and "
+        "test/ subfolders, or at a .tar.xz of one -- e.g. DATA=../shared/data/cifar10-jpeg.tar.xz."
+    )
+
+
+def _torchvision(name: str, download: bool) -> dict:
+    import torchvision
+
+    cls = getattr(torchvision.datasets, TORCHVISION_SETS[name][0])
+    root = data_root()
+    splits = {}
+    for train in (True, False):
+        try:
+            try:
+                ds = cls(str(root), train=train, download=False)
+            except RuntimeError:
+                if not download:
+                    raise
+                ds = cls(str(root), train=train, download=True)
+        except Exception as err:  # no network, proxy, checksum failure, ...
+            raise DataUnavailable(
+                _missing_message(f"{TORCHVISION_SETS[name][1]} is not in {root} and could not be "
+                                 f"downloaded ({type(err).__name__}: {err})")
+            ) from None
+        x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
+        splits["train" if train else "test"] = (x, torch.tensor(ds.targets, dtype=torch.int64))
+    return {
+        "train_x": splits["train"][0], "train_y": splits["train"][1],
+        "test_x": splits["test"][0], "test_y": splits["test"][1], "classes": list(ds.classes),
+    }
+
+
+def _tree_name(path: Path) -> str:
+    name = path.name
+    for suffix in ARCHIVE_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _unpack(archive: Path) -> Path:
+    """Unpack an archive of a folder tree into the data root once; return the tree's folder."""
+    if not archive.name.endswith(ARCHIVE_SUFFIXES):
+        raise DataUnavailable(_missing_message(f"{archive} is a file but not a .tar/.tar.xz/.tar.gz archive"))
+    target = data_root() / _tree_name(archive)
+    if not (target / "train").is_dir():
+        data_root().mkdir(parents=True, exist_ok=True)
+        staging = data_root() / f".unpack-{os.getpid()}"
+        with tarfile.open(archive) as tar:
+            tar.extractall(staging, filter="data")
+        tops = [p for p in staging.iterdir()]
+        inner = tops[0] if len(tops) == 1 and tops[0].is_dir() else staging
+        if target.exists():  # an earlier, interrupted unpack
+            shutil.rmtree(target)
+        inner.rename(target)
+        if staging.exists():
+            staging.rmdir()
+    return target
+
+
+def _tree_root(path: Path) -> Path:
+    for candidate in (path, *[p for p in path.iterdir() if p.is_dir()]):
+        if (candidate / "train").is_dir() and (candidate / "test").is_dir():
+            return candidate
+    raise DataUnavailable(_missing_message(f"{path} has no train/ and test/ subfolders"))
+
+
+def _tree_files(tree: Path) -> dict[str, list[tuple[str, Path]]]:
+    splits = {}
+    for split in ("train", "test"):
+        classes = sorted(p.name for p in (tree / split).iterdir() if p.is_dir())
+        if not classes:
+            raise DataUnavailable(_missing_message(f"{tree / split} has no class subfolders"))
+        files = [
+            (cls, f)
+            for cls in classes
+            for f in sorted((tree / split / cls).iterdir())
+            if f.suffix.lower() in IMAGE_SUFFIXES
+        ]
+        splits[split] = files
+    return splits
+
+
+def _tree_key(tree: Path) -> str:
+    """Identifies a tree's content cheaply: relative names and sizes of all image files."""
+    h = hashlib.sha256()
+    for split, files in _tree_files(tree).items():
+        for cls, f in files:
+            h.update(f"{split}/{cls}/{f.name}:{f.stat().st_size}\n".encode())
+    return f"{_tree_name(tree)}-{h.hexdigest()[:12]}"
+
+
+def _decode_tree(tree: Path) -> dict:
+    import numpy as np
+    from PIL import Image
+
+    files = _tree_files(tree)
+    classes = sorted({cls for cls, _ in files["train"]})
+    if sorted({cls for cls, _ in files["test"]}) != classes:
+        raise DataUnavailable(_missing_message(f"{tree}: train/ and test/ have different class folders"))
+    index = {c: i for i, c in enumerate(classes)}
+    out = {"classes": classes}
+    shape = None
+    for split, split_files in files.items():
+        images = []
+        for _, f in split_files:
+            with Image.open(f) as im:
+                img = torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1)
+            if shape is None:
+                shape = img.shape
+            elif img.shape != shape:
+                raise DataUnavailable(f"{f}: image of shape {tuple(img.shape)}, expected {tuple(shape)} "
+                                      "like the others; resize the tree to one size first")
+            images.append(img)
+        out[f"{split}_x"] = torch.stack(images)
+        out[f"{split}_y"] = torch.tensor([index[c] for c, _ in split_files], dtype=torch.int64)
+    return out
+
+
+def _cached(data_id: str, key: str, decode, name: str) -> ImageData:
+    cache = data_root() / "cache" / f"{key}.pt"
+    if cache.exists():
+        try:
+            blob = torch.load(cache, weights_only=True)
+            return ImageData(data_id, name, blob["train_x"], blob["train_y"], blob["test_x"],
+                             blob["test_y"], list(blob["classes"]))
+        except Exception:  # a truncated or foreign cache file: decode again
+            pass
+    blob = decode()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".tmp-{os.getpid()}")
+    torch.save(blob, tmp)
+    os.replace(tmp, cache)
+    return ImageData(data_id, name, blob["train_x"], blob["train_y"], blob["test_x"], blob["test_y"],
+                     list(blob["classes"]))
+
+
+def synthetic(train: int = 2000, test: int = 500, classes: int = 10, size: int = 32, seed: int = 0) -> ImageData:
+    """Learnable stand-in data in CIFAR's shapes: each class is a smooth random colour template,
+    each image its template plus pixel noise. For the smoke profile and the tests only."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(classes, 3, 4, 4, generator=g)
+    templates = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
+
+    def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = torch.arange(n) % classes
+        y = y[torch.randperm(n, generator=g)]
+        x = 60 + 140 * templates[y] + 40 * torch.randn(n, 3, size, size, generator=g)
+        return x.clamp(0, 255).round().to(torch.uint8), y
+
+    train_x, train_y = split(train)
+    test_x, test_y = split(test)
+    data_id, name = describe_source("synthetic")
+    return ImageData(data_id, name, train_x, train_y, test_x, test_y, [f"class{i}" for i in range(classes)])
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches on the device
+# ---------------------------------------------------------------------------------------------
+
+
+class Normalizer:
+    """Turns uint8 images into the network's float input, on the device.
+
+    ``"mean_image"`` subtracts the per-pixel training mean from raw 0-255 values (Caffe's
+    ``mean_file``, used by all three papers' CIFAR nets); nothing else is rescaled.
+    """
+
+    KINDS = ("mean_image",)
+
+    def __init__(self, kind: str, data: ImageData, device: torch.device):
+        if kind not in self.KINDS:
+            raise ValueError(f"unknown normalisation {kind!r}; known: {list(self.KINDS)}")
+        self.mean = data.mean_image().to(device)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.float() - self.mean
+        return x.contiguous(memory_format=torch.channels_last)
+
+
+class BatchStream:
+    """Endless training batches drawn on the device.
+
+    Every epoch is one random permutation of the training set (from a CPU generator seeded by the
+    run's seed, so the order is the same on every device); batches are consecutive slices of it and
+    a final partial batch is dropped. Optional augmentation, drawn from the same generator:
+    ``flip`` (horizontal, p=0.5) and ``crop`` (pad by ``crop`` pixels -- zeros or reflection --
+    then take a random window of the original size).
+    """
+
+    def __init__(
+        self,
+        data: ImageData,
+        batch_size: int,
+        seed: int,
+        normalize: Normalizer,
+        flip: bool = False,
+        crop: int = 0,
+        pad_mode: str = "zeros",
+    ):
+        if batch_size > len(data.train_y):
+            raise ValueError(f"batch_size={batch_size} is larger than the training set ({len(data.train_y)})")
+        self.data, self.batch_size, self.normalize = data, batch_size, normalize
+        self.flip, self.crop, self.pad_mode = flip, crop, pad_mode
+        self.generator = torch.Generator().manual_seed(seed)
+        self.device = data.train_x.device
+        self.epoch = -1
+        self._x = self._y = None
+        self._pos = 0
+        self.batches_per_epoch = len(data.train_y) // batch_size
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self
+
+    def _new_epoch(self) -> None:
+        n = len(self.data.train_y)
+        order = torch.randperm(n, generator=self.generator).to(self.device)
+        x = self.data.train_x[order]
+        if self.flip:
+            flip = (torch.rand(n, generator=self.generator) < 0.5).to(self.device)
+            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        if self.crop:
+            x = random_crop(x, self.crop, self.pad_mode, self.generator)
+        self._x, self._y = x, self.data.train_y[order]
+        self._pos = 0
+        self.epoch += 1
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._x is None or self._pos + self.batch_size > len(self._y):
+            self._new_epoch()
+        sl = slice(self._pos, self._pos + self.batch_size)
+        self._pos += self.batch_size
+        return self.normalize(self._x[sl]), self._y[sl]
+
+
+def random_crop(x: torch.Tensor, pad: int, mode: str, generator: torch.Generator) -> torch.Tensor:
+    """A random ``H x W`` window of each image padded by ``pad`` pixels, in one gather."""
+    n, _, h, w = x.shape
+    if mode == "zeros":
+        padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    elif mode == "reflect":
+        padded = torch.nn.functional.pad(x.float(), (pad, pad, pad, pad), mode="reflect").to(x.dtype)
+    else:
+        raise ValueError(f"pad_mode={mode!r}; allowed: 'zeros', 'reflect'")
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # n x h x 1
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]  # n x 1 x w
+    out = padded[torch.arange(n, device=x.device)[:, None, None], :, rows, cols]  # n x h x w x c
+    return out.permute(0, 3, 1, 2).contiguous()

@@ -1,0 +1,11 @@
+"""One module per notebook: its runs, the paper's settings, its claims and verdict rules."""
+
+from . import clr_cifar10
+
+EXPERIMENTS = {"clr_cifar10": clr_cifar10}
+
+
+def get_experiment(name: str):
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown notebook/experiment {name!r}; known: {sorted(EXPERIMENTS)}")
+    return EXPERIMENTS[name]

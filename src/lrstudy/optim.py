@@ -1,0 +1,87 @@
+"""Optimizers, built from a spec dict and a model's per-parameter multipliers.
+
+``caffe_sgd`` is the update rule of all three papers' code (Caffe for CLR and super-convergence,
+Lasagne's ``momentum`` for SGDR):
+
+    v <- momentum * v + lr * (grad + weight_decay * w);   w <- w - v
+
+PyTorch's ``SGD`` instead keeps ``lr`` outside the velocity (``v <- momentum * v + grad``;
+``w <- w - lr * v``). The two agree for a constant rate but not while the rate changes every step:
+after a jump in the schedule PyTorch applies the new rate to the whole accumulated velocity at once.
+A reproduction of *learning-rate schedules* therefore uses the papers' rule.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["CaffeSGD", "build_optimizer", "set_learning_rate"]
+
+
+class CaffeSGD(torch.optim.Optimizer):
+    """SGD with momentum in Caffe's form (learning rate inside the velocity).
+
+    Each parameter group holds ``lr`` (the rate actually applied to it) and ``weight_decay``;
+    ``set_learning_rate`` fills ``lr`` from the schedule times the group's ``lr_mult``.
+    """
+
+    def __init__(self, params, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0):
+        if lr < 0 or not 0 <= momentum < 1 or weight_decay < 0:
+            raise ValueError(f"CaffeSGD: need lr >= 0, 0 <= momentum < 1, weight_decay >= 0; "
+                             f"got lr={lr}, momentum={momentum}, weight_decay={weight_decay}")
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            grads = [p.grad for p in params]
+            if group["weight_decay"]:
+                grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+            velocities = []
+            for p in params:
+                state = self.state[p]
+                if "velocity" not in state:
+                    state["velocity"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                velocities.append(state["velocity"])
+            torch._foreach_mul_(velocities, group["momentum"])
+            torch._foreach_add_(velocities, grads, alpha=group["lr"])
+            torch._foreach_sub_(params, velocities)
+        return loss
+
+
+OPTIMIZERS = {"caffe_sgd": CaffeSGD}
+
+
+def build_optimizer(spec: dict, model: nn.Module) -> torch.optim.Optimizer:
+    """One parameter group per distinct (lr_mult, decay_mult) pair of the model.
+
+    ``spec`` is e.g. ``{"name": "caffe_sgd", "momentum": 0.9, "weight_decay": 0.004}``; the group's
+    decay is ``weight_decay * decay_mult`` and its ``lr_mult`` is kept for ``set_learning_rate``.
+    """
+    spec = dict(spec)
+    name = spec.pop("name")
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; known optimizers: {sorted(OPTIMIZERS)}")
+    weight_decay = spec.pop("weight_decay", 0.0)
+    groups: dict[tuple[float, float], list] = {}
+    for pname, param in model.named_parameters():
+        groups.setdefault(model.param_multipliers[pname], []).append(param)
+    param_groups = [
+        {"params": params, "lr_mult": lr_mult, "weight_decay": weight_decay * decay_mult}
+        for (lr_mult, decay_mult), params in groups.items()
+    ]
+    return OPTIMIZERS[name](param_groups, **spec)
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Apply the schedule's rate to every group, times the group's ``lr_mult``."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_mult", 1.0)

@@ -1,0 +1,28 @@
+"""The papers' own numbers, from one cited table (``paper_tables.csv``).
+
+Every number a notebook compares against comes from that file, with the paper, its arXiv version
+and the table it was transcribed from; nothing is typed into a notebook.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import pandas as pd
+
+__all__ = ["paper_table", "CITATIONS"]
+
+CITATIONS = {
+    "CLR": "L. N. Smith, Cyclical Learning Rates for Training Neural Networks, WACV 2017 "
+           "(arXiv:1506.01186v6)",
+}
+
+
+def paper_table(paper: str | None = None, table: str | None = None, dataset: str | None = None) -> pd.DataFrame:
+    """Rows of ``paper_tables.csv``, optionally filtered."""
+    with resources.files("lrstudy").joinpath("paper_tables.csv").open() as f:
+        df = pd.read_csv(f)
+    for column, value in (("paper", paper), ("table", table), ("dataset", dataset)):
+        if value is not None:
+            df = df[df[column] == value]
+    return df.reset_index(drop=True)

@@ -1,0 +1,203 @@
+"""The run store: every training run, keyed by its full configuration, kept on disk.
+
+A run is identified by a hash of everything that decides what it computes (model, data, schedule,
+optimizer, budget, batch size, augmentation, evaluation cadence, seed, profile). Its results are two
+files under ``results/<profile>/runs/``:
+
+* ``<id>.csv``  -- the evaluation rows (see :mod:`lrstudy.train`);
+* ``<id>.json`` -- the configuration, status, timings, code version, package versions, device and
+  data source, plus the CSV's SHA-256.
+
+Both are written atomically (temporary file, fsync, rename), the JSON last, so a run either has a
+complete record or none. Asking for a run that has a valid record returns it from disk; anything
+else (no record, a record whose CSV is missing or altered, a run that failed) is trained again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from .paths import results_root
+from .schedules import make_schedule
+
+__all__ = ["RunConfig", "RunRecord", "RunStore", "FINAL_STATUSES"]
+
+FORMAT_VERSION = 1  # bump when the meaning of a stored run changes, so old records are not reused
+FINAL_STATUSES = ("finished", "diverged")  # records that are results; "failed" ones are redone
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a run's results."""
+
+    profile: str
+    data: str  # the data source's id (lrstudy.data.describe_source), not a machine-specific path
+    model: dict
+    optimizer: dict
+    schedule: dict
+    iterations: int
+    batch_size: int
+    eval_every: int
+    seed: int
+    normalize: str = "mean_image"
+    augment: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        # Canonical forms, so that equal runs hash equally (0.001 vs 1e-3, 2000 vs 2000.0).
+        object.__setattr__(self, "schedule", make_schedule(**self.schedule).spec())
+        for name in ("iterations", "batch_size", "eval_every", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+                raise ValueError(f"run config: {name}={value!r} must be a whole number")
+            object.__setattr__(self, name, int(value))
+        for name, low in (("iterations", 1), ("batch_size", 1), ("eval_every", 1), ("seed", 0)):
+            if getattr(self, name) < low:
+                raise ValueError(f"run config: {name}={getattr(self, name)} must be >= {low}")
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT_VERSION, **dataclasses.asdict(self)}
+
+    @property
+    def id(self) -> str:
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        d = dict(d)
+        d.pop("format", None)
+        return cls(**d)
+
+
+@dataclass
+class RunRecord:
+    """A stored run: its metadata (the JSON) and its evaluation rows."""
+
+    meta: dict
+    rows: pd.DataFrame
+
+    @property
+    def status(self) -> str:
+        return self.meta["status"]
+
+    @property
+    def final(self) -> dict:
+        """The last evaluation row (the result at the end of the run's budget)."""
+        return self.rows.iloc[-1].to_dict() if len(self.rows) else {}
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+class RunStore:
+    """Runs of one profile, under ``<results>/<profile>/runs`` unless ``root`` is given."""
+
+    def __init__(self, profile: str, root: str | os.PathLike | None = None):
+        self.profile = profile
+        self.root = Path(root) if root is not None else results_root() / profile / "runs"
+
+    def paths(self, run_id: str) -> tuple[Path, Path]:
+        return self.root / f"{run_id}.csv", self.root / f"{run_id}.json"
+
+    def load(self, config: RunConfig) -> RunRecord | None:
+        """The stored record of this run if it is complete and intact, else None."""
+        csv_path, json_path = self.paths(config.id)
+        try:
+            meta = json.loads(json_path.read_text())
+            raw = csv_path.read_bytes()
+        except (OSError, ValueError):
+            return None
+        if (
+            meta.get("status") not in FINAL_STATUSES
+            or meta.get("config") != config.to_dict()
+            or meta.get("csv_sha256") != hashlib.sha256(raw).hexdigest()
+        ):
+            return None
+        return RunRecord(meta, pd.read_csv(io.BytesIO(raw)))
+
+    def save(self, config: RunConfig, status: str, rows: list[dict], info: dict) -> RunRecord:
+        """Write a run's rows and metadata (rows first, metadata last)."""
+        csv_path, json_path = self.paths(config.id)
+        frame = pd.DataFrame(rows)
+        raw = frame.to_csv(index=False, float_format="%.10g").encode()
+        _atomic_write(csv_path, raw)
+        meta = {
+            "id": config.id,
+            "status": status,
+            "config": config.to_dict(),
+            **info,
+            "csv_sha256": hashlib.sha256(raw).hexdigest(),
+            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        _atomic_write(json_path, (json.dumps(_finite(meta), indent=1, sort_keys=True) + "\n").encode())
+        return RunRecord(meta, frame)
+
+    def get_or_run(self, config: RunConfig, run: Callable[[RunConfig], tuple[str, list[dict], dict]]) -> RunRecord:
+        """The stored run, or the result of ``run(config)`` -- ``(status, rows, info)`` -- saved.
+
+        An exception inside ``run`` is stored as a ``"failed"`` record (with the error) and
+        re-raised; failed runs are tried again the next time they are asked for.
+        """
+        record = self.load(config)
+        if record is not None:
+            return record
+        try:
+            status, rows, info = run(config)
+        except Exception as err:
+            self.save(config, "failed", [], {"error": f"{type(err).__name__}: {err}"})
+            raise
+        return self.save(config, status, rows, info)
+
+    def records(self) -> list[RunRecord]:
+        """Every complete run in this store."""
+        out = []
+        for json_path in sorted(self.root.glob("*.json")):
+            try:
+                config = RunConfig.from_dict(json.loads(json_path.read_text())["config"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            record = self.load(config)
+            if record is not None:
+                out.append(record)
+        return out
+
+
+def _finite(obj: Any) -> Any:
+    """JSON has no NaN/inf: store them as null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj

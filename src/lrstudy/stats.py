@@ -1,0 +1,90 @@
+"""Summaries over seeds and the pre-declared verdict rules.
+
+Claims compare two settings of one experiment. Runs of different settings with the same seed share
+their initial weights and data order, so differences are taken per seed (paired) and summarised by
+a Student-t 95% confidence interval. With one seed there is no interval: the verdict then rests on
+the sign of the single difference and says so in its ``basis``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+from scipy import stats as _st
+
+__all__ = ["mean_ci", "Claim", "VERDICTS"]
+
+VERDICTS = ("confirmed", "not confirmed", "inconclusive", "not run")
+
+
+def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean and the two ends of its Student-t confidence interval (NaN ends for fewer than 2)."""
+    v = np.asarray([x for x in values if x is not None and not math.isnan(x)], dtype=float)
+    if len(v) == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(v.mean())
+    if len(v) < 2:
+        return mean, math.nan, math.nan
+    half = float(_st.t.ppf(0.5 + confidence / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+    return mean, mean - half, mean + half
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim of a paper, as a comparison of two settings' final test accuracy (in points).
+
+    ``kind="better"``: ``a`` beats ``b``. Confirmed when the 95% CI of the paired difference
+    ``a - b`` lies above 0; not confirmed when it lies at or below 0; inconclusive otherwise.
+
+    ``kind="not_worse"``: ``a`` is at least as good as ``b`` up to ``margin`` points. Confirmed when
+    the CI lies above ``-margin``; not confirmed when it lies below ``-margin``; inconclusive
+    otherwise.
+    """
+
+    id: str
+    text: str
+    a: str
+    b: str
+    kind: str = "better"
+    margin: float = 0.0
+
+    def __post_init__(self):
+        if self.kind not in ("better", "not_worse"):
+            raise ValueError(f"claim {self.id}: kind={self.kind!r}; allowed: 'better', 'not_worse'")
+
+    @property
+    def rule(self) -> str:
+        if self.kind == "better":
+            return (f"confirmed if the 95% CI of {self.a} - {self.b} (paired by seed) is above 0; "
+                    "not confirmed if it is at or below 0; otherwise inconclusive")
+        return (f"confirmed if the 95% CI of {self.a} - {self.b} (paired by seed) is above "
+                f"-{self.margin:g} points; not confirmed if it is below -{self.margin:g}; otherwise inconclusive")
+
+    def judge(self, final: Mapping[str, Mapping[int, float]]) -> dict:
+        """``final[label][seed]`` = final test accuracy of each run that produced a result."""
+        a, b = final.get(self.a, {}), final.get(self.b, {})
+        seeds = sorted(set(a) & set(b))
+        diffs = [a[s] - b[s] for s in seeds]
+        out = {"claim": self.id, "text": self.text, "rule": self.rule, "n": len(diffs)}
+        if not diffs:
+            return {**out, "difference": math.nan, "ci_low": math.nan, "ci_high": math.nan,
+                    "verdict": "not run", "basis": "no pair of runs with results"}
+        mean, low, high = mean_ci(diffs)
+        threshold = 0.0 if self.kind == "better" else -self.margin
+        if len(diffs) == 1:
+            basis = "one seed: sign of a single difference, no confidence interval"
+            low = high = mean
+        else:
+            basis = f"95% t-interval over {len(diffs)} paired seeds"
+        if low > threshold:
+            verdict = "confirmed"
+        elif (high <= threshold) if self.kind == "better" else (high < threshold):
+            verdict = "not confirmed"
+        else:
+            verdict = "inconclusive"
+        if len(diffs) == 1:
+            low = high = math.nan
+        return {**out, "difference": mean, "ci_low": low, "ci_high": high, "verdict": verdict, "basis": basis}

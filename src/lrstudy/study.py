@@ -1,0 +1,223 @@
+"""Running an experiment's set of runs through the run store, and the tables notebooks show.
+
+An experiment module (``lrstudy.experiments.*``) lists its runs as ``(label, RunConfig)`` pairs;
+:func:`execute` trains the ones the store does not have yet and returns a :class:`StudyResults`.
+When every run is already stored, nothing is loaded or trained: a re-executed notebook only reads.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from .data import describe_source, load_data
+from .paths import results_root
+from .config import Profile, resolve_device
+from .provenance import environment
+from .runs import RunConfig, RunRecord, RunStore
+from .stats import Claim, mean_ci
+from .train import train
+
+__all__ = ["Settings", "StudyResults", "execute"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What one notebook runs under: the profile, its overrides, and the notebook's own knobs."""
+
+    notebook: str
+    profile: Profile
+    data: str
+    device: str
+    precision: str
+    seeds: tuple[int, ...]
+    knobs: dict = field(default_factory=dict)
+
+    @property
+    def data_id(self) -> str:
+        return describe_source(self.data)[0]
+
+    @property
+    def data_name(self) -> str:
+        return describe_source(self.data)[1]
+
+    def table(self) -> pd.DataFrame:
+        rows = [
+            ("profile", self.profile.name, self.profile.description),
+            ("data", self.data_name, f"source: {self.data}"),
+            ("device", self.device, "where missing runs are trained"),
+            ("precision", self.precision, "bf16 = bfloat16 autocast for forward passes (CUDA only)"),
+            ("seeds", ", ".join(map(str, self.seeds)), "one run per setting and seed"),
+        ]
+        rows += [(k, f"{v:g}" if isinstance(v, float) else str(v), "notebook setting")
+                 for k, v in self.knobs.items()]
+        return pd.DataFrame(rows, columns=["setting", "value", "meaning"]).set_index("setting")
+
+
+def make_settings(notebook: str, profile: Profile, knobs: dict, data=None, seeds=None, device=None) -> Settings:
+    """Settings from a profile plus the notebook's overrides (``None`` keeps the profile's value)."""
+    if seeds is None:
+        seeds = profile.seeds
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds={seeds!r} must be a whole number >= 1")
+    device = profile.device if device in (None, "", "None") else device
+    if device not in ("cpu", "cuda", "auto"):
+        raise ValueError(f"device={device!r}; choose one of ['cpu', 'cuda', 'auto']")
+    data = profile.data if data in (None, "", "None") else str(data)
+    describe_source(data)  # rejects nothing today, but keeps the id computable before any work
+    return Settings(notebook, profile, data, device, profile.precision, tuple(range(1, seeds + 1)), knobs)
+
+
+@dataclass
+class StudyResults:
+    """The runs of one notebook: their records, and tables built from them."""
+
+    settings: Settings
+    labels: list[str]
+    configs: list[RunConfig]
+    records: list[RunRecord | None]  # None where a run failed
+    errors: dict = field(default_factory=dict)
+
+    @property
+    def runs(self) -> pd.DataFrame:
+        """One row per run: setting, seed, status, final accuracy and where it came from."""
+        rows = []
+        for label, config, record in zip(self.labels, self.configs, self.records):
+            row = {"setting": label, "seed": config.seed, "run_id": config.id, "iterations": config.iterations}
+            if record is None:
+                row.update(status="failed", error=self.errors.get(config.id, ""))
+            else:
+                meta = record.meta
+                row.update(
+                    status=record.status,
+                    final_test_acc=record.final.get("test_acc", math.nan),
+                    steps_done=int(record.final.get("step", 0)),
+                    train_s=meta.get("timings", {}).get("wall_s"),
+                    device=meta.get("environment", {}).get("device"),
+                    commit=meta.get("environment", {}).get("commit"),
+                    code_modified=meta.get("environment", {}).get("code_modified"),
+                    torch=meta.get("environment", {}).get("torch"),
+                    data=meta.get("data", {}).get("data_name"),
+                    precision=meta.get("precision"),
+                )
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    @property
+    def curves(self) -> pd.DataFrame:
+        """All evaluation rows of all runs, long format, with ``setting`` and ``seed`` columns."""
+        frames = [
+            record.rows.assign(setting=label, seed=config.seed)
+            for label, config, record in zip(self.labels, self.configs, self.records)
+            if record is not None
+        ]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def final_accuracy(self) -> dict[str, dict[int, float]]:
+        """``{setting: {seed: final test accuracy}}`` over runs that produced a result."""
+        out: dict[str, dict[int, float]] = {}
+        for label, config, record in zip(self.labels, self.configs, self.records):
+            if record is not None and len(record.rows):
+                out.setdefault(label, {})[config.seed] = float(record.final["test_acc"])
+        return out
+
+    def summary(self, paper: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Per setting: iterations, ours as mean and 95% CI over seeds with the per-seed values,
+        and the paper's number where ``paper`` (rows of ``paper_tables.csv``) has one."""
+        runs = self.runs
+        rows = []
+        for label in dict.fromkeys(self.labels):
+            mine = runs[runs.setting == label]
+            accs = mine.final_test_acc.dropna().tolist() if "final_test_acc" in mine else []
+            mean, low, high = mean_ci(accs)
+            row = {
+                "setting": label,
+                "iterations": int(mine.iterations.iloc[0]),
+                "ours_mean": mean,
+                "ours_ci95": (f"[{low:.1f}, {high:.1f}]" if not math.isnan(low) else "n/a (1 seed)") if accs else "",
+                "per_seed": ", ".join(f"{a:.1f}" for a in accs),
+                "status": ", ".join(sorted(set(mine.status))),
+            }
+            if paper is not None:
+                match = paper[paper.setting == label]
+                row["paper_iterations"] = int(match.iterations.iloc[0]) if len(match) else math.nan
+                row["paper"] = float(match.value.iloc[0]) if len(match) else math.nan
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("setting")
+
+    def verdicts(self, claims: Sequence[Claim]) -> pd.DataFrame:
+        final = self.final_accuracy()
+        return pd.DataFrame([c.judge(final) for c in claims]).set_index("claim")
+
+
+def execute(settings: Settings, labelled: Sequence[tuple[str, RunConfig]], progress: bool = True) -> StudyResults:
+    """Make sure every run exists in the store (training the missing ones), then collect them.
+
+    Runs are trained one after another on ``settings.device``; the data set is loaded only if some
+    run is missing. A run that raises is recorded as failed and the others still run.
+    """
+    store = RunStore(settings.profile.name)
+    data = device = None
+    records, errors = [], {}
+    todo = [i for i, (_, c) in enumerate(labelled) if store.load(c) is None]
+    if todo:
+        print(f"{len(todo)} of {len(labelled)} runs to train (the rest are in {_rel(store.root)}).")
+    done = 0
+    for i, (label, config) in enumerate(labelled):
+        record = store.load(config)
+        if record is None:
+            if data is None:
+                device = resolve_device(settings.device)
+                data = load_data(settings.data)
+                if data.id != config.data:
+                    raise RuntimeError(f"loaded data {data.id!r} but the runs expect {config.data!r}")
+            done += 1
+            name = f"[{done}/{len(todo)}] {label} seed {config.seed}"
+            try:
+                record = store.get_or_run(
+                    config, lambda c: _train_one(c, data, device, settings, label, progress, name)
+                )
+                final = record.final
+                print(f"{name}: {record.status} after {int(final['step'])} iterations, "
+                      f"test accuracy {final['test_acc']:.2f}% ({record.meta['timings']['wall_s']:.0f} s)")
+            except Exception as err:  # recorded as failed by the store; go on with the others
+                errors[config.id] = f"{type(err).__name__}: {err}"
+                print(f"{name}: FAILED ({errors[config.id]})")
+                record = None
+        records.append(record)
+    labels = [label for label, _ in labelled]
+    return StudyResults(settings, labels, [c for _, c in labelled], records, errors)
+
+
+def _train_one(config: RunConfig, data, device, settings: Settings, label: str, progress: bool, name: str):
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    result = train(config, data, device=device, precision=settings.precision, progress=progress, description=name)
+    info = {
+        "label": label,
+        "notebook": settings.notebook,
+        "started_at": started,
+        "precision": settings.precision,
+        "diverged_at": result.diverged_at,
+        "timings": result.timings,
+        "environment": environment(device),
+        "data": {"source": _public_source(settings.data), **data.describe()},
+    }
+    return result.status, result.rows, info
+
+
+def _public_source(source: str) -> str:
+    """A data source as recorded: a name as given, a path by its last component only (where the
+    files lay on one machine says nothing about what they were, and may be private)."""
+    return Path(source).name if ("/" in source or "\\" in source) else source
+
+
+def _rel(path) -> str:
+    try:
+        return str(path.relative_to(results_root().parent))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,157 @@
+"""Training one run: iteration-based, as the papers count, with the rate set from the schedule
+before every update and the test set evaluated every ``eval_every`` updates.
+
+A run's rows (one per evaluation) hold:
+
+    step        updates done so far (0 = the untrained network)
+    epoch       step * batch_size / training-set size
+    lr          the schedule's rate for the last update before this row (for step 0: its first)
+    train_loss  mean training loss over the updates since the previous row
+    train_acc   training accuracy (%) over the same updates, measured on the fly
+    test_loss   mean loss over the whole test split
+    test_acc    accuracy (%) over the whole test split
+    wall_s      seconds since the run started (evaluations included)
+
+A loss that becomes NaN or infinite ends the run with status ``"diverged"`` (its last row holds the
+step where that was seen); the study goes on with the next run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import torch
+from torch.nn import functional as F
+
+from .data import BatchStream, ImageData, Normalizer
+from .models import build_model
+from .optim import build_optimizer, set_learning_rate
+from .schedules import make_schedule
+
+__all__ = ["TrainResult", "train", "evaluate", "eval_steps"]
+
+DIVERGENCE_CHECK_EVERY = 10  # updates between NaN checks (each check waits for the GPU)
+
+
+@dataclass
+class TrainResult:
+    status: str  # "finished" or "diverged"
+    rows: list[dict]
+    timings: dict = field(default_factory=dict)
+    diverged_at: int | None = None
+
+
+def eval_steps(iterations: int, eval_every: int) -> list[int]:
+    """Steps after which the test set is evaluated: 0, every ``eval_every``, and the last."""
+    return sorted({0, *range(eval_every, iterations, eval_every), iterations})
+
+
+@torch.no_grad()
+def evaluate(model, images: torch.Tensor, labels: torch.Tensor, normalize: Normalizer,
+             autocast, batch_size: int = 1000) -> tuple[float, float]:
+    """Mean loss and accuracy (%) over a whole split."""
+    model.eval()
+    loss_sum = torch.zeros((), device=images.device, dtype=torch.float64)
+    correct = torch.zeros((), device=images.device, dtype=torch.int64)
+    for start in range(0, len(labels), batch_size):
+        x = normalize(images[start:start + batch_size])
+        y = labels[start:start + batch_size]
+        with autocast():
+            logits = model(x)
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
+        correct += (logits.argmax(1) == y).sum()
+    model.train()
+    n = len(labels)
+    return loss_sum.item() / n, 100.0 * correct.item() / n
+
+
+def train(config, data: ImageData, device: str | torch.device = "cpu", precision: str = "fp32",
+          progress: bool = True, description: str | None = None) -> TrainResult:
+    """Train the run described by ``config`` (a :class:`lrstudy.runs.RunConfig`) on ``data``.
+
+    ``precision="bf16"`` runs forward passes under bfloat16 autocast (CUDA only; the weights and the
+    update stay in float32).
+    """
+    from tqdm import tqdm  # the text bar: it renders in terminals, papermill logs and notebooks alike
+
+    device = torch.device(device)
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)
+    data = data.on(device)
+    model = build_model(config.model, num_classes=data.num_classes)
+    model = model.to(device=device, memory_format=torch.channels_last)
+    optimizer = build_optimizer(config.optimizer, model)
+    schedule = make_schedule(**config.schedule)
+    normalize = Normalizer(config.normalize, data, device)
+    augment = dict(config.augment)
+    stream = BatchStream(data, config.batch_size, config.seed, normalize, **augment)
+    if precision == "bf16" and device.type == "cuda":
+        autocast = lambda: torch.autocast("cuda", dtype=torch.bfloat16)  # noqa: E731
+    else:
+        autocast = nullcontext
+
+    n_train = len(data.train_y)
+    checkpoints = eval_steps(config.iterations, config.eval_every)
+    rows: list[dict] = []
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    since_row = 0
+    eval_seconds = 0.0
+    status, diverged_at = "finished", None
+
+    def record(step: int) -> None:
+        nonlocal loss_sum, correct, since_row, eval_seconds
+        t0 = time.perf_counter()
+        test_loss, test_acc = evaluate(model, data.test_x, data.test_y, normalize, autocast)
+        eval_seconds += time.perf_counter() - t0
+        rows.append({
+            "step": step,
+            "epoch": step * config.batch_size / n_train,
+            "lr": schedule(max(step - 1, 0)),
+            "train_loss": loss_sum.item() / since_row if since_row else math.nan,
+            "train_acc": 100.0 * correct.item() / (since_row * config.batch_size) if since_row else math.nan,
+            "test_loss": test_loss,
+            "test_acc": test_acc,
+            "wall_s": time.perf_counter() - started,
+        })
+        loss_sum.zero_(), correct.zero_()
+        since_row = 0
+
+    bar = tqdm(total=config.iterations, desc=description, disable=not progress, mininterval=2.0,
+               unit="it", dynamic_ncols=True, leave=False)
+    next_checkpoint = 0
+    for step in range(config.iterations + 1):
+        if step == checkpoints[next_checkpoint]:
+            record(step)
+            next_checkpoint += 1
+            bar.set_postfix(test_acc=f"{rows[-1]['test_acc']:.1f}", refresh=False)
+        if step == config.iterations:
+            break
+        set_learning_rate(optimizer, schedule(step))
+        x, y = next(stream)
+        with autocast():
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach().double()
+        correct += (logits.detach().argmax(1) == y).sum()
+        since_row += 1
+        bar.update(1)
+        if (step + 1) % DIVERGENCE_CHECK_EVERY == 0 and not torch.isfinite(loss_sum):
+            status, diverged_at = "diverged", step + 1
+            record(step + 1)
+            break
+    bar.close()
+    total = time.perf_counter() - started
+    done = rows[-1]["step"]
+    train_seconds = max(total - eval_seconds, 1e-9)
+    return TrainResult(status, rows, {
+        "wall_s": total,
+        "eval_s": eval_seconds,
+        "train_images_per_s": done * config.batch_size / train_seconds,
+    }, diverged_at)
