@@ -35,6 +35,15 @@ def test_id_is_stable_and_canonical():
     assert config(profile="cpu").id != config().id
 
 
+def test_momentum_schedule_is_part_of_the_config_only_when_given():
+    assert "momentum" not in config().to_dict()
+    cyclical = config(momentum={"name": "one_cycle_momentum", "max_momentum": 0.95, "min_momentum": 0.85, "step_size": 10})
+    assert cyclical.id != config().id and cyclical.to_dict()["momentum"]["min_momentum"] == 0.85
+    result = train(cyclical, load_data("synthetic"), progress=False)
+    # each row holds the momentum of the update just before it (steps 0, 9, 19, 29)
+    assert [round(r["momentum"], 6) for r in result.rows] == [0.95, 0.86, 0.94, 0.95]
+
+
 def test_finished_run_is_reused(tmp_path):
     store = RunStore("smoke", tmp_path)
     first = store.get_or_run(config(), fake_run)

@@ -125,6 +125,7 @@ def test_bad_parameters_name_the_parameter(name, params, message):
 
 
 def test_every_policy_round_trips_through_its_spec():
+    """Every registered policy: spec -> schedule -> spec, same values."""
     examples = {
         "fixed": {"lr": 0.1}, "piecewise": {"values": [0.1, 0.01], "boundaries": [5]},
         "triangular": {"base_lr": 0.1, "max_lr": 1, "step_size": 3},
@@ -132,6 +133,16 @@ def test_every_policy_round_trips_through_its_spec():
         "exp": {"base_lr": 0.1, "gamma": 0.9},
         "exp_range": {"base_lr": 0.1, "max_lr": 1, "step_size": 3, "gamma": 0.9},
         "clr_decay": {"base_lr": 0.1, "max_lr": 1, "step_size": 3},
+        "step": {"base_lr": 0.1, "gamma": 0.5, "step_size": 4},
+        "multistep": {"base_lr": 0.1, "gamma": 0.1, "milestones": [3, 7]},
+        "exp_sweep": {"start_lr": 1e-5, "end_lr": 1.0, "total_steps": 10},
+        "welch": {"base_lr": 0.1, "max_lr": 1, "step_size": 3},
+        "hann": {"base_lr": 0.1, "max_lr": 1, "step_size": 3, "step_size_down": 5},
+        "sgdr": {"eta_max": 0.1, "eta_min": 0.0, "T_0": 1, "T_mult": 2, "steps_per_epoch": 3},
+        "one_cycle": {"base_lr": 0.1, "max_lr": 1, "step_size": 5, "total_steps": 15},
+        "one_cycle_momentum": {"max_momentum": 0.95, "min_momentum": 0.85, "step_size": 5},
+        "onecycle_torch": {"max_lr": 1.0, "total_steps": 15},
+        "onecycle_torch_momentum": {"total_steps": 15, "three_phase": True},
     }
     assert set(examples) == set(POLICIES)
     for name, params in examples.items():
@@ -159,3 +170,9 @@ def test_sample_includes_both_ends():
     pairs = sample(make_schedule("fixed", lr=1.0), 1000, points=7)
     assert pairs[0][0] == 0 and pairs[-1][0] == 999 and len(pairs) == 7
     assert not any(math.isnan(v) for _, v in pairs)
+
+
+def test_step_and_multistep():
+    assert make_schedule("step", base_lr=0.1, gamma=0.5, step_size=10)(25) == pytest.approx(0.025)
+    multi = make_schedule("multistep", base_lr=0.35, gamma=0.1, milestones=[50_000, 70_000])
+    assert [multi(t) for t in (49_999, 50_000, 70_000)] == pytest.approx([0.35, 0.035, 0.0035])

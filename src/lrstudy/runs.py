@@ -35,6 +35,7 @@ __all__ = ["RunConfig", "RunRecord", "RunStore", "FINAL_STATUSES"]
 
 FORMAT_VERSION = 1  # bump when the meaning of a stored run changes, so old records are not reused
 FINAL_STATUSES = ("finished", "diverged")  # records that are results; "failed" ones are redone
+_ADDED_LATER = ("momentum",)  # RunConfig fields added after the first results were stored
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,13 @@ class RunConfig:
     seed: int
     normalize: str = "mean_image"
     augment: dict = field(default_factory=dict)
+    momentum: dict | None = None  # a momentum schedule's spec; None: the optimizer's fixed momentum
 
     def __post_init__(self):
         # Canonical forms, so that equal runs hash equally (0.001 vs 1e-3, 2000 vs 2000.0).
         object.__setattr__(self, "schedule", make_schedule(**self.schedule).spec())
+        if self.momentum is not None:
+            object.__setattr__(self, "momentum", make_schedule(**self.momentum).spec())
         for name in ("iterations", "batch_size", "eval_every", "seed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
@@ -66,7 +70,11 @@ class RunConfig:
                 raise ValueError(f"run config: {name}={getattr(self, name)} must be >= {low}")
 
     def to_dict(self) -> dict:
-        return {"format": FORMAT_VERSION, **dataclasses.asdict(self)}
+        d = {"format": FORMAT_VERSION, **dataclasses.asdict(self)}
+        for key in _ADDED_LATER:  # absent at their default, so runs stored before them keep their ids
+            if d[key] is None:
+                del d[key]
+        return d
 
     @property
     def id(self) -> str:

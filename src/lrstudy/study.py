@@ -49,7 +49,7 @@ class Settings:
     def table(self) -> pd.DataFrame:
         rows = [
             ("profile", self.profile.name, self.profile.description),
-            ("data", self.data_name, f"source: {self.data}"),
+            ("data", self.data_name, f"source: {_public_source(self.data)}"),
             ("device", self.device, "where missing runs are trained"),
             ("precision", self.precision, "bf16 = bfloat16 autocast for forward passes (CUDA only)"),
             ("seeds", ", ".join(map(str, self.seeds)), "one run per setting and seed"),

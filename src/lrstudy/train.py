@@ -6,6 +6,7 @@ A run's rows (one per evaluation) hold:
     step        updates done so far (0 = the untrained network)
     epoch       step * batch_size / training-set size
     lr          the schedule's rate for the last update before this row (for step 0: its first)
+    momentum    likewise, for runs with a momentum schedule (absent otherwise)
     train_loss  mean training loss over the updates since the previous row
     train_acc   training accuracy (%) over the same updates, measured on the fly
     test_loss   mean loss over the whole test split
@@ -85,6 +86,7 @@ def train(config, data: ImageData, device: str | torch.device = "cpu", precision
     model = model.to(device=device, memory_format=torch.channels_last)
     optimizer = build_optimizer(config.optimizer, model)
     schedule = make_schedule(**config.schedule)
+    momentum = make_schedule(**config.momentum) if config.momentum is not None else None
     normalize = Normalizer(config.normalize, data, device)
     augment = dict(config.augment)
     stream = BatchStream(data, config.batch_size, config.seed, normalize, **augment)
@@ -107,7 +109,7 @@ def train(config, data: ImageData, device: str | torch.device = "cpu", precision
         t0 = time.perf_counter()
         test_loss, test_acc = evaluate(model, data.test_x, data.test_y, normalize, autocast)
         eval_seconds += time.perf_counter() - t0
-        rows.append({
+        row = {
             "step": step,
             "epoch": step * config.batch_size / n_train,
             "lr": schedule(max(step - 1, 0)),
@@ -116,7 +118,10 @@ def train(config, data: ImageData, device: str | torch.device = "cpu", precision
             "test_loss": test_loss,
             "test_acc": test_acc,
             "wall_s": time.perf_counter() - started,
-        })
+        }
+        if momentum is not None:
+            row["momentum"] = momentum(max(step - 1, 0))
+        rows.append(row)
         loss_sum.zero_(), correct.zero_()
         since_row = 0
 
@@ -131,6 +136,9 @@ def train(config, data: ImageData, device: str | torch.device = "cpu", precision
         if step == config.iterations:
             break
         set_learning_rate(optimizer, schedule(step))
+        if momentum is not None:
+            for group in optimizer.param_groups:
+                group["momentum"] = momentum(step)
         x, y = next(stream)
         with autocast():
             logits = model(x)
