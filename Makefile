@@ -17,6 +17,9 @@ STAMP := $(VENV)/.installed
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 NOTEBOOKS ?= $(basename $(notdir $(wildcard notebooks/*.ipynb)))
 DATA ?=
+# Where executed notebooks and the run store go (results/<profile>/...); the tests point it elsewhere.
+RESULTS ?= results
+export LRSTUDY_RESULTS := $(abspath $(RESULTS))
 # Jupyter looks here first, so papermill's `-k python3` is this venv's kernel, whatever else the
 # user has registered under that name.
 export JUPYTER_PATH := $(abspath $(VENV))/share/jupyter
@@ -48,13 +51,16 @@ reproduce: $(STAMP)
 	$(MAKE) --no-print-directory --keep-going notebooks PROFILE=$$profile; status=$$?; \
 	echo; echo "== make reproduce, profile '$$profile' =="; \
 	for nb in $(NOTEBOOKS); do \
-	  if [ -f results/$$profile/$$nb.html ]; then echo "  done    $$nb -> results/$$profile/$$nb.html"; \
-	  else echo "  FAILED  $$nb -> results/$$profile/$$nb.failed.ipynb"; fi; \
-	done; exit $$status
+	  if [ -f $(RESULTS)/$$profile/$$nb.html ]; then echo "  done    $$nb -> $(RESULTS)/$$profile/$$nb.html"; \
+	  else echo "  FAILED  $$nb -> $(RESULTS)/$$profile/$$nb.failed.ipynb"; status=1; fi; \
+	done; \
+	$(BIN)/python -m lrstudy status --profile $$profile $(if $(DATA),--data "$(DATA_PATH)") $(NOTEBOOKS) || status=1; \
+	exit $$status
 
-OUT = results/$(PROFILE)
+OUT = $(RESULTS)/$(PROFILE)
 # A path given as DATA is made absolute (papermill runs in notebooks/); a name (cifar10) is kept.
-DATA_ARG = $(if $(DATA),-p data "$(if $(wildcard $(DATA)),$(abspath $(DATA)),$(DATA))")
+DATA_PATH = $(if $(wildcard $(DATA)),$(abspath $(DATA)),$(DATA))
+DATA_ARG = $(if $(DATA),-p data "$(DATA_PATH)")
 
 notebooks: $(NOTEBOOKS:%=$(OUT)/%.html)
 
@@ -76,8 +82,8 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
 
 clean:
-	rm -rf results/smoke .pytest_cache
-	rm -f results/*/*.partial.ipynb results/*/*.failed.ipynb
+	rm -rf $(RESULTS)/smoke .pytest_cache $(RESULTS)/*/locks
+	rm -f $(RESULTS)/*/*.partial.ipynb $(RESULTS)/*/*.failed.ipynb
 	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
 
 distclean: clean

@@ -22,8 +22,13 @@ def config(**changes) -> RunConfig:
     return RunConfig(**{**BASE, **changes})
 
 
+def row(step, acc):
+    return {"step": step, "epoch": step / 40, "lr": 0.001, "train_loss": 2.0, "train_acc": acc,
+            "test_loss": 2.0, "test_acc": acc}
+
+
 def fake_run(config):
-    return "finished", [{"step": 0, "test_acc": 10.0}, {"step": config.iterations, "test_acc": 50.0}], {"timings": {"wall_s": 1.0}}
+    return "finished", [row(0, 10.0), row(config.iterations, 50.0)], {"timings": {"wall_s": 1.0}}
 
 
 def test_id_is_stable_and_canonical():
@@ -84,7 +89,7 @@ def test_interrupted_write_leaves_no_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(OSError, match="disk full"):
-        store.save(config(), "finished", [{"step": 0}], {})
+        store.save(config(), "finished", [row(0, 10.0)], {})
     assert list(tmp_path.iterdir()) == []
 
 

@@ -1,6 +1,7 @@
 """Command line: train an experiment's runs into the run store without Jupyter.
 
     python -m lrstudy run clr_cifar10 --profile fast --data path/to/tree
+    python -m lrstudy status --profile fast clr_cifar10    # which runs are finished, diverged, failed
     python -m lrstudy list
 
 Useful on a GPU machine without papermill: the notebooks later read the same run store.
@@ -25,9 +26,16 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the profile's)")
     run.add_argument("--device", default=None, choices=["cpu", "cuda", "auto"])
     run.add_argument("--no-progress", action="store_true", help="no per-iteration progress bar")
+    status = sub.add_parser("status", help="count each notebook's runs by status in the run store")
+    status.add_argument("notebooks", nargs="*", help="notebook names (default: all; others are skipped)")
+    status.add_argument("--profile", required=True, choices=PROFILES)
+    status.add_argument("--data", default=None, help="data source the runs were asked for (default: the profile's)")
+    status.add_argument("--seeds", type=int, default=None)
     sub.add_parser("list", help="list notebooks and profiles")
     args = parser.parse_args(argv)
 
+    if args.command == "status":
+        return _status(args)
     if args.command == "list":
         print("notebooks:", ", ".join(sorted(EXPERIMENTS)))
         print("profiles: ", ", ".join(PROFILES))
@@ -41,6 +49,28 @@ def main(argv: list[str] | None = None) -> int:
         print(runs.groupby(["setting", "status"]).size().to_string())
         failed += int((runs.status == "failed").sum())
     return 1 if failed else 0
+
+
+def _status(args) -> int:
+    """One line per notebook: how many of its runs are finished, diverged, failed or missing."""
+    from .runs import RunStore
+
+    store = RunStore(args.profile)
+    bad = 0
+    names = [n for n in (args.notebooks or sorted(EXPERIMENTS)) if n in EXPERIMENTS]
+    for name in names:
+        experiment = get_experiment(name)
+        settings = experiment.settings(args.profile, data=args.data, seeds=args.seeds, device="cpu")
+        counts = dict.fromkeys(["finished", "diverged", "failed", "missing"], 0)
+        for _, config in experiment.run_configs(settings):
+            record = store.load(config)
+            if record is not None:
+                counts[record.status] += 1
+            else:
+                counts["failed" if store.has_failed(config) else "missing"] += 1
+        bad += counts["failed"] + counts["missing"]
+        print(f"  runs    {name}: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v or k == "finished"))
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ class Profile:
     device: str
     precision: str
     seeds: int
+    checkpoint_every: int
     notebooks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def section(self, notebook: str) -> dict:
@@ -74,6 +75,7 @@ _PROFILE_SPEC = {
     "device": (str, lambda v: v in DEVICES, f"one of {list(DEVICES)}"),
     "precision": (str, lambda v: v in PRECISIONS, f"one of {list(PRECISIONS)}"),
     "seeds": (int, lambda v: v >= 1, "a whole number >= 1"),
+    "checkpoint_every": (int, lambda v: v >= 1, "updates between checkpoints of a run in progress, >= 1"),
     "notebooks": (dict, None, "a mapping from notebook name to its settings"),
 }
 

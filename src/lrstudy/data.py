@@ -346,12 +346,29 @@ class BatchStream:
         self.epoch = -1
         self._x = self._y = None
         self._pos = 0
+        self._epoch_start = self.generator.get_state()  # the generator as the current epoch began
         self.batches_per_epoch = len(data.train_y) // batch_size
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self
 
+    def state(self) -> dict:
+        """Where the stream is, as plain data: enough to rebuild the current epoch exactly."""
+        return {"epoch": self.epoch, "pos": self._pos, "epoch_start": self._epoch_start.clone()}
+
+    def restore(self, state: dict) -> None:
+        """Continue from ``state()``: the current epoch's order and augmentation are drawn again
+        from the generator as it was when that epoch began."""
+        self.generator.set_state(state["epoch_start"])
+        if state["epoch"] < 0:
+            self.epoch, self._x, self._y, self._pos = -1, None, None, 0
+            return
+        self.epoch = state["epoch"] - 1
+        self._new_epoch()
+        self._pos = state["pos"]
+
     def _new_epoch(self) -> None:
+        self._epoch_start = self.generator.get_state()
         n = len(self.data.train_y)
         order = torch.randperm(n, generator=self.generator).to(self.device)
         x = self.data.train_x[order]

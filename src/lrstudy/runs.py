@@ -10,7 +10,12 @@ files under ``results/<profile>/runs/``:
 
 Both are written atomically (temporary file, fsync, rename), the JSON last, so a run either has a
 complete record or none. Asking for a run that has a valid record returns it from disk; anything
-else (no record, a record whose CSV is missing or altered, a run that failed) is trained again.
+else (no record, a record whose CSV is missing, altered or malformed, a run that failed) is trained
+again -- from its last checkpoint (``results/<profile>/checkpoints/<id>.pt``) if it has one.
+
+Training a run holds a lock on it (``results/<profile>/locks/<id>.lock``), so two processes working
+on the same store (two ``make reproduce`` at once) never train or write the same run together: the
+second waits and then reads the first one's result.
 """
 
 from __future__ import annotations
@@ -21,13 +26,16 @@ import io
 import json
 import math
 import os
+import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 
+from .checkpoints import Checkpointer, atomic_write
 from .paths import results_root
 from .schedules import make_schedule
 
@@ -35,7 +43,8 @@ __all__ = ["RunConfig", "RunRecord", "RunStore", "FINAL_STATUSES"]
 
 FORMAT_VERSION = 1  # bump when the meaning of a stored run changes, so old records are not reused
 FINAL_STATUSES = ("finished", "diverged")  # records that are results; "failed" ones are redone
-_ADDED_LATER = ("momentum",)  # RunConfig fields added after the first results were stored
+_ADDED_LATER = ("momentum",)
+REQUIRED_COLUMNS = {"step", "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc"}  # RunConfig fields added after the first results were stored
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,13 @@ class RunConfig:
         for name, low in (("iterations", 1), ("batch_size", 1), ("eval_every", 1), ("seed", 0)):
             if getattr(self, name) < low:
                 raise ValueError(f"run config: {name}={getattr(self, name)} must be >= {low}")
+        from .models import MODELS
+        from .optim import OPTIMIZERS
+
+        for what, spec, known in (("model", self.model, MODELS), ("optimizer", self.optimizer, OPTIMIZERS)):
+            if not isinstance(spec, dict) or spec.get("name") not in known:
+                name = spec.get("name") if isinstance(spec, dict) else spec
+                raise ValueError(f"run config: unknown {what} {name!r}; known: {sorted(known)}")
 
     def to_dict(self) -> dict:
         d = {"format": FORMAT_VERSION, **dataclasses.asdict(self)}
@@ -105,28 +121,6 @@ class RunRecord:
         return self.rows.iloc[-1].to_dict() if len(self.rows) else {}
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-
-
 class RunStore:
     """Runs of one profile, under ``<results>/<profile>/runs`` unless ``root`` is given."""
 
@@ -137,6 +131,30 @@ class RunStore:
     def paths(self, run_id: str) -> tuple[Path, Path]:
         return self.root / f"{run_id}.csv", self.root / f"{run_id}.json"
 
+    def checkpointer(self, config: RunConfig, every: int, keep: bool = False) -> Checkpointer:
+        """Where this run's checkpoints go (next to the store, never committed)."""
+        return Checkpointer(self.root.parent / "checkpoints" / f"{config.id}.pt", config.id, every, keep)
+
+    @contextmanager
+    def _locked(self, run_id: str):
+        lock_path = self.root.parent / "locks" / f"{run_id}.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "a") as handle:
+            try:
+                import fcntl
+            except ImportError:  # no POSIX locks (Windows): one process per store, please
+                yield
+                return
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print(f"run {run_id} is being trained by another process; waiting for it", file=sys.stderr)
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def load(self, config: RunConfig) -> RunRecord | None:
         """The stored record of this run if it is complete and intact, else None."""
         csv_path, json_path = self.paths(config.id)
@@ -146,19 +164,33 @@ class RunStore:
         except (OSError, ValueError):
             return None
         if (
-            meta.get("status") not in FINAL_STATUSES
+            not isinstance(meta, dict)
+            or meta.get("status") not in FINAL_STATUSES
             or meta.get("config") != config.to_dict()
             or meta.get("csv_sha256") != hashlib.sha256(raw).hexdigest()
         ):
             return None
-        return RunRecord(meta, pd.read_csv(io.BytesIO(raw)))
+        try:
+            rows = pd.read_csv(io.BytesIO(raw))
+        except ValueError:
+            return None
+        if len(rows) == 0 or not REQUIRED_COLUMNS <= set(rows.columns):
+            return None
+        return RunRecord(meta, rows)
+
+    def has_failed(self, config: RunConfig) -> bool:
+        """Whether the last attempt at this run raised (its record says "failed")."""
+        try:
+            return json.loads(self.paths(config.id)[1].read_text()).get("status") == "failed"
+        except (OSError, ValueError, AttributeError):
+            return False
 
     def save(self, config: RunConfig, status: str, rows: list[dict], info: dict) -> RunRecord:
         """Write a run's rows and metadata (rows first, metadata last)."""
         csv_path, json_path = self.paths(config.id)
         frame = pd.DataFrame(rows)
         raw = frame.to_csv(index=False, float_format="%.10g").encode()
-        _atomic_write(csv_path, raw)
+        atomic_write(csv_path, raw)
         meta = {
             "id": config.id,
             "status": status,
@@ -167,24 +199,33 @@ class RunStore:
             "csv_sha256": hashlib.sha256(raw).hexdigest(),
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        _atomic_write(json_path, (json.dumps(_finite(meta), indent=1, sort_keys=True) + "\n").encode())
+        atomic_write(json_path, (json.dumps(_finite(meta), indent=1, sort_keys=True) + "\n").encode())
         return RunRecord(meta, frame)
 
-    def get_or_run(self, config: RunConfig, run: Callable[[RunConfig], tuple[str, list[dict], dict]]) -> RunRecord:
+    def get_or_run(self, config: RunConfig, run: Callable[[RunConfig], tuple[str, list[dict], dict]],
+                   checkpointer: Checkpointer | None = None) -> RunRecord:
         """The stored run, or the result of ``run(config)`` -- ``(status, rows, info)`` -- saved.
 
         An exception inside ``run`` is stored as a ``"failed"`` record (with the error) and
-        re-raised; failed runs are tried again the next time they are asked for.
+        re-raised; failed runs are tried again the next time they are asked for. The run's
+        checkpoint (if ``checkpointer`` is given) is removed only once its record is saved.
         """
         record = self.load(config)
         if record is not None:
             return record
-        try:
-            status, rows, info = run(config)
-        except Exception as err:
-            self.save(config, "failed", [], {"error": f"{type(err).__name__}: {err}"})
-            raise
-        return self.save(config, status, rows, info)
+        with self._locked(config.id):
+            record = self.load(config)  # another process may have finished it while we waited
+            if record is not None:
+                return record
+            try:
+                status, rows, info = run(config)
+            except Exception as err:
+                self.save(config, "failed", [], {"error": f"{type(err).__name__}: {err}"})
+                raise
+            record = self.save(config, status, rows, info)
+            if checkpointer is not None:
+                checkpointer.finish()
+            return record
 
     def records(self) -> list[RunRecord]:
         """Every complete run in this store."""

@@ -179,8 +179,10 @@ def execute(settings: Settings, labelled: Sequence[tuple[str, RunConfig]], progr
             done += 1
             name = f"[{done}/{len(todo)}] {label} seed {config.seed}"
             try:
+                checkpointer = store.checkpointer(config, settings.profile.checkpoint_every)
                 record = store.get_or_run(
-                    config, lambda c: _train_one(c, data, device, settings, label, progress, name)
+                    config, lambda c: _train_one(c, data, device, settings, label, progress, name, checkpointer),
+                    checkpointer=checkpointer,
                 )
                 final = record.final
                 print(f"{name}: {record.status} after {int(final['step'])} iterations, "
@@ -194,9 +196,11 @@ def execute(settings: Settings, labelled: Sequence[tuple[str, RunConfig]], progr
     return StudyResults(settings, labels, [c for _, c in labelled], records, errors)
 
 
-def _train_one(config: RunConfig, data, device, settings: Settings, label: str, progress: bool, name: str):
+def _train_one(config: RunConfig, data, device, settings: Settings, label: str, progress: bool, name: str,
+               checkpointer=None):
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    result = train(config, data, device=device, precision=settings.precision, progress=progress, description=name)
+    result = train(config, data, device=device, precision=settings.precision, progress=progress, description=name,
+                   checkpointer=checkpointer)
     info = {
         "label": label,
         "notebook": settings.notebook,

@@ -11,7 +11,10 @@ A run's rows (one per evaluation) hold:
     train_acc   training accuracy (%) over the same updates, measured on the fly
     test_loss   mean loss over the whole test split
     test_acc    accuracy (%) over the whole test split
-    wall_s      seconds since the run started (evaluations included)
+
+Rows hold results only, so that a run interrupted and resumed from a checkpoint writes the same
+bytes as one that ran straight through (on the CPU, where kernels are deterministic); the wall
+time of each evaluation goes to the run's timings instead.
 
 A loss that becomes NaN or infinite ends the run with status ``"diverged"`` (its last row holds the
 step where that was seen); the study goes on with the next run.
@@ -19,6 +22,7 @@ step where that was seen); the study goes on with the next run.
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from contextlib import nullcontext
@@ -27,6 +31,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.nn import functional as F
 
+from .checkpoints import Checkpointer
 from .data import BatchStream, ImageData, Normalizer
 from .models import build_model
 from .optim import build_optimizer, set_learning_rate
@@ -70,11 +75,13 @@ def evaluate(model, images: torch.Tensor, labels: torch.Tensor, normalize: Norma
 
 
 def train(config, data: ImageData, device: str | torch.device = "cpu", precision: str = "fp32",
-          progress: bool = True, description: str | None = None) -> TrainResult:
+          progress: bool = True, description: str | None = None,
+          checkpointer: Checkpointer | None = None) -> TrainResult:
     """Train the run described by ``config`` (a :class:`lrstudy.runs.RunConfig`) on ``data``.
 
     ``precision="bf16"`` runs forward passes under bfloat16 autocast (CUDA only; the weights and the
-    update stay in float32).
+    update stay in float32). With a ``checkpointer``, the complete training state is saved every
+    ``checkpointer.every`` updates and a run killed on the way resumes from its last checkpoint.
     """
     from tqdm import tqdm  # the text bar: it renders in terminals, papermill logs and notebooks alike
 
@@ -88,8 +95,7 @@ def train(config, data: ImageData, device: str | torch.device = "cpu", precision
     schedule = make_schedule(**config.schedule)
     momentum = make_schedule(**config.momentum) if config.momentum is not None else None
     normalize = Normalizer(config.normalize, data, device)
-    augment = dict(config.augment)
-    stream = BatchStream(data, config.batch_size, config.seed, normalize, **augment)
+    stream = BatchStream(data, config.batch_size, config.seed, normalize, **dict(config.augment))
     if precision == "bf16" and device.type == "cuda":
         autocast = lambda: torch.autocast("cuda", dtype=torch.bfloat16)  # noqa: E731
     else:
@@ -98,14 +104,33 @@ def train(config, data: ImageData, device: str | torch.device = "cpu", precision
     n_train = len(data.train_y)
     checkpoints = eval_steps(config.iterations, config.eval_every)
     rows: list[dict] = []
+    eval_wall: list[float] = []  # seconds since the start of training, per row
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)
     since_row = 0
-    eval_seconds = 0.0
+    eval_seconds, elapsed_before = 0.0, 0.0  # (elapsed_before: time spent before a resume)
     status, diverged_at = "finished", None
+    first_step = 0
+
+    saved = checkpointer.load() if checkpointer is not None else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        stream.restore(saved["stream"])
+        torch.set_rng_state(saved["torch_rng"])
+        if device.type == "cuda" and saved.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(saved["cuda_rng"], device)
+        rows, eval_wall = list(saved["rows"]), list(saved["eval_wall"])
+        loss_sum.fill_(saved["loss_sum"])
+        correct.fill_(saved["correct"])
+        since_row, eval_seconds, elapsed_before = saved["since_row"], saved["eval_seconds"], saved["elapsed"]
+        first_step = saved["step"]
+
+    def wall() -> float:
+        return elapsed_before + time.perf_counter() - started
 
     def record(step: int) -> None:
-        nonlocal loss_sum, correct, since_row, eval_seconds
+        nonlocal since_row, eval_seconds
         t0 = time.perf_counter()
         test_loss, test_acc = evaluate(model, data.test_x, data.test_y, normalize, autocast)
         eval_seconds += time.perf_counter() - t0
@@ -113,28 +138,51 @@ def train(config, data: ImageData, device: str | torch.device = "cpu", precision
             "step": step,
             "epoch": step * config.batch_size / n_train,
             "lr": schedule(max(step - 1, 0)),
+        }
+        if momentum is not None:
+            row["momentum"] = momentum(max(step - 1, 0))
+        row.update({
             "train_loss": loss_sum.item() / since_row if since_row else math.nan,
             "train_acc": 100.0 * correct.item() / (since_row * config.batch_size) if since_row else math.nan,
             "test_loss": test_loss,
             "test_acc": test_acc,
-            "wall_s": time.perf_counter() - started,
-        }
-        if momentum is not None:
-            row["momentum"] = momentum(max(step - 1, 0))
+        })
         rows.append(row)
+        eval_wall.append(wall())
         loss_sum.zero_(), correct.zero_()
         since_row = 0
 
-    bar = tqdm(total=config.iterations, desc=description, disable=not progress, mininterval=2.0,
-               unit="it", dynamic_ncols=True, leave=False)
-    next_checkpoint = 0
-    for step in range(config.iterations + 1):
-        if step == checkpoints[next_checkpoint]:
+    def save_checkpoint(step: int) -> None:
+        checkpointer.save({
+            "step": step,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "stream": stream.state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            "rows": rows,
+            "eval_wall": eval_wall,
+            "loss_sum": loss_sum.item(),
+            "correct": correct.item(),
+            "since_row": since_row,
+            "eval_seconds": eval_seconds,
+            "elapsed": wall(),
+        })
+
+    bar = tqdm(total=config.iterations, initial=first_step, desc=description, disable=not progress,
+               mininterval=2.0, unit="it", dynamic_ncols=True, leave=False)
+    next_eval = bisect.bisect_left(checkpoints, first_step)
+    if saved is not None and rows and rows[-1]["step"] == first_step:
+        next_eval += 1  # this step's evaluation is already in the restored rows
+    for step in range(first_step, config.iterations + 1):
+        if step == checkpoints[next_eval]:
             record(step)
-            next_checkpoint += 1
+            next_eval += 1
             bar.set_postfix(test_acc=f"{rows[-1]['test_acc']:.1f}", refresh=False)
         if step == config.iterations:
             break
+        if checkpointer is not None and step > first_step and step % checkpointer.every == 0:
+            save_checkpoint(step)
         set_learning_rate(optimizer, schedule(step))
         if momentum is not None:
             for group in optimizer.param_groups:
@@ -155,11 +203,13 @@ def train(config, data: ImageData, device: str | torch.device = "cpu", precision
             record(step + 1)
             break
     bar.close()
-    total = time.perf_counter() - started
+    total = wall()
     done = rows[-1]["step"]
     train_seconds = max(total - eval_seconds, 1e-9)
     return TrainResult(status, rows, {
         "wall_s": total,
         "eval_s": eval_seconds,
         "train_images_per_s": done * config.batch_size / train_seconds,
+        "eval_wall_s": eval_wall,
+        "resumed_from_step": first_step or None,
     }, diverged_at)

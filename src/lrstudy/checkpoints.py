@@ -1,0 +1,94 @@
+"""Checkpoints of runs in progress: written atomically, verified on load, loaded without pickle.
+
+A checkpoint file is the SHA-256 digest (32 bytes) of its payload followed by the payload, which is
+``torch.save`` of plain data and tensors: the run's id, a format number and the training state. On
+load, a file whose digest, format or run id does not match is set aside (renamed ``*.corrupt``) and
+the run starts over; loading uses ``torch.load(..., weights_only=True)``, so a checkpoint can never
+execute code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+__all__ = ["Checkpointer", "atomic_write"]
+
+FORMAT = 1
+_DIGEST = 32
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part:
+    a temporary file in the same folder, fsync, rename, fsync of the folder. Errors name the path."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise OSError(err.errno, f"cannot write {path}: {err.strerror or err}") from err
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+class Checkpointer:
+    """Saves and restores one run's training state at ``path`` every ``every`` updates."""
+
+    def __init__(self, path: str | os.PathLike, run_id: str, every: int, keep: bool = False):
+        if every < 1:
+            raise ValueError(f"checkpoint every={every} must be >= 1 updates")
+        self.path, self.run_id, self.every, self.keep = Path(path), run_id, every, keep
+
+    def save(self, state: dict) -> None:
+        buffer = io.BytesIO()
+        torch.save({"format": FORMAT, "run_id": self.run_id, "state": state}, buffer)
+        payload = buffer.getvalue()
+        atomic_write(self.path, hashlib.sha256(payload).digest() + payload)
+
+    def load(self) -> dict | None:
+        """The saved state, or None if there is none or it cannot be trusted."""
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        digest, payload = raw[:_DIGEST], raw[_DIGEST:]
+        problem = None
+        if hashlib.sha256(payload).digest() != digest:
+            problem = "checksum mismatch (truncated or altered)"
+        else:
+            try:
+                blob = torch.load(io.BytesIO(payload), weights_only=True)
+                if blob.get("format") != FORMAT or blob.get("run_id") != self.run_id:
+                    problem = f"written for another run or format ({blob.get('run_id')}, {blob.get('format')})"
+            except Exception as err:  # unreadable despite the digest: treat as corrupt too
+                problem = f"unreadable ({type(err).__name__})"
+        if problem:
+            warnings.warn(f"ignoring checkpoint {self.path}: {problem}; the run starts over", stacklevel=2)
+            os.replace(self.path, self.path.with_suffix(".corrupt"))
+            return None
+        return blob["state"]
+
+    def finish(self) -> None:
+        """The run is complete: remove its checkpoint unless asked to keep it."""
+        if not self.keep:
+            self.path.unlink(missing_ok=True)
