@@ -29,7 +29,7 @@ RUN = dict(
     profile="smoke", data="synthetic", model={"name": "caffe_cifar10_full"},
     optimizer={"name": "caffe_sgd", "momentum": 0.9, "weight_decay": 0.004},
     schedule={"name": "triangular2", "base_lr": 0.001, "max_lr": 0.006, "step_size": 50},
-    iterations=600, batch_size=20, eval_every=60, seed=3,
+    iterations=1000, batch_size=20, eval_every=100, seed=3,
 )
 
 # A child process that asks the store for the run above, checkpointing every 7 updates, and says
@@ -83,24 +83,29 @@ def test_sigkill_at_random_points_then_resume_gives_identical_results(tmp_path, 
     rng = random.Random(20261125)
     store_dir = tmp_path / "runs"
     checkpoint = RunStore("smoke", store_dir).checkpointer(RunConfig(**RUN), every=7).path
-    kills, progress = 0, []
+    kills = 0
     while kills < KILL_POINTS:
+        before = checkpoint.stat().st_mtime_ns if checkpoint.exists() else None
         proc = child(store_dir)
-        time.sleep(rng.uniform(1.0, 3.0))  # imports take about a second; the run about five
+        deadline = time.monotonic() + 60
+        # wait until this process has written a checkpoint of its own, i.e. it is mid-training ...
+        while (checkpoint.stat().st_mtime_ns if checkpoint.exists() else None) == before:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"no new checkpoint before kill {kills + 1}: {proc.communicate()[1][-2000:]}")
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, 0.25))  # ... then kill it at a seeded moment (a checkpoint every 7 updates)
         if proc.poll() is not None:
             pytest.fail(f"the run finished before kill {kills + 1}; lengthen it")
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         kills += 1
-        if checkpoint.exists():
-            progress.append(kills)
     out, err = child(store_dir).communicate(timeout=300)
     assert "FINAL" in out, err
     assert csv_bytes(store_dir) == reference
     meta = json.loads((store_dir / f"{RunConfig(**RUN).id}.json").read_text())
     assert meta["status"] == "finished" and meta["timings"]["resumed_from_step"]
     assert not checkpoint.exists()  # removed once the record was saved
-    assert kills == KILL_POINTS and progress  # at least one kill happened after a checkpoint
+    assert kills == KILL_POINTS
 
 
 def test_concurrent_processes_train_a_run_once(tmp_path, reference):
