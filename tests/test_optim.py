@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lrstudy.models import CaffeCifar10Full
-from lrstudy.optim import CaffeSGD, build_optimizer, set_learning_rate
+from lrstudy.optim import CaffeAdaptive, CaffeSGD, build_optimizer, set_learning_rate
 
 
 def test_caffe_update_with_changing_rate():
@@ -49,3 +49,54 @@ def test_groups_follow_the_prototxt_multipliers():
     assert by_param[id(model.conv3.bias)]["lr"] == pytest.approx(0.001)
     with pytest.raises(ValueError, match="unknown optimizer 'adam'"):
         build_optimizer({"name": "adam"}, model)
+
+
+def _pair(rule, torch_opt, steps=6, **kw):
+    torch.manual_seed(0)
+    a = torch.nn.Parameter(torch.randn(5, dtype=torch.float64))
+    b = torch.nn.Parameter(a.detach().clone())
+    ours = CaffeAdaptive([a], rule, **kw)
+    theirs = torch_opt([b])
+    for i in range(steps):
+        grad = torch.randn(5, dtype=torch.float64, generator=torch.Generator().manual_seed(i))
+        for p, opt in ((a, ours), (b, theirs)):
+            p.grad = grad.clone()
+            opt.step()
+    return a.detach(), b.detach()
+
+
+@pytest.mark.parametrize("rule, make, kw", [
+    ("adagrad", lambda p: torch.optim.Adagrad(p, lr=0.05, eps=1e-8), dict(lr=0.05)),
+    ("rmsprop", lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.99, eps=1e-8), dict(lr=0.01, rms_decay=0.99)),
+    ("adadelta", lambda p: torch.optim.Adadelta(p, lr=0.5, rho=0.9, eps=1e-6), dict(lr=0.5, momentum=0.9, delta=1e-6)),
+])
+def test_caffe_adaptive_rules_match_torch_where_they_coincide(rule, make, kw):
+    a, b = _pair(rule, make, **kw)
+    assert torch.allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_caffe_adam_and_nesterov_by_hand():
+    # Adam: Caffe folds the bias corrections into the rate; with delta -> 0 it equals torch's Adam
+    a, b = _pair("adam", lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.9, 0.999), eps=1e-30),
+                 lr=0.01, momentum=0.9, momentum2=0.999, delta=1e-30)
+    assert torch.allclose(a, b, rtol=1e-10)
+    w = torch.nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
+    opt = CaffeAdaptive([w], "nesterov", lr=0.1, momentum=0.9)
+    v = 0.0
+    ref = 1.0
+    for g in (0.5, -0.2, 0.3):
+        w.grad = torch.tensor([g], dtype=torch.float64)
+        opt.step()
+        v_new = 0.9 * v + 0.1 * g
+        ref -= (1 + 0.9) * v_new - 0.9 * v
+        v = v_new
+        assert w.item() == pytest.approx(ref, rel=1e-14)
+
+
+def test_caffe_refuses_momentum_with_adagrad_and_rmsprop():
+    for rule in ("adagrad", "rmsprop"):
+        with pytest.raises(ValueError, match=f"{rule} takes no momentum"):
+            CaffeAdaptive([torch.nn.Parameter(torch.zeros(1))], rule, momentum=0.9)
+    model = CaffeCifar10Full()
+    opt = build_optimizer({"name": "caffe_adam", "momentum": 0.9, "weight_decay": 0.004}, model)
+    assert isinstance(opt, CaffeAdaptive) and opt.rule == "adam"

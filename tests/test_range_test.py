@@ -1,6 +1,5 @@
 """LR range tests (both forms), their suggestions, and the Hessian-free LR estimate."""
 
-import math
 
 import numpy as np
 import pytest

@@ -21,6 +21,7 @@ from lrstudy.data import DataUnavailable, load_data
 from lrstudy.experiments import clr_cifar10, get_experiment
 from lrstudy.runs import RunConfig, RunStore
 from lrstudy.schedules import make_schedule
+from lrstudy.study import STANDARD_KNOBS
 from lrstudy.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -188,11 +189,11 @@ BAD_INPUTS = [
     (lambda: clr_cifar10.settings("smoke", seeds=True), ValueError, "seeds=True"),
     (lambda: clr_cifar10.settings("smoke", device="tpu"), ValueError, "device='tpu'"),
     (lambda: get_experiment("alexnet"), ValueError, "unknown notebook/experiment 'alexnet'"),
-    (lambda: check_section("k", {"budget_scale": 2, "eval_every": 5}, clr_cifar10.KNOBS), ValueError, "budget_scale=2"),
-    (lambda: check_section("k", {"budget_scale": "1", "eval_every": 5}, clr_cifar10.KNOBS), ValueError, "budget_scale='1'"),
-    (lambda: check_section("k", {"budget_scale": 1, "eval_every": 0}, clr_cifar10.KNOBS), ValueError, "eval_every=0"),
-    (lambda: check_section("k", {"budget_scale": 1, "eval_every": 5, "lr": 1}, clr_cifar10.KNOBS), ValueError, "unknown key 'lr'"),
-    (lambda: check_section("k", {"eval_every": 5}, clr_cifar10.KNOBS), ValueError, "missing key 'budget_scale'"),
+    (lambda: check_section("k", {"budget_scale": 2, "eval_every": 5}, STANDARD_KNOBS), ValueError, "budget_scale=2"),
+    (lambda: check_section("k", {"budget_scale": "1", "eval_every": 5}, STANDARD_KNOBS), ValueError, "budget_scale='1'"),
+    (lambda: check_section("k", {"budget_scale": 1, "eval_every": 0}, STANDARD_KNOBS), ValueError, "eval_every=0"),
+    (lambda: check_section("k", {"budget_scale": 1, "eval_every": 5, "lr": 1}, STANDARD_KNOBS), ValueError, "unknown key 'lr'"),
+    (lambda: check_section("k", {"eval_every": 5}, STANDARD_KNOBS), ValueError, "missing key 'budget_scale'"),
     (lambda: RunConfig(**{**RUN, "iterations": 0}), ValueError, "iterations=0"),
     (lambda: RunConfig(**{**RUN, "batch_size": 2.5}), ValueError, "batch_size=2.5"),
     (lambda: RunConfig(**{**RUN, "seed": -1}), ValueError, "seed=-1"),
@@ -236,4 +237,4 @@ def test_a_failing_notebook_leaves_no_finished_output(tmp_path):
     assert result.returncode != 0
     assert (out / "clr_cifar10.failed.ipynb").exists()
     assert not (out / "clr_cifar10.ipynb").exists() and not (out / "clr_cifar10.html").exists()
-    assert "FAILED  clr_cifar10" in result.stdout and "5 missing" in result.stdout
+    assert "FAILED  clr_cifar10" in result.stdout and f"{len(clr_cifar10.ROWS)} missing" in result.stdout

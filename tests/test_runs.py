@@ -6,7 +6,6 @@ import os
 
 import pytest
 
-from lrstudy import runs as runs_mod
 from lrstudy.data import load_data
 from lrstudy.runs import RunConfig, RunStore
 from lrstudy.train import train

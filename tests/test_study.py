@@ -10,14 +10,18 @@ from lrstudy.config import check_section, load_profile, resolve_device
 from lrstudy.experiments import clr_cifar10, get_experiment
 from lrstudy.paper import paper_table
 from lrstudy.stats import Claim, mean_ci
+from lrstudy.study import STANDARD_KNOBS
 
 
 def test_every_profile_loads_and_configures_every_notebook():
+    from lrstudy.experiments import EXPERIMENTS
+
     for name in ("smoke", "cpu", "fast", "full"):
         profile = load_profile(name)
-        s = clr_cifar10.settings(name)
-        assert s.profile == profile and len(s.seeds) == profile.seeds
-        assert len(clr_cifar10.run_configs(s)) == 5 * profile.seeds
+        for experiment in EXPERIMENTS.values():
+            s = experiment.settings(name)
+            assert s.profile == profile and len(s.seeds) == profile.seeds
+            assert len(experiment.run_configs(s)) == len(experiment.ROWS) * profile.seeds
 
 
 @pytest.mark.parametrize("call, message", [
@@ -25,10 +29,10 @@ def test_every_profile_loads_and_configures_every_notebook():
     (lambda: clr_cifar10.settings("smoke", seeds=0), "seeds=0"),
     (lambda: clr_cifar10.settings("smoke", device="tpu"), "device='tpu'"),
     (lambda: get_experiment("sgdr_imagenet"), "unknown notebook/experiment 'sgdr_imagenet'"),
-    (lambda: check_section("x", {"budget_scale": 2}, clr_cifar10.KNOBS), "budget_scale=2 is out of range"),
-    (lambda: check_section("x", {"budget_scale": "1", "eval_every": 5}, clr_cifar10.KNOBS), "wrong type"),
-    (lambda: check_section("x", {"budget_scale": 1, "eval_every": 5, "lr": 1}, clr_cifar10.KNOBS), "unknown key 'lr'"),
-    (lambda: check_section("x", {"eval_every": 5}, clr_cifar10.KNOBS), "missing key 'budget_scale'"),
+    (lambda: check_section("x", {"budget_scale": 2}, STANDARD_KNOBS), "budget_scale=2 is out of range"),
+    (lambda: check_section("x", {"budget_scale": "1", "eval_every": 5}, STANDARD_KNOBS), "wrong type"),
+    (lambda: check_section("x", {"budget_scale": 1, "eval_every": 5, "lr": 1}, STANDARD_KNOBS), "unknown key 'lr'"),
+    (lambda: check_section("x", {"eval_every": 5}, STANDARD_KNOBS), "missing key 'budget_scale'"),
 ])
 def test_bad_settings_fail_with_the_key_and_value(call, message):
     with pytest.raises(ValueError, match=message):
@@ -46,29 +50,32 @@ def test_smoke_study_runs_then_only_reads(scratch, monkeypatch):
     s = clr_cifar10.settings("smoke")
     first = clr_cifar10.run(s, progress=False)
     assert set(first.runs.status) == {"finished"}
-    assert list(first.summary(clr_cifar10.paper()).index) == list(clr_cifar10.POLICIES)
+    assert list(first.summary(clr_cifar10.paper()).index) == list(clr_cifar10.ROWS)
     monkeypatch.setattr(study_mod, "load_data", lambda *a: pytest.fail("data loaded on a re-run"))
     monkeypatch.setattr(study_mod, "train", lambda *a, **k: pytest.fail("trained on a re-run"))
     again = clr_cifar10.run(s, progress=False)
     assert again.runs.final_test_acc.tolist() == first.runs.final_test_acc.tolist()
-    verdicts = again.verdicts(clr_cifar10.CLAIMS)
+    verdicts = again.verdicts(clr_cifar10.CLAIMS, clr_cifar10.measures(s, again))
     assert set(verdicts.verdict) <= {"confirmed", "not confirmed", "inconclusive"}
     assert (verdicts.n == 1).all()
 
 
 def test_a_failing_run_does_not_stop_the_others(scratch, monkeypatch):
+    from lrstudy.experiments import clr_range_test
+
     real_train = study_mod.train
 
     def sometimes(config, *a, **k):
-        if config.schedule["name"] == "exp":
+        if config.schedule["name"] == "exp_sweep":
             raise RuntimeError("simulated crash")
         return real_train(config, *a, **k)
 
     monkeypatch.setattr(study_mod, "train", sometimes)
-    results = clr_cifar10.run(clr_cifar10.settings("smoke"), progress=False)
+    results = clr_range_test.run(clr_range_test.settings("smoke"), progress=False)
     runs = results.runs.set_index("setting")
-    assert runs.loc["exp", "status"] == "failed" and "simulated crash" in runs.loc["exp", "error"]
-    assert (runs.drop(index="exp").status == "finished").all()
+    failed = clr_range_test.EXPONENTIAL
+    assert runs.loc[failed, "status"] == "failed" and "simulated crash" in runs.loc[failed, "error"]
+    assert (runs.drop(index=failed).status == "finished").all()
 
 
 def test_claim_rules():
@@ -84,14 +91,54 @@ def test_claim_rules():
 
 
 def test_paper_table_has_the_cifar10_rows():
-    rows = clr_cifar10.paper()
-    assert list(rows.setting) == list(clr_cifar10.POLICIES)
-    assert (rows.iterations.tolist() == [n for n, _ in clr_cifar10.POLICIES.values()])
+    rows = clr_cifar10.paper().set_index("setting")
+    for label in clr_cifar10.TABLE1:
+        assert rows.loc[label, "iterations"] == clr_cifar10.ROWS[label].iterations
     assert paper_table("CLR").arxiv.unique().tolist() == ["1506.01186v6"]
 
 
 def test_cli(scratch, capsys):
     assert main(["list"]) == 0
     assert "clr_cifar10" in capsys.readouterr().out
-    assert main(["run", "clr_cifar10", "--profile", "smoke", "--no-progress"]) == 0
+    assert main(["run", "clr_range_test", "--profile", "smoke", "--no-progress"]) == 0
     assert "finished" in capsys.readouterr().out
+    assert main(["status", "--profile", "smoke", "clr_range_test"]) == 0
+    assert "2 finished" in capsys.readouterr().out
+    assert main(["status", "--profile", "smoke", "clr_adaptive"]) == 1  # its runs are missing
+
+
+def test_equivalence_and_agreement_rules():
+    from lrstudy.stats import Agreement
+
+    final = {"a": {1: 80.0, 2: 80.4, 3: 79.8}, "b": {1: 80.1, 2: 80.0, 3: 80.0}, "far": {1: 90.0, 2: 91.0, 3: 92.0}}
+    assert Claim("x", "", "a", "b", kind="equivalent", margin=1.0).judge(final)["verdict"] == "confirmed"
+    assert Claim("x", "", "far", "b", kind="equivalent", margin=1.0).judge(final)["verdict"] == "not confirmed"
+    with pytest.raises(ValueError, match="needs a margin"):
+        Claim("x", "", "a", "b", kind="equivalent")
+    lrs = {"max": {1: 0.007, 2: 0.005}, "mixed": {1: 0.006, 2: 0.1}}
+    assert Agreement("m", "", "max", 0.006).judge(lrs)["verdict"] == "confirmed"
+    assert Agreement("m", "", "mixed", 0.006).judge(lrs)["verdict"] == "inconclusive"
+    assert Agreement("m", "", "missing", 0.006).judge(lrs)["verdict"] == "not run"
+
+
+def test_rows_scale_every_step_count():
+    from lrstudy.study import Row
+
+    row = Row(24_000, {"name": "triangular", "base_lr": 0.001, "max_lr": 0.006, "step_size": 2000},
+              {"name": "caffe_cifar10_full"}, {"name": "caffe_sgd"}, batch_size=100, eval_every=2000, trace_every=10)
+    small = row.scaled(0.02)
+    assert (small.iterations, small.schedule["step_size"], small.eval_every, small.trace_every) == (480, 40, 40, 1)
+    assert row.scaled(1) is row
+
+
+def test_range_test_notebook_measures(scratch):
+    from lrstudy.experiments import clr_range_test
+
+    s = clr_range_test.settings("smoke")
+    results = clr_range_test.run(s, progress=False)
+    linear, exponential = clr_range_test.sweeps(results)
+    assert len(linear) >= 3 and linear.lr.is_monotonic_increasing
+    assert len(exponential) > 0 and exponential.lr.is_monotonic_increasing  # one row per update (trace)
+    assert set(clr_range_test.measures(results)) == {"Smith max_lr", "Smith base_lr"}
+    verdicts = results.verdicts(clr_range_test.CLAIMS, clr_range_test.measures(results))
+    assert set(verdicts.verdict) <= {"confirmed", "not confirmed", "inconclusive"}

@@ -57,7 +57,90 @@ class CaffeSGD(torch.optim.Optimizer):
         return loss
 
 
-OPTIMIZERS = {"caffe_sgd": CaffeSGD}
+class CaffeAdaptive(torch.optim.Optimizer):
+    """Caffe's other solvers, as ``solver_type`` selects them (CLR Table 3 "invoked the respective
+    option in Caffe"). Weight decay is added to the gradient first, as Caffe's ``Regularize`` does;
+    ``lr`` multiplies every update. With ``g`` the regularised gradient:
+
+    * ``nesterov``: ``v' = m v + lr g``; ``w -= (1 + m) v' - m v``
+    * ``adagrad``:  ``h += g^2``; ``w -= lr g / (sqrt(h) + delta)``
+    * ``rmsprop``:  ``h = d h + (1 - d) g^2``; ``w -= lr g / (sqrt(h) + delta)`` (``rms_decay`` d)
+    * ``adadelta``: ``h = m h + (1 - m) g^2``; ``u = g sqrt(s + delta) / sqrt(h + delta)``;
+      ``s = m s + (1 - m) u^2``; ``w -= lr u`` (Caffe calls the decay ``momentum``)
+    * ``adam``:     ``a = m a + (1 - m) g``; ``b = m2 b + (1 - m2) g^2``;
+      ``w -= lr sqrt(1 - m2^t) / (1 - m^t) a / (sqrt(b) + delta)`` (``momentum`` m = beta1)
+
+    Caffe refuses momentum with AdaGrad and RMSProp; so does this class.
+    """
+
+    RULES = ("nesterov", "adagrad", "rmsprop", "adadelta", "adam")
+
+    def __init__(self, params, rule: str, lr: float = 0.01, momentum: float = 0.0, weight_decay: float = 0.0,
+                 delta: float = 1e-8, rms_decay: float = 0.99, momentum2: float = 0.999):
+        if rule not in self.RULES:
+            raise ValueError(f"unknown Caffe solver rule {rule!r}; known: {list(self.RULES)}")
+        if rule in ("adagrad", "rmsprop") and momentum:
+            raise ValueError(f"Caffe's {rule} takes no momentum; got momentum={momentum}")
+        if lr < 0 or not 0 <= momentum < 1 or weight_decay < 0 or delta <= 0:
+            raise ValueError(f"{rule}: need lr >= 0, 0 <= momentum < 1, weight_decay >= 0, delta > 0")
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, delta=delta,
+                                      rms_decay=rms_decay, momentum2=momentum2))
+        self.rule = rule
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, m, delta = group["lr"], group["momentum"], group["delta"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad.add(p, alpha=group["weight_decay"]) if group["weight_decay"] else p.grad
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["h"] = torch.zeros_like(p)
+                    if self.rule in ("adadelta", "adam"):
+                        state["s"] = torch.zeros_like(p)
+                state["step"] += 1
+                h = state["h"]
+                if self.rule == "nesterov":
+                    previous = h.clone()
+                    h.mul_(m).add_(g, alpha=lr)
+                    p.sub_(h * (1 + m) - previous * m)
+                elif self.rule == "adagrad":
+                    h.addcmul_(g, g)
+                    p.sub_(lr * g / (h.sqrt() + delta))
+                elif self.rule == "rmsprop":
+                    d = group["rms_decay"]
+                    h.mul_(d).addcmul_(g, g, value=1 - d)
+                    p.sub_(lr * g / (h.sqrt() + delta))
+                elif self.rule == "adadelta":
+                    s = state["s"]
+                    h.mul_(m).addcmul_(g, g, value=1 - m)
+                    update = g * (s + delta).sqrt() / (h + delta).sqrt()
+                    s.mul_(m).addcmul_(update, update, value=1 - m)
+                    p.sub_(lr * update)
+                else:  # adam
+                    s, m2, t = state["s"], group["momentum2"], state["step"]
+                    h.mul_(m).add_(g, alpha=1 - m)
+                    s.mul_(m2).addcmul_(g, g, value=1 - m2)
+                    correction = (1 - m2**t) ** 0.5 / (1 - m**t)
+                    p.sub_(lr * correction * h / (s.sqrt() + delta))
+        return loss
+
+
+def _caffe(rule: str):
+    return lambda params, **kw: CaffeAdaptive(params, rule, **kw)
+
+
+OPTIMIZERS = {
+    "caffe_sgd": CaffeSGD,
+    **{f"caffe_{rule}": _caffe(rule) for rule in CaffeAdaptive.RULES},
+}
 
 
 def build_optimizer(spec: dict, model: nn.Module) -> torch.optim.Optimizer:

@@ -18,11 +18,12 @@ CITATIONS = {
 }
 
 
-def paper_table(paper: str | None = None, table: str | None = None, dataset: str | None = None) -> pd.DataFrame:
-    """Rows of ``paper_tables.csv``, optionally filtered."""
+def paper_table(paper: str | None = None, table: str | list[str] | None = None, dataset: str | None = None,
+                model: str | None = None) -> pd.DataFrame:
+    """Rows of ``paper_tables.csv``, optionally filtered (``table`` may be a list of tables)."""
     with resources.files("lrstudy").joinpath("paper_tables.csv").open() as f:
         df = pd.read_csv(f)
-    for column, value in (("paper", paper), ("table", table), ("dataset", dataset)):
+    for column, value in (("paper", paper), ("table", table), ("dataset", dataset), ("model", model)):
         if value is not None:
-            df = df[df[column] == value]
+            df = df[df[column].isin(value if isinstance(value, list) else [value])]
     return df.reset_index(drop=True)

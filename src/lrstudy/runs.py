@@ -43,7 +43,7 @@ __all__ = ["RunConfig", "RunRecord", "RunStore", "FINAL_STATUSES"]
 
 FORMAT_VERSION = 1  # bump when the meaning of a stored run changes, so old records are not reused
 FINAL_STATUSES = ("finished", "diverged")  # records that are results; "failed" ones are redone
-_ADDED_LATER = ("momentum",)
+_ADDED_LATER = ("momentum", "trace_every")
 REQUIRED_COLUMNS = {"step", "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc"}  # RunConfig fields added after the first results were stored
 
 
@@ -63,12 +63,16 @@ class RunConfig:
     normalize: str = "mean_image"
     augment: dict = field(default_factory=dict)
     momentum: dict | None = None  # a momentum schedule's spec; None: the optimizer's fixed momentum
+    trace_every: int | None = None  # also record training loss/accuracy every this many updates
 
     def __post_init__(self):
         # Canonical forms, so that equal runs hash equally (0.001 vs 1e-3, 2000 vs 2000.0).
         object.__setattr__(self, "schedule", make_schedule(**self.schedule).spec())
         if self.momentum is not None:
             object.__setattr__(self, "momentum", make_schedule(**self.momentum).spec())
+        if self.trace_every is not None:
+            if isinstance(self.trace_every, bool) or not isinstance(self.trace_every, int) or self.trace_every < 1:
+                raise ValueError(f"run config: trace_every={self.trace_every!r} must be a whole number >= 1 or None")
         for name in ("iterations", "batch_size", "eval_every", "seed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):

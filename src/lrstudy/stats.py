@@ -15,7 +15,7 @@ from typing import Mapping
 import numpy as np
 from scipy import stats as _st
 
-__all__ = ["mean_ci", "Claim", "VERDICTS"]
+__all__ = ["mean_ci", "Claim", "Agreement", "VERDICTS"]
 
 VERDICTS = ("confirmed", "not confirmed", "inconclusive", "not run")
 
@@ -42,6 +42,10 @@ class Claim:
     ``kind="not_worse"``: ``a`` is at least as good as ``b`` up to ``margin`` points. Confirmed when
     the CI lies above ``-margin``; not confirmed when it lies below ``-margin``; inconclusive
     otherwise.
+
+    ``kind="equivalent"``: ``a`` and ``b`` are equally good up to ``margin`` points. Confirmed when
+    the CI lies inside ``(-margin, margin)``; not confirmed when it lies wholly outside
+    ``[-margin, margin]``; inconclusive otherwise.
     """
 
     id: str
@@ -52,11 +56,16 @@ class Claim:
     margin: float = 0.0
 
     def __post_init__(self):
-        if self.kind not in ("better", "not_worse"):
-            raise ValueError(f"claim {self.id}: kind={self.kind!r}; allowed: 'better', 'not_worse'")
+        if self.kind not in ("better", "not_worse", "equivalent"):
+            raise ValueError(f"claim {self.id}: kind={self.kind!r}; allowed: 'better', 'not_worse', 'equivalent'")
+        if self.kind != "better" and self.margin <= 0:
+            raise ValueError(f"claim {self.id}: a {self.kind!r} claim needs a margin > 0")
 
     @property
     def rule(self) -> str:
+        if self.kind == "equivalent":
+            return (f"confirmed if the 95% CI of {self.a} - {self.b} (paired by seed) lies within "
+                    f"+/-{self.margin:g} points; not confirmed if it lies wholly outside; otherwise inconclusive")
         if self.kind == "better":
             return (f"confirmed if the 95% CI of {self.a} - {self.b} (paired by seed) is above 0; "
                     "not confirmed if it is at or below 0; otherwise inconclusive")
@@ -73,18 +82,54 @@ class Claim:
             return {**out, "difference": math.nan, "ci_low": math.nan, "ci_high": math.nan,
                     "verdict": "not run", "basis": "no pair of runs with results"}
         mean, low, high = mean_ci(diffs)
-        threshold = 0.0 if self.kind == "better" else -self.margin
         if len(diffs) == 1:
-            basis = "one seed: sign of a single difference, no confidence interval"
+            basis = "one seed: a single difference, no confidence interval"
             low = high = mean
         else:
             basis = f"95% t-interval over {len(diffs)} paired seeds"
-        if low > threshold:
-            verdict = "confirmed"
-        elif (high <= threshold) if self.kind == "better" else (high < threshold):
-            verdict = "not confirmed"
-        else:
-            verdict = "inconclusive"
+        verdict = self._verdict(low, high)
         if len(diffs) == 1:
             low = high = math.nan
         return {**out, "difference": mean, "ci_low": low, "ci_high": high, "verdict": verdict, "basis": basis}
+
+    def _verdict(self, low: float, high: float) -> str:
+        m = self.margin
+        if self.kind == "equivalent":
+            if -m < low and high < m:
+                return "confirmed"
+            return "not confirmed" if (low > m or high < -m) else "inconclusive"
+        if self.kind == "better":
+            return "confirmed" if low > 0 else "not confirmed" if high <= 0 else "inconclusive"
+        return "confirmed" if low > -m else "not confirmed" if high < -m else "inconclusive"
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """A value the paper reports (a suggested learning rate, say), to be matched within a factor.
+
+    Confirmed when every seed's value lies within ``[target / factor, target * factor]``; not
+    confirmed when none does; inconclusive otherwise.
+    """
+
+    id: str
+    text: str
+    measure: str
+    target: float
+    factor: float = 2.0
+
+    @property
+    def rule(self) -> str:
+        return (f"confirmed if every seed's {self.measure} lies within a factor {self.factor:g} of "
+                f"{self.target:g}; not confirmed if none does; otherwise inconclusive")
+
+    def judge(self, values: Mapping[str, Mapping[int, float]]) -> dict:
+        got = [v for v in values.get(self.measure, {}).values() if v is not None and not math.isnan(v)]
+        out = {"claim": self.id, "text": self.text, "rule": self.rule, "n": len(got),
+               "ci_low": math.nan, "ci_high": math.nan}
+        if not got:
+            return {**out, "difference": math.nan, "verdict": "not run", "basis": "no value measured"}
+        inside = [self.target / self.factor <= v <= self.target * self.factor for v in got]
+        verdict = "confirmed" if all(inside) else "not confirmed" if not any(inside) else "inconclusive"
+        ratio = float(np.exp(np.mean(np.log(got)))) / self.target
+        return {**out, "difference": ratio, "verdict": verdict,
+                "basis": f"ours / paper = {ratio:.2f} (geometric mean over {len(got)} seed(s))"}

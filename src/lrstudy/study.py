@@ -7,6 +7,7 @@ When every run is already stored, nothing is loaded or trained: a re-executed no
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -15,15 +16,17 @@ from typing import Sequence
 
 import pandas as pd
 
+from .config import Profile, check_section, load_profile, resolve_device
 from .data import describe_source, load_data
 from .paths import results_root
-from .config import Profile, resolve_device
+from .schedules import rescale, scale_steps
 from .provenance import environment
 from .runs import RunConfig, RunRecord, RunStore
 from .stats import Claim, mean_ci
 from .train import train
 
-__all__ = ["Settings", "StudyResults", "execute"]
+__all__ = ["Settings", "Row", "Notebook", "StudyResults", "execute", "notebook_settings", "scaled_rows",
+           "build_configs", "STANDARD_KNOBS"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,94 @@ def make_settings(notebook: str, profile: Profile, knobs: dict, data=None, seeds
     return Settings(notebook, profile, data, device, profile.precision, tuple(range(1, seeds + 1)), knobs)
 
 
+def notebook_settings(notebook: str, knobs: dict, profile: str, data=None, seeds=None, device=None) -> Settings:
+    """A notebook's settings: its section of the profile, checked against ``knobs`` (the spec of
+    :func:`lrstudy.config.check_section`), then the notebook's overrides."""
+    prof = load_profile(profile)
+    values = check_section(f"profile {profile!r}, notebook {notebook!r}", prof.section(notebook), knobs)
+    return make_settings(notebook, prof, values, data=data, seeds=seeds, device=device)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One setting of a paper's table at the paper's own budget (profiles scale it)."""
+
+    iterations: int
+    schedule: dict
+    model: dict
+    optimizer: dict
+    batch_size: int
+    momentum: dict | None = None
+    augment: dict = field(default_factory=dict)
+    normalize: str = "mean_image"
+    eval_every: int | None = None  # in paper iterations; None: the notebook's `eval_every` setting
+    trace_every: int | None = None  # in paper iterations; None: no training trace
+
+    def scaled(self, scale: float) -> "Row":
+        """The same row with every step count multiplied by ``scale`` (schedules stretched to match)."""
+        if scale == 1:
+            return self
+        steps = lambda n: None if n is None else scale_steps(n, scale)  # noqa: E731
+        return dataclasses.replace(
+            self, iterations=scale_steps(self.iterations, scale), schedule=rescale(self.schedule, scale),
+            momentum=None if self.momentum is None else rescale(self.momentum, scale),
+            eval_every=steps(self.eval_every), trace_every=steps(self.trace_every),
+        )
+
+
+def scaled_rows(s: Settings, rows: dict[str, Row]) -> dict[str, Row]:
+    """The rows at this profile's budget (its ``budget_scale`` setting, 1 if it has none)."""
+    scale = s.knobs.get("budget_scale", 1.0)
+    return {label: row.scaled(scale) for label, row in rows.items()}
+
+
+def build_configs(s: Settings, rows: dict[str, Row]) -> list[tuple[str, RunConfig]]:
+    """Every run of a notebook: each row at this profile's budget, once per seed (seeds outermost,
+    so an interrupted study has complete seeds first)."""
+    out = []
+    for seed in s.seeds:
+        for label, row in scaled_rows(s, rows).items():
+            out.append((label, RunConfig(
+                profile=s.profile.name, data=s.data_id, model=row.model, optimizer=row.optimizer,
+                schedule=row.schedule, iterations=row.iterations, batch_size=row.batch_size,
+                eval_every=row.eval_every or s.knobs["eval_every"], seed=seed, normalize=row.normalize,
+                augment=row.augment, momentum=row.momentum, trace_every=row.trace_every,
+            )))
+    return out
+
+
+STANDARD_KNOBS = {
+    "budget_scale": ((int, float), lambda v: 0 < v <= 1,
+                     "fraction of the paper's iterations, in (0, 1]; schedules are stretched to match"),
+    "eval_every": (int, lambda v: v >= 1, "iterations between test-set evaluations, >= 1"),
+}
+
+
+class Notebook:
+    """The plumbing every experiment module shares: its settings under a profile, its rows at that
+    profile's budget, its runs. A module makes one and exposes its methods as functions."""
+
+    def __init__(self, name: str, rows: dict[str, Row], knobs: dict = STANDARD_KNOBS):
+        self.name, self.rows, self.knobs = name, rows, knobs
+
+    def settings(self, profile: str = "smoke", data: str | None = None, seeds: int | None = None,
+                 device: str | None = None) -> Settings:
+        """The notebook's settings: the profile's values, then any explicit overrides."""
+        return notebook_settings(self.name, self.knobs, profile, data=data, seeds=seeds, device=device)
+
+    def schedules(self, s: Settings, labels: list[str] | None = None) -> dict[str, tuple[int, dict]]:
+        """Each row's iteration budget and schedule at this profile's budget."""
+        rows = scaled_rows(s, self.rows)
+        return {label: (rows[label].iterations, rows[label].schedule) for label in (labels or rows)}
+
+    def run_configs(self, s: Settings) -> list[tuple[str, RunConfig]]:
+        return build_configs(s, self.rows)
+
+    def run(self, s: Settings, progress: bool = True) -> "StudyResults":
+        """Train (or read back) every run of the notebook."""
+        return execute(s, self.run_configs(s), progress=progress)
+
+
 @dataclass
 class StudyResults:
     """The runs of one notebook: their records, and tables built from them."""
@@ -96,6 +187,7 @@ class StudyResults:
                 row.update(
                     status=record.status,
                     final_test_acc=record.final.get("test_acc", math.nan),
+                    final_train_acc=record.final.get("train_acc", math.nan),
                     steps_done=int(record.final.get("step", 0)),
                     train_s=meta.get("timings", {}).get("wall_s"),
                     device=meta.get("environment", {}).get("device"),
@@ -145,14 +237,15 @@ class StudyResults:
             }
             if paper is not None:
                 match = paper[paper.setting == label]
-                row["paper_iterations"] = int(match.iterations.iloc[0]) if len(match) else math.nan
+                row["paper_iterations"] = match.iterations.iloc[0] if len(match) else math.nan
                 row["paper"] = float(match.value.iloc[0]) if len(match) else math.nan
             rows.append(row)
         return pd.DataFrame(rows).set_index("setting")
 
-    def verdicts(self, claims: Sequence[Claim]) -> pd.DataFrame:
-        final = self.final_accuracy()
-        return pd.DataFrame([c.judge(final) for c in claims]).set_index("claim")
+    def verdicts(self, claims: Sequence[Claim], measures: dict | None = None) -> pd.DataFrame:
+        """Each claim judged on ``measures`` (``{label: {seed: value}}``; default: final accuracies)."""
+        values = self.final_accuracy() if measures is None else measures
+        return pd.DataFrame([c.judge(values) for c in claims]).set_index("claim")
 
 
 def execute(settings: Settings, labelled: Sequence[tuple[str, RunConfig]], progress: bool = True) -> StudyResults:

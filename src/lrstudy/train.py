@@ -12,6 +12,9 @@ A run's rows (one per evaluation) hold:
     test_loss   mean loss over the whole test split
     test_acc    accuracy (%) over the whole test split
 
+With ``trace_every`` set, rows are also written every that many updates with the training columns
+only (test columns empty): the per-iteration loss curve an exponential range test reads.
+
 Rows hold results only, so that a run interrupted and resumed from a checkpoint writes the same
 bytes as one that ran straight through (on the CPU, where kernels are deterministic); the wall
 time of each evaluation goes to the run's timings instead.
@@ -129,10 +132,13 @@ def train(config, data: ImageData, device: str | torch.device = "cpu", precision
     def wall() -> float:
         return elapsed_before + time.perf_counter() - started
 
-    def record(step: int) -> None:
+    def record(step: int, test: bool = True) -> None:
         nonlocal since_row, eval_seconds
         t0 = time.perf_counter()
-        test_loss, test_acc = evaluate(model, data.test_x, data.test_y, normalize, autocast)
+        if test:
+            test_loss, test_acc = evaluate(model, data.test_x, data.test_y, normalize, autocast)
+        else:
+            test_loss = test_acc = math.nan
         eval_seconds += time.perf_counter() - t0
         row = {
             "step": step,
@@ -171,14 +177,15 @@ def train(config, data: ImageData, device: str | torch.device = "cpu", precision
 
     bar = tqdm(total=config.iterations, initial=first_step, desc=description, disable=not progress,
                mininterval=2.0, unit="it", dynamic_ncols=True, leave=False)
-    next_eval = bisect.bisect_left(checkpoints, first_step)
-    if saved is not None and rows and rows[-1]["step"] == first_step:
-        next_eval += 1  # this step's evaluation is already in the restored rows
+    # A checkpoint is written after that step's rows, so on resume they are already there.
+    next_eval = bisect.bisect_right(checkpoints, first_step) if saved is not None else 0
     for step in range(first_step, config.iterations + 1):
         if step == checkpoints[next_eval]:
             record(step)
             next_eval += 1
             bar.set_postfix(test_acc=f"{rows[-1]['test_acc']:.1f}", refresh=False)
+        elif config.trace_every and step % config.trace_every == 0 and step > first_step:
+            record(step, test=False)
         if step == config.iterations:
             break
         if checkpointer is not None and step > first_step and step % checkpointer.every == 0:

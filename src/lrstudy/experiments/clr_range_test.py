@@ -1,0 +1,118 @@
+"""CLR (Smith 2017) Fig. 3: the LR range test on Caffe's CIFAR-10 net, in Smith's form, with
+fastai's exponential form beside it for contrast.
+
+* Smith's form: 8 epochs (4000 iterations at batch 100) with the rate rising linearly from 0 to
+  0.02, the test set evaluated every 100 iterations; bounds read off accuracy against rate
+  (paper: base_lr 0.001, max_lr 0.006). In Caffe this is the triangular policy with stepsize equal
+  to the run's length, which is exactly how the run is specified here.
+* fastai's form: the rate rising exponentially from 1e-6 to 10 over 1000 iterations, the training
+  loss recorded at every update and smoothed (EMA 0.98, bias-corrected); suggestions from the loss
+  curve, the sweep cut where the smoothed loss passes 4x its best (fastai's stop rule).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from ..paper import paper_table
+from ..range_test import suggest_fastai, suggest_smith
+from ..stats import Agreement
+from ..study import Notebook, Row, StudyResults
+
+NOTEBOOK = "clr_range_test"
+CAFFE_FULL = {"name": "caffe_cifar10_full"}
+SGD = {"name": "caffe_sgd", "momentum": 0.9, "weight_decay": 0.004}
+LINEAR, EXPONENTIAL = "linear 0 to 0.02 (Smith)", "exponential 1e-6 to 10 (fastai)"
+ROWS = {
+    LINEAR: Row(4000, {"name": "triangular", "base_lr": 0.0, "max_lr": 0.02, "step_size": 4000},
+                CAFFE_FULL, SGD, batch_size=100, eval_every=100),
+    EXPONENTIAL: Row(1000, {"name": "exp_sweep", "start_lr": 1e-6, "end_lr": 10.0, "total_steps": 1000},
+                     CAFFE_FULL, SGD, batch_size=100, eval_every=1000, trace_every=1),
+}
+SMOOTHING, STOP_FACTOR = 0.98, 4.0
+
+CLAIMS = [
+    Agreement("CLR-F3.max_lr", "the range test puts max_lr for this net near 0.006 (accuracy stops rising)",
+              measure="Smith max_lr", target=0.006, factor=2.0),
+    Agreement("CLR-F3.base_lr", "the range test puts base_lr near 0.001 (accuracy starts to rise)",
+              measure="Smith base_lr", target=0.001, factor=2.0),
+]
+
+DEVIATIONS = [
+    "The sweep's upper end (0.02) is read off the paper's Fig. 3, whose exact settings are not printed; "
+    "8 epochs is the paper's.",
+    "\"Where accuracy starts to rise\" and \"where it slows, becomes ragged or falls\" are read by a "
+    "fixed rule (lrstudy.range_test.suggest_smith): the peak of the accuracy curve smoothed over three "
+    "evaluations gives max_lr, the first point that has gained 10% of the total rise gives base_lr.",
+    "The exponential sweep's range and length are ours (fastai's default range, 1000 updates).",
+]
+
+
+RANGE_KNOBS = {"budget_scale": ((int, float), lambda v: 0 < v <= 1, "fraction of the sweeps' iterations, in (0, 1]")}
+
+_notebook = Notebook(NOTEBOOK, ROWS, RANGE_KNOBS)
+settings, schedules, run_configs, run = _notebook.settings, _notebook.schedules, _notebook.run_configs, _notebook.run
+
+
+def paper() -> pd.DataFrame:
+    return paper_table("CLR", table="Section 3.3 (Fig. 3)")
+
+
+def smoothed_loss(losses: np.ndarray, beta: float = SMOOTHING) -> np.ndarray:
+    """fastai's smoothed loss: an exponential moving average with bias correction."""
+    avg, out = 0.0, []
+    for i, value in enumerate(losses, start=1):
+        avg = beta * avg + (1 - beta) * value
+        out.append(avg / (1 - beta**i))
+    return np.asarray(out)
+
+
+def sweeps(results: StudyResults) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The two sweeps as tidy tables: Smith's test accuracy against rate (one row per evaluation),
+    and fastai's smoothed training loss against rate (one row per update, cut at 4x its best)."""
+    curves = results.curves
+    linear = curves[(curves.setting == LINEAR) & curves.test_acc.notna()][["seed", "step", "lr", "test_acc"]]
+    frames = []
+    for seed, trace in curves[(curves.setting == EXPONENTIAL) & (curves.step > 0)].groupby("seed"):
+        trace = trace.sort_values("step").copy()
+        trace["smooth_loss"] = smoothed_loss(trace.train_loss.to_numpy())
+        finite = np.isfinite(trace.smooth_loss.to_numpy())
+        best = np.minimum.accumulate(np.where(finite, trace.smooth_loss, np.inf))
+        beyond = ~finite | (trace.smooth_loss.to_numpy() > STOP_FACTOR * best)
+        stop = int(np.argmax(beyond)) if beyond.any() else len(trace)
+        frames.append(trace.iloc[:stop][["seed", "step", "lr", "train_loss", "smooth_loss"]])
+    exponential = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return linear.reset_index(drop=True), exponential
+
+
+def suggestions(results: StudyResults) -> pd.DataFrame:
+    """Suggested bounds per seed and method, with the rule that chose them."""
+    linear, exponential = sweeps(results)
+    rows = []
+    for seed, sweep in linear.groupby("seed"):
+        s = suggest_smith(sweep.lr, sweep.test_acc)
+        rows.append({"method": "Smith (linear, test accuracy)", "seed": seed, "base_lr": s["base_lr"],
+                     "max_lr": s["max_lr"], "max_lr/3": s["base_lr_third"], "max_lr/4": s["base_lr_quarter"],
+                     "rule": s["rule"]})
+    for seed, sweep in exponential.groupby("seed") if len(exponential) else []:
+        try:
+            f = suggest_fastai(sweep.lr, sweep.smooth_loss)
+        except ValueError as err:  # too short a sweep (the smoke profile)
+            rows.append({"method": "fastai (exponential, smoothed loss)", "seed": seed, "rule": str(err)})
+            continue
+        rows.append({"method": "fastai (exponential, smoothed loss)", "seed": seed, "valley": f["valley"],
+                     "minimum/10": f["minimum"], "steepest": f["steep"], "rule": f["rule"]})
+    return pd.DataFrame(rows)
+
+
+def measures(results: StudyResults) -> dict[str, dict[int, float]]:
+    table = suggestions(results)
+    smith = table[table.method.str.startswith("Smith")] if len(table) else table
+    out = {}
+    for column, label in (("max_lr", "Smith max_lr"), ("base_lr", "Smith base_lr")):
+        if column in smith:
+            out[label] = {int(r.seed): float(r[column]) for _, r in smith.iterrows() if not math.isnan(r[column])}
+    return out
