@@ -2,7 +2,9 @@
 #
 #   make test                       install into .venv (first time), run pytest + nbval (smoke profile)
 #   make reproduce [PROFILE=cpu|fast|full|smoke] [DATA=cifar10|path] [NOTEBOOKS="clr_cifar10 ..."]
+#                  [DATA_CIFAR100=cifar100|path] [DATA_MNIST=mnist|path]
 #                                   execute notebooks with papermill into results/<profile>/ (+ HTML)
+#   make readme PROFILE=cpu [DATA=...]   regenerate the README's scorecard table from that profile's runs
 #   make lab                        JupyterLab on notebooks/ with the study's kernel
 #   make clean                      remove smoke outputs, failed executions and caches (keeps results)
 #   make distclean                  also remove .venv and data/
@@ -15,7 +17,8 @@ STAMP := $(VENV)/.installed
 # Exact versions for the project's own venv; pyproject.toml only asks for ranges (torch>=2.4),
 # so installing the package into an environment with its own CUDA build keeps that build.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
-NOTEBOOKS ?= $(basename $(notdir $(wildcard notebooks/*.ipynb)))
+# In the order a reader meets them; the scorecard last, as it reads every other notebook's runs.
+NOTEBOOKS ?= schedules clr_range_test clr_cifar10 clr_adaptive clr_architectures sgdr super_convergence scorecard
 DATA ?=
 # Where executed notebooks and the run store go (results/<profile>/...); the tests point it elsewhere.
 RESULTS ?= results
@@ -25,7 +28,7 @@ export LRSTUDY_RESULTS := $(abspath $(RESULTS))
 export JUPYTER_PATH := $(abspath $(VENV))/share/jupyter
 export PYTHONNOUSERSITE := 1
 
-.PHONY: test reproduce notebooks lab clean distclean venv FORCE
+.PHONY: test reproduce notebooks readme lab clean distclean venv FORCE
 .DELETE_ON_ERROR:
 
 venv: $(STAMP)
@@ -55,12 +58,14 @@ reproduce: $(STAMP)
 	  else echo "  FAILED  $$nb -> $(RESULTS)/$$profile/$$nb.failed.ipynb"; status=1; fi; \
 	done; \
 	$(BIN)/python -m lrstudy status --profile $$profile $(if $(DATA),--data "$(DATA_PATH)") $(NOTEBOOKS) || status=1; \
+	$(BIN)/python -m lrstudy scorecard --profile $$profile $(if $(DATA),--data "$(DATA_PATH)") --index > /dev/null \
+	  && echo "  index   $(RESULTS)/$$profile/index.html" || status=1; \
 	exit $$status
 
 OUT = $(RESULTS)/$(PROFILE)
 # A path given as DATA is made absolute (papermill runs in notebooks/); a name (cifar10) is kept.
 DATA_PATH = $(if $(wildcard $(DATA)),$(abspath $(DATA)),$(DATA))
-DATA_ARG = $(if $(DATA),-p data "$(DATA_PATH)")
+DATA_ARG = $(if $(DATA),-p data "$(DATA_PATH)") $(foreach set,CIFAR100 MNIST,$(if $(DATA_$(set)),-p data_$(shell echo $(set) | tr A-Z a-z) "$(if $(wildcard $(DATA_$(set))),$(abspath $(DATA_$(set))),$(DATA_$(set)))"))
 
 notebooks: $(NOTEBOOKS:%=$(OUT)/%.html)
 
@@ -77,6 +82,10 @@ $(OUT)/%.html: notebooks/%.ipynb $(STAMP) FORCE
 	$(BIN)/jupyter nbconvert --to html --log-level WARN $(OUT)/$*.ipynb
 
 FORCE:
+
+readme: $(STAMP)
+	@test -n "$(PROFILE)" || { echo "make readme needs PROFILE=..."; exit 2; }
+	$(BIN)/python -m lrstudy scorecard --profile $(PROFILE) $(if $(DATA),--data "$(DATA_PATH)") --readme > /dev/null
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/

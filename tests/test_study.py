@@ -21,7 +21,7 @@ def test_every_profile_loads_and_configures_every_notebook():
         for experiment in EXPERIMENTS.values():
             s = experiment.settings(name)
             assert s.profile == profile and len(s.seeds) == profile.seeds
-            assert len(experiment.run_configs(s)) == len(experiment.ROWS) * profile.seeds
+            assert len(experiment.run_configs(s)) == len(experiment.notebook.rows_for(s)) * profile.seeds
 
 
 @pytest.mark.parametrize("call, message", [
@@ -139,6 +139,6 @@ def test_range_test_notebook_measures(scratch):
     linear, exponential = clr_range_test.sweeps(results)
     assert len(linear) >= 3 and linear.lr.is_monotonic_increasing
     assert len(exponential) > 0 and exponential.lr.is_monotonic_increasing  # one row per update (trace)
-    assert set(clr_range_test.measures(results)) == {"Smith max_lr", "Smith base_lr"}
-    verdicts = results.verdicts(clr_range_test.CLAIMS, clr_range_test.measures(results))
+    assert set(clr_range_test.measures(s, results)) == {"Smith max_lr", "Smith base_lr"}
+    verdicts = results.verdicts(clr_range_test.CLAIMS, clr_range_test.measures(s, results))
     assert set(verdicts.verdict) <= {"confirmed", "not confirmed", "inconclusive"}

@@ -31,11 +31,20 @@ def main(argv: list[str] | None = None) -> int:
     status.add_argument("--profile", required=True, choices=PROFILES)
     status.add_argument("--data", default=None, help="data source the runs were asked for (default: the profile's)")
     status.add_argument("--seeds", type=int, default=None)
+    card = sub.add_parser("scorecard", help="judge every claim on the stored runs (trains nothing)")
+    card.add_argument("--profile", required=True, choices=PROFILES)
+    card.add_argument("--data", default=None)
+    card.add_argument("--data-cifar100", default=None)
+    card.add_argument("--data-mnist", default=None)
+    card.add_argument("--readme", action="store_true", help="write the table into README.md's scorecard block")
+    card.add_argument("--index", action="store_true", help="write results/<profile>/index.html")
     sub.add_parser("list", help="list notebooks and profiles")
     args = parser.parse_args(argv)
 
     if args.command == "status":
         return _status(args)
+    if args.command == "scorecard":
+        return _scorecard(args)
     if args.command == "list":
         print("notebooks:", ", ".join(sorted(EXPERIMENTS)))
         print("profiles: ", ", ".join(PROFILES))
@@ -51,8 +60,24 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
+def _scorecard(args) -> int:
+    from . import scorecard
+    from .paths import project_root
+
+    card = scorecard.collect(args.profile, data=args.data, data_cifar100=args.data_cifar100, data_mnist=args.data_mnist)
+    print(scorecard.to_markdown(card))
+    if args.readme:
+        scorecard.update_readme(project_root() / "README.md", card, args.profile)
+    if args.index:
+        print("wrote", scorecard.write_index(args.profile, card))
+    return 0
+
+
 def _status(args) -> int:
-    """One line per notebook: how many of its runs are finished, diverged, failed or missing."""
+    """One line per notebook: how many of its runs are finished, diverged, failed or missing.
+    Missing runs whose data is not on this machine are counted apart ("data unavailable") and do
+    not make the command fail: the notebook reports them as not run."""
+    from .data import describe_source, is_local
     from .runs import RunStore
 
     store = RunStore(args.profile)
@@ -61,13 +86,16 @@ def _status(args) -> int:
     for name in names:
         experiment = get_experiment(name)
         settings = experiment.settings(args.profile, data=args.data, seeds=args.seeds, device="cpu")
-        counts = dict.fromkeys(["finished", "diverged", "failed", "missing"], 0)
+        counts = dict.fromkeys(["finished", "diverged", "failed", "missing", "data unavailable"], 0)
+        local = {describe_source(src)[0]: is_local(src) for src in settings.sources.values()}
         for _, config in experiment.run_configs(settings):
             record = store.load(config)
             if record is not None:
                 counts[record.status] += 1
+            elif store.has_failed(config):
+                counts["failed"] += 1
             else:
-                counts["failed" if store.has_failed(config) else "missing"] += 1
+                counts["missing" if local.get(config.data, True) else "data unavailable"] += 1
         bad += counts["failed"] + counts["missing"]
         print(f"  runs    {name}: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v or k == "finished"))
     return 1 if bad else 0

@@ -27,7 +27,9 @@ PRECISIONS = ("fp32", "bf16")
 class Profile:
     name: str
     description: str
-    data: str  # default data source; the `data` parameter / DATA= overrides it
+    data: str  # default CIFAR-10 source; the `data` parameter / DATA= overrides it
+    data_cifar100: str  # default CIFAR-100 source (`data_cifar100` parameter)
+    data_mnist: str  # default MNIST source (`data_mnist` parameter)
     device: str
     precision: str
     seeds: int
@@ -71,7 +73,9 @@ def _as_tuple(types) -> tuple:
 
 _PROFILE_SPEC = {
     "description": (str, None, "a sentence saying what the profile is for"),
-    "data": (str, lambda v: v.strip() != "", "a data source: cifar10, cifar100, synthetic or a path"),
+    "data": (str, lambda v: v.strip() != "", "a CIFAR-10 source: cifar10, synthetic or a path"),
+    "data_cifar100": (str, lambda v: v.strip() != "", "a CIFAR-100 source: cifar100, synthetic-cifar100 or a path"),
+    "data_mnist": (str, lambda v: v.strip() != "", "an MNIST source: mnist, synthetic-mnist or a path"),
     "device": (str, lambda v: v in DEVICES, f"one of {list(DEVICES)}"),
     "precision": (str, lambda v: v in PRECISIONS, f"one of {list(PRECISIONS)}"),
     "seeds": (int, lambda v: v >= 1, "a whole number >= 1"),

@@ -2,10 +2,12 @@
 
 Sources (the ``data`` parameter of every notebook, ``DATA=`` for make):
 
-* ``"cifar10"``, ``"cifar100"`` -- ``torchvision.datasets`` (downloaded into ``data/`` on first use);
+* ``"cifar10"``, ``"cifar100"``, ``"mnist"`` -- ``torchvision.datasets`` (downloaded into ``data/``
+  on first use);
 * a folder-per-class tree with ``train/`` and ``test/`` subfolders (what ``ImageFolder`` reads),
   or a ``.tar.xz``/``.tar.gz``/``.tgz``/``.tar`` archive of one, unpacked into ``data/`` once;
-* ``"synthetic"`` -- random class templates in CIFAR-10's shapes, for the smoke profile.
+* ``"synthetic"``, ``"synthetic-cifar100"``, ``"synthetic-mnist"`` -- random class templates in the
+  shapes of CIFAR-10, CIFAR-100 and MNIST, for the smoke profile.
 
 Decoded images are cached in ``data/cache/`` as uint8 tensors, so a source is decoded once.
 Training batches never go through a per-sample ``DataLoader``: the whole split sits on the device
@@ -32,7 +34,9 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
 ARCHIVE_SUFFIXES = (".tar.xz", ".tar.gz", ".tgz", ".tar")
 # Folder trees we can name exactly. The JPEG copy is lossy: results on it must say so.
 KNOWN_TREES = {"cifar10-jpeg": "CIFAR-10 (JPEG q75 copy)"}
-TORCHVISION_SETS = {"cifar10": ("CIFAR10", "CIFAR-10"), "cifar100": ("CIFAR100", "CIFAR-100")}
+TORCHVISION_SETS = {"cifar10": ("CIFAR10", "CIFAR-10"), "cifar100": ("CIFAR100", "CIFAR-100"), "mnist": ("MNIST", "MNIST")}
+# Stand-ins for the smoke profile, in the shapes of the real sets: (classes, channels, side).
+SYNTHETIC = {"synthetic": (10, 3, 32), "synthetic-cifar100": (100, 3, 32), "synthetic-mnist": (10, 1, 28)}
 
 
 class DataUnavailable(RuntimeError):
@@ -68,6 +72,13 @@ class ImageData:
         """Per-pixel mean of the training images (0-255 scale), as Caffe's ``compute_image_mean``."""
         return self.train_x.double().mean(0).float()
 
+    def subset(self, train: int | None = None, test: int | None = None) -> "ImageData":
+        """The first ``train`` training and ``test`` test images (None: all) of fixed, class-balanced
+        shuffles -- the same images for every run and seed, so runs on them stay paired."""
+        train_x, train_y = _balanced(self.train_x, self.train_y, train, self.num_classes, "train_subset")
+        test_x, test_y = _balanced(self.test_x, self.test_y, test, self.num_classes, "test_subset")
+        return ImageData(self.id, self.name, train_x, train_y, test_x, test_y, self.classes)
+
     def on(self, device: torch.device | str) -> "ImageData":
         """The same split with its tensors on ``device`` (copied once, then reused)."""
         device = torch.device(device)
@@ -91,6 +102,21 @@ class ImageData:
         }
 
 
+def _balanced(x: torch.Tensor, y: torch.Tensor, n: int | None, classes: int, what: str):
+    if n is None:
+        return x, y
+    if not 0 < n <= len(y):
+        raise ValueError(f"{what}={n} must be between 1 and the split's size {len(y)}")
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    labels = y[order]
+    rank = torch.zeros_like(labels)  # each image's position among its class in the shuffle
+    for c in range(classes):
+        mask = labels == c
+        rank[mask] = torch.arange(int(mask.sum()))
+    chosen = order[torch.sort(rank * classes + labels, stable=True).indices[:n]].sort().values
+    return x[chosen], y[chosen]
+
+
 # ---------------------------------------------------------------------------------------------
 # Loading
 # ---------------------------------------------------------------------------------------------
@@ -99,8 +125,9 @@ class ImageData:
 def describe_source(source: str | os.PathLike | None) -> tuple[str, str]:
     """``(id, name)`` of a data source without loading it (the id is part of a run's identity)."""
     source = _default_source(source)
-    if source == "synthetic":
-        return "synthetic", "synthetic (random class templates, CIFAR-10 shapes)"
+    if source in SYNTHETIC:
+        classes, channels, side = SYNTHETIC[source]
+        return source, f"synthetic (random class templates, {classes} classes, {channels}x{side}x{side})"
     if source in TORCHVISION_SETS:
         return source, TORCHVISION_SETS[source][1]
     stem = _tree_name(Path(source))
@@ -109,12 +136,28 @@ def describe_source(source: str | os.PathLike | None) -> tuple[str, str]:
     return f"folder:{stem}", f"folder-per-class tree '{stem}'"
 
 
+TORCHVISION_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python", "mnist": "MNIST"}
+
+
+def is_local(source: str | os.PathLike | None) -> bool:
+    """Whether a source can be loaded without a download: synthetic, a path that exists, or a
+    torchvision set already in the data folder (or its decoded cache)."""
+    source = _default_source(source)
+    if source in SYNTHETIC:
+        return True
+    if source in TORCHVISION_SETS:
+        root = data_root()
+        return (root / TORCHVISION_FOLDERS[source]).exists() or (root / "cache" / f"{source}.pt").exists()
+    return Path(source).expanduser().exists()
+
+
 def load_data(source: str | os.PathLike | None = None, download: bool = True) -> ImageData:
     """Load a data source (see the module docstring), decoding it only the first time."""
     source = _default_source(source)
     data_id, name = describe_source(source)
-    if source == "synthetic":
-        return synthetic()
+    if source in SYNTHETIC:
+        classes, channels, side = SYNTHETIC[source]
+        return synthetic(classes=classes, channels=channels, size=side, name=source)
     if source in TORCHVISION_SETS:
         return _cached(data_id, data_id, lambda: _torchvision(source, download), name)
     path = Path(source).expanduser()
@@ -161,8 +204,10 @@ def _torchvision(name: str, download: bool) -> dict:
                 _missing_message(f"{TORCHVISION_SETS[name][1]} is not in {root} and could not be "
                                  f"downloaded ({type(err).__name__}: {err})")
             ) from None
-        x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
-        splits["train" if train else "test"] = (x, torch.tensor(ds.targets, dtype=torch.int64))
+        x = torch.as_tensor(ds.data)
+        x = x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2)  # MNIST is N x H x W, CIFAR N x H x W x C
+        x = x.contiguous()
+        splits["train" if train else "test"] = (x, torch.as_tensor(ds.targets, dtype=torch.int64))
     return {
         "train_x": splits["train"][0], "train_y": splits["train"][1],
         "test_x": splits["test"][0], "test_y": splits["test"][1], "classes": list(ds.classes),
@@ -274,23 +319,24 @@ def _cached(data_id: str, key: str, decode, name: str) -> ImageData:
                      list(blob["classes"]))
 
 
-def synthetic(train: int = 2000, test: int = 500, classes: int = 10, size: int = 32, seed: int = 0) -> ImageData:
-    """Learnable stand-in data in CIFAR's shapes: each class is a smooth random colour template,
+def synthetic(train: int = 2000, test: int = 500, classes: int = 10, size: int = 32, seed: int = 0,
+              channels: int = 3, name: str = "synthetic") -> ImageData:
+    """Learnable stand-in data in a real set's shapes: each class is a smooth random template,
     each image its template plus pixel noise. For the smoke profile and the tests only."""
     g = torch.Generator().manual_seed(seed)
-    coarse = torch.rand(classes, 3, 4, 4, generator=g)
+    coarse = torch.rand(classes, channels, 4, 4, generator=g)
     templates = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
 
     def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
         y = torch.arange(n) % classes
         y = y[torch.randperm(n, generator=g)]
-        x = 60 + 140 * templates[y] + 40 * torch.randn(n, 3, size, size, generator=g)
+        x = 60 + 140 * templates[y] + 40 * torch.randn(n, channels, size, size, generator=g)
         return x.clamp(0, 255).round().to(torch.uint8), y
 
     train_x, train_y = split(train)
     test_x, test_y = split(test)
-    data_id, name = describe_source("synthetic")
-    return ImageData(data_id, name, train_x, train_y, test_x, test_y, [f"class{i}" for i in range(classes)])
+    data_id, label = describe_source(name)
+    return ImageData(data_id, label, train_x, train_y, test_x, test_y, [f"class{i}" for i in range(classes)])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,19 +347,38 @@ def synthetic(train: int = 2000, test: int = 500, classes: int = 10, size: int =
 class Normalizer:
     """Turns uint8 images into the network's float input, on the device.
 
-    ``"mean_image"`` subtracts the per-pixel training mean from raw 0-255 values (Caffe's
-    ``mean_file``, used by all three papers' CIFAR nets); nothing else is rescaled.
+    * ``"mean_image"`` subtracts the per-pixel training mean from raw 0-255 values (Caffe's
+      ``mean_file``, used by the CLR, SGDR and super-convergence CIFAR nets); nothing is rescaled.
+    * ``"channel_stats"`` subtracts each channel's training mean and divides by its standard
+      deviation (fb.resnet.torch's "meanstd", also used by Stochastic Depth and DenseNet code).
+    * ``"mean_image_unit"`` does the same on values scaled to [0, 1] (SGDR's code: ``x / 255``
+      minus the per-pixel mean).
+    * ``"scale"`` multiplies raw values by 1/256 (Caffe's LeNet: ``scale: 0.00390625``).
     """
 
-    KINDS = ("mean_image",)
+    KINDS = ("mean_image", "mean_image_unit", "channel_stats", "scale")
 
     def __init__(self, kind: str, data: ImageData, device: torch.device):
         if kind not in self.KINDS:
             raise ValueError(f"unknown normalisation {kind!r}; known: {list(self.KINDS)}")
-        self.mean = data.mean_image().to(device)
+        x = data.train_x
+        if kind == "mean_image":
+            self.shift, self.factor = data.mean_image().to(device), None
+        elif kind == "mean_image_unit":
+            self.shift, self.factor = data.mean_image().to(device), 1 / 255
+        elif kind == "channel_stats":
+            flat = x.transpose(0, 1).reshape(x.shape[1], -1).double()
+            self.shift = flat.mean(1).float().view(1, -1, 1, 1).to(device)
+            self.factor = (1 / flat.std(1)).float().view(1, -1, 1, 1).to(device)
+        else:
+            self.shift, self.factor = None, 0.00390625
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.float() - self.mean
+        x = images.float()
+        if self.shift is not None:
+            x = x - self.shift
+        if self.factor is not None:
+            x = x * self.factor
         return x.contiguous(memory_format=torch.channels_last)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["CaffeSGD", "build_optimizer", "set_learning_rate"]
+__all__ = ["CaffeSGD", "CaffeAdaptive", "TorchSGD", "build_optimizer", "set_learning_rate"]
 
 
 class CaffeSGD(torch.optim.Optimizer):
@@ -133,12 +133,23 @@ class CaffeAdaptive(torch.optim.Optimizer):
         return loss
 
 
+class TorchSGD(torch.optim.SGD):
+    """SGD as Torch7's ``optim.sgd`` and PyTorch compute it (the rate outside the velocity:
+    ``v <- m v + g``, ``w <- w - lr v``, or ``w <- w - lr (g + m v)`` with Nesterov), for the
+    networks whose original code used it (fb.resnet.torch, Stochastic Depth, DenseNet).
+    Parameter groups carry ``weight_decay`` (already times the group's ``decay_mult``)."""
+
+    def __init__(self, params, lr: float = 0.1, momentum: float = 0.9, nesterov: bool = False, weight_decay: float = 0.0):
+        super().__init__(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+
+
 def _caffe(rule: str):
     return lambda params, **kw: CaffeAdaptive(params, rule, **kw)
 
 
 OPTIMIZERS = {
     "caffe_sgd": CaffeSGD,
+    "torch_sgd": TorchSGD,
     **{f"caffe_{rule}": _caffe(rule) for rule in CaffeAdaptive.RULES},
 }
 

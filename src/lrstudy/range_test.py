@@ -191,11 +191,13 @@ class HessianFreeLR:
     ``optimizer.step()`` with the rate that step used. Holds two copies of the weights.
     """
 
-    def __init__(self, params: Iterable[torch.nn.Parameter], smoothing: float = 0.1, initial: float = 0.1):
+    def __init__(self, params: Iterable[torch.nn.Parameter], smoothing: float = 0.1, initial: float = 0.1,
+                 keep_rows: bool = True):
         self.params = [p for p in params if p.requires_grad]
-        self.smoothing, self.average = smoothing, initial
+        self.smoothing, self.average, self.keep_rows = smoothing, initial, keep_rows
         self._history: list[tuple[torch.Tensor, float]] = [(self._flat(), math.nan)]
         self.rows: list[dict] = []
+        self.count = 0  # estimates made so far
 
     def _flat(self) -> torch.Tensor:
         return torch.cat([p.detach().reshape(-1).double() for p in self.params]).clone()
@@ -213,8 +215,19 @@ class HessianFreeLR:
         raw = lr01 * top / bottom if bottom > 0 else math.inf
         if math.isfinite(raw):
             self.average = (1 - self.smoothing) * self.average + self.smoothing * raw
-        self.rows.append({"update": len(self.rows) + 1, "lr": lr01, "estimate": raw, "smoothed": self.average})
+        self.count += 1
+        if self.keep_rows:
+            self.rows.append({"update": self.count, "lr": lr01, "estimate": raw, "smoothed": self.average})
         return self.average
 
     def table(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows)
+
+    def state(self) -> dict:
+        """Plain data to resume from (the last two weight vectors, the average, the rows)."""
+        return {"history": [t for t, _ in self._history], "rates": [r for _, r in self._history],
+                "average": self.average, "count": self.count, "rows": list(self.rows)}
+
+    def load_state(self, state: dict) -> None:
+        self._history = list(zip(state["history"], state["rates"]))
+        self.average, self.count, self.rows = state["average"], state["count"], list(state["rows"])

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
+import torch
 
 from .checkpoints import Checkpointer, atomic_write
 from .paths import results_root
@@ -43,7 +44,7 @@ __all__ = ["RunConfig", "RunRecord", "RunStore", "FINAL_STATUSES"]
 
 FORMAT_VERSION = 1  # bump when the meaning of a stored run changes, so old records are not reused
 FINAL_STATUSES = ("finished", "diverged")  # records that are results; "failed" ones are redone
-_ADDED_LATER = ("momentum", "trace_every")
+_ADDED_LATER = ("momentum", "trace_every", "train_subset", "test_subset", "eval_at", "snapshot_at", "lr_estimate")
 REQUIRED_COLUMNS = {"step", "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc"}  # RunConfig fields added after the first results were stored
 
 
@@ -64,15 +65,31 @@ class RunConfig:
     augment: dict = field(default_factory=dict)
     momentum: dict | None = None  # a momentum schedule's spec; None: the optimizer's fixed momentum
     trace_every: int | None = None  # also record training loss/accuracy every this many updates
+    train_subset: int | None = None  # train on this many images of a fixed class-balanced subset
+    test_subset: int | None = None  # evaluate on this many images of a fixed class-balanced subset
+    eval_at: list[int] | None = None  # further steps to evaluate at (e.g. the ends of SGDR's cycles)
+    snapshot_at: list[int] | None = None  # steps at which the test-set softmax outputs are kept
+    lr_estimate: bool | None = None  # track super-convergence's Hessian-free estimate of the best rate
 
     def __post_init__(self):
         # Canonical forms, so that equal runs hash equally (0.001 vs 1e-3, 2000 vs 2000.0).
         object.__setattr__(self, "schedule", make_schedule(**self.schedule).spec())
         if self.momentum is not None:
             object.__setattr__(self, "momentum", make_schedule(**self.momentum).spec())
-        if self.trace_every is not None:
-            if isinstance(self.trace_every, bool) or not isinstance(self.trace_every, int) or self.trace_every < 1:
-                raise ValueError(f"run config: trace_every={self.trace_every!r} must be a whole number >= 1 or None")
+        for name in ("trace_every", "train_subset", "test_subset"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"run config: {name}={value!r} must be a whole number >= 1 or None")
+        if self.lr_estimate not in (None, True):
+            raise ValueError(f"run config: lr_estimate={self.lr_estimate!r} must be True or None")
+        for name in ("eval_at", "snapshot_at"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not isinstance(value, (list, tuple)) or any(
+                    isinstance(v, bool) or not isinstance(v, int) or not 0 < v <= self.iterations for v in value):
+                raise ValueError(f"run config: {name}={value!r} must be a list of steps in [1, iterations]")
+            object.__setattr__(self, name, sorted(set(value)))
         for name in ("iterations", "batch_size", "eval_every", "seed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
@@ -119,10 +136,19 @@ class RunRecord:
     def status(self) -> str:
         return self.meta["status"]
 
+    path: Path | None = None  # the CSV's path, to find side files (snapshots)
+
     @property
     def final(self) -> dict:
         """The last evaluation row (the result at the end of the run's budget)."""
         return self.rows.iloc[-1].to_dict() if len(self.rows) else {}
+
+    def snapshots(self) -> dict:
+        """The test-set softmax outputs kept at ``snapshot_at``: ``{"steps", "probs", "labels"}``
+        (``probs`` is steps x images x classes, float16)."""
+        if not self.meta.get("snapshots_sha256") or self.path is None:
+            return {}
+        return torch.load(self.path.with_suffix(".snapshots.pt"), weights_only=True)
 
 
 class RunStore:
@@ -180,7 +206,14 @@ class RunStore:
             return None
         if len(rows) == 0 or not REQUIRED_COLUMNS <= set(rows.columns):
             return None
-        return RunRecord(meta, rows)
+        if config.snapshot_at and meta.get("status") == "finished":
+            try:
+                blob = csv_path.with_suffix(".snapshots.pt").read_bytes()
+            except OSError:
+                return None
+            if hashlib.sha256(blob).hexdigest() != meta.get("snapshots_sha256"):
+                return None
+        return RunRecord(meta, rows, csv_path)
 
     def has_failed(self, config: RunConfig) -> bool:
         """Whether the last attempt at this run raised (its record says "failed")."""
@@ -190,11 +223,18 @@ class RunStore:
             return False
 
     def save(self, config: RunConfig, status: str, rows: list[dict], info: dict) -> RunRecord:
-        """Write a run's rows and metadata (rows first, metadata last)."""
+        """Write a run's rows, its snapshots if any (``info["snapshots"]``), and its metadata last."""
         csv_path, json_path = self.paths(config.id)
         frame = pd.DataFrame(rows)
         raw = frame.to_csv(index=False, float_format="%.10g").encode()
         atomic_write(csv_path, raw)
+        info = dict(info)
+        snapshots = info.pop("snapshots", None)
+        if snapshots:
+            buffer = io.BytesIO()
+            torch.save(snapshots, buffer)
+            atomic_write(csv_path.with_suffix(".snapshots.pt"), buffer.getvalue())
+            info["snapshots_sha256"] = hashlib.sha256(buffer.getvalue()).hexdigest()
         meta = {
             "id": config.id,
             "status": status,
@@ -204,7 +244,7 @@ class RunStore:
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         atomic_write(json_path, (json.dumps(_finite(meta), indent=1, sort_keys=True) + "\n").encode())
-        return RunRecord(meta, frame)
+        return RunRecord(meta, frame, csv_path)
 
     def get_or_run(self, config: RunConfig, run: Callable[[RunConfig], tuple[str, list[dict], dict]],
                    checkpointer: Checkpointer | None = None) -> RunRecord:

@@ -37,7 +37,7 @@ def _specs(value: ScheduleLike | Sequence[ScheduleLike] | None, n_groups: int, w
     if len(items) != n_groups:
         raise ValueError(f"{what}: got {len(items)} schedules for {n_groups} parameter groups; "
                          "give one schedule, or one per group")
-    return [item.spec() if isinstance(item, (Schedule, Stages)) else make_schedule(**item).spec() for item in items]
+    return [item.spec() if hasattr(item, "spec") else make_schedule(**item).spec() for item in items]
 
 
 def _set_momentum(group: dict, value: float) -> None:

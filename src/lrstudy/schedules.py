@@ -25,7 +25,8 @@ Policies by paper:
   paper's linear form with a final annihilation); ``onecycle_torch`` and
   ``onecycle_torch_momentum`` (PyTorch's ``OneCycleLR``, fastai-style cosine by default).
 * Composition: ``stages`` runs schedules one after another, each from its own step 0 (Caffe's
-  ``start_lr_policy``; CLR Table 2); :func:`then` builds one.
+  ``start_lr_policy``; CLR Table 2); :func:`then` builds one. ``product`` multiplies schedules
+  step by step (a cyclical rate under a step decay, CLR Table 4).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-__all__ = ["POLICIES", "Schedule", "Stages", "make_schedule", "then", "rescale", "scale_steps", "sample",
+__all__ = ["POLICIES", "Schedule", "Stages", "Product", "make_schedule", "then", "rescale", "scale_steps", "sample",
            "sgdr_cycle_ends", "sgdr_stop_budget"]
 
 
@@ -500,7 +501,7 @@ class Schedule:
         return then(self, other, at)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, (Schedule, Stages)) and self.spec() == other.spec()
+        return hasattr(other, "spec") and self.spec() == other.spec()
 
     def __hash__(self) -> int:
         return hash(repr(self))
@@ -535,7 +536,33 @@ class Stages:
         return "stages(" + ", ".join(f"@{s}: {sch!r}" for s, sch in zip(self.starts, self.schedules)) + ")"
 
 
-def make_schedule(name: str, **params: Any) -> Schedule | Stages:
+@dataclass(frozen=True, eq=False)
+class Product:
+    """The product of several schedules at the same step: e.g. a cyclical rate whose bounds are cut
+    by an original implementation's step schedule (CLR Table 4: "the fixed learning rate and the
+    range are reduced according to the same schedule"), cycles keeping their phase across the cut."""
+
+    factors: tuple[Schedule | Stages | Product, ...]
+    name: str = "product"
+
+    def __call__(self, step: float) -> float:
+        value = 1.0
+        for factor in self.factors:
+            value *= factor(step)
+        return value
+
+    def spec(self) -> dict:
+        return {"name": "product", "factors": [f.spec() for f in self.factors]}
+
+    then = Schedule.then
+    __eq__ = Schedule.__eq__
+    __hash__ = Schedule.__hash__
+
+    def __repr__(self) -> str:
+        return " * ".join(repr(f) for f in self.factors)
+
+
+def make_schedule(name: str, **params: Any) -> Schedule | Stages | Product:
     """Build a schedule from its name and parameters, checking both.
 
     >>> make_schedule("triangular", base_lr=0.001, max_lr=0.006, step_size=2000)(2000)
@@ -543,13 +570,18 @@ def make_schedule(name: str, **params: Any) -> Schedule | Stages:
     """
     if name == "stages":
         return _make_stages(params)
+    if name == "product":
+        factors = params.get("factors")
+        if set(params) != {"factors"} or not isinstance(factors, (list, tuple)) or len(factors) < 2:
+            raise ValueError("schedule 'product' takes one parameter, 'factors': a list of two or more schedule specs")
+        return Product(tuple(_as_schedule(f) for f in factors))
     if name not in POLICIES:
-        raise ValueError(f"unknown schedule {name!r}; known schedules: {sorted([*POLICIES, 'stages'])}")
+        raise ValueError(f"unknown schedule {name!r}; known schedules: {sorted([*POLICIES, 'stages', 'product'])}")
     return Schedule(name, _normalise(name, POLICIES[name], dict(params)))
 
 
-def _as_schedule(value: Schedule | Stages | Mapping) -> Schedule | Stages:
-    return value if isinstance(value, (Schedule, Stages)) else make_schedule(**value)
+def _as_schedule(value: Schedule | Stages | Product | Mapping) -> Schedule | Stages | Product:
+    return value if isinstance(value, (Schedule, Stages, Product)) else make_schedule(**value)
 
 
 def then(first: Schedule | Stages | Mapping, second: Schedule | Stages | Mapping, at: int) -> Stages:
@@ -597,6 +629,8 @@ def rescale(spec: Mapping[str, Any], factor: float) -> dict:
         raise ValueError(f"rescale: factor={factor!r} must be > 0")
     spec = dict(spec)
     name = spec.pop("name")
+    if name == "product":
+        return make_schedule("product", factors=[rescale(f, factor) for f in spec["factors"]]).spec()
     if name == "stages":
         stages = []
         for stage in spec["stages"]:
@@ -618,6 +652,8 @@ def rescale(spec: Mapping[str, Any], factor: float) -> dict:
     for key in policy.rate_params:
         if key in spec:
             spec[key] = spec[key] ** (1.0 / factor)
+    if name == "one_cycle":  # rounding must not leave the cycle longer than the run
+        spec["total_steps"] = max(spec["total_steps"], 2 * spec["step_size"])
     return make_schedule(name, **spec).spec()
 
 

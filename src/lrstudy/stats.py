@@ -15,7 +15,7 @@ from typing import Mapping
 import numpy as np
 from scipy import stats as _st
 
-__all__ = ["mean_ci", "Claim", "Agreement", "VERDICTS"]
+__all__ = ["mean_ci", "Claim", "Agreement", "AtLeast", "VERDICTS"]
 
 VERDICTS = ("confirmed", "not confirmed", "inconclusive", "not run")
 
@@ -133,3 +133,37 @@ class Agreement:
         ratio = float(np.exp(np.mean(np.log(got)))) / self.target
         return {**out, "difference": ratio, "verdict": verdict,
                 "basis": f"ours / paper = {ratio:.2f} (geometric mean over {len(got)} seed(s))"}
+
+
+@dataclass(frozen=True)
+class AtLeast:
+    """A measured quantity that should reach a threshold (e.g. a speedup of at least 2x).
+
+    Confirmed when every seed's value reaches ``threshold``; not confirmed when none does;
+    inconclusive otherwise. Seeds without a value (the target was never reached) count as below.
+    """
+
+    id: str
+    text: str
+    measure: str
+    threshold: float
+    seeds_expected: tuple = ()
+
+    @property
+    def rule(self) -> str:
+        return (f"confirmed if every seed's {self.measure} is at least {self.threshold:g}; not confirmed if "
+                "none is (a target never reached counts as below); otherwise inconclusive")
+
+    def judge(self, values: Mapping[str, Mapping[int, float]]) -> dict:
+        got = dict(values.get(self.measure, {}))
+        out = {"claim": self.id, "text": self.text, "rule": self.rule, "n": len(got), "ci_low": math.nan,
+               "ci_high": math.nan}
+        if not got:
+            return {**out, "difference": math.nan, "verdict": "not run", "basis": "no value measured"}
+        reached = [v is not None and not math.isnan(v) and v >= self.threshold for v in got.values()]
+        finite = [v for v in got.values() if v is not None and not math.isnan(v)]
+        verdict = "confirmed" if all(reached) else "not confirmed" if not any(reached) else "inconclusive"
+        mean = float(np.mean(finite)) if finite else math.nan
+        missing = len(got) - len(finite)
+        basis = f"mean {mean:.2f} over {len(finite)} seed(s)" + (f"; {missing} never reached the target" if missing else "")
+        return {**out, "difference": mean, "verdict": verdict, "basis": basis}

@@ -17,7 +17,7 @@ from typing import Sequence
 import pandas as pd
 
 from .config import Profile, check_section, load_profile, resolve_device
-from .data import describe_source, load_data
+from .data import DataUnavailable, describe_source, load_data
 from .paths import results_root
 from .schedules import rescale, scale_steps
 from .provenance import environment
@@ -26,7 +26,7 @@ from .stats import Claim, mean_ci
 from .train import train
 
 __all__ = ["Settings", "Row", "Notebook", "StudyResults", "execute", "notebook_settings", "scaled_rows",
-           "build_configs", "STANDARD_KNOBS"]
+           "build_configs", "STANDARD_KNOBS", "BATCH_SCALE"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,12 @@ class Settings:
     precision: str
     seeds: tuple[int, ...]
     knobs: dict = field(default_factory=dict)
+    other_data: dict = field(default_factory=dict)  # {"cifar100": source, "mnist": source}
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """Data source of each data set a row may name."""
+        return {"cifar10": self.data, **self.other_data}
 
     @property
     def data_id(self) -> str:
@@ -53,6 +59,8 @@ class Settings:
         rows = [
             ("profile", self.profile.name, self.profile.description),
             ("data", self.data_name, f"source: {_public_source(self.data)}"),
+            *[(f"data ({key})", describe_source(src)[1], f"source: {_public_source(src)}")
+              for key, src in self.other_data.items()],
             ("device", self.device, "where missing runs are trained"),
             ("precision", self.precision, "bf16 = bfloat16 autocast for forward passes (CUDA only)"),
             ("seeds", ", ".join(map(str, self.seeds)), "one run per setting and seed"),
@@ -62,8 +70,11 @@ class Settings:
         return pd.DataFrame(rows, columns=["setting", "value", "meaning"]).set_index("setting")
 
 
-def make_settings(notebook: str, profile: Profile, knobs: dict, data=None, seeds=None, device=None) -> Settings:
-    """Settings from a profile plus the notebook's overrides (``None`` keeps the profile's value)."""
+def make_settings(notebook: str, profile: Profile, knobs: dict, data=None, seeds=None, device=None,
+                  datasets: tuple[str, ...] = (), **other_data) -> Settings:
+    """Settings from a profile plus the notebook's overrides (``None`` keeps the profile's value).
+    ``datasets`` names the data sets besides CIFAR-10 the notebook uses (``"cifar100"``,
+    ``"mnist"``); ``data_cifar100=...`` / ``data_mnist=...`` override their sources."""
     if seeds is None:
         seeds = profile.seeds
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
@@ -72,16 +83,25 @@ def make_settings(notebook: str, profile: Profile, knobs: dict, data=None, seeds
     if device not in ("cpu", "cuda", "auto"):
         raise ValueError(f"device={device!r}; choose one of ['cpu', 'cuda', 'auto']")
     data = profile.data if data in (None, "", "None") else str(data)
-    describe_source(data)  # rejects nothing today, but keeps the id computable before any work
-    return Settings(notebook, profile, data, device, profile.precision, tuple(range(1, seeds + 1)), knobs)
+    unknown = sorted(set(other_data) - {f"data_{d}" for d in datasets})
+    if unknown:
+        raise ValueError(f"unknown parameter {unknown[0]!r}; this notebook takes "
+                         f"{['data', *(f'data_{d}' for d in datasets)]}")
+    others = {}
+    for name in datasets:
+        given = other_data.get(f"data_{name}")
+        others[name] = getattr(profile, f"data_{name}") if given in (None, "", "None") else str(given)
+    return Settings(notebook, profile, data, device, profile.precision, tuple(range(1, seeds + 1)), knobs, others)
 
 
-def notebook_settings(notebook: str, knobs: dict, profile: str, data=None, seeds=None, device=None) -> Settings:
+def notebook_settings(notebook: str, knobs: dict, profile: str, data=None, seeds=None, device=None,
+                      datasets: tuple[str, ...] = (), **other_data) -> Settings:
     """A notebook's settings: its section of the profile, checked against ``knobs`` (the spec of
     :func:`lrstudy.config.check_section`), then the notebook's overrides."""
     prof = load_profile(profile)
     values = check_section(f"profile {profile!r}, notebook {notebook!r}", prof.section(notebook), knobs)
-    return make_settings(notebook, prof, values, data=data, seeds=seeds, device=device)
+    return make_settings(notebook, prof, values, data=data, seeds=seeds, device=device, datasets=datasets,
+                         **other_data)
 
 
 @dataclass(frozen=True)
@@ -98,23 +118,40 @@ class Row:
     normalize: str = "mean_image"
     eval_every: int | None = None  # in paper iterations; None: the notebook's `eval_every` setting
     trace_every: int | None = None  # in paper iterations; None: no training trace
+    dataset: str = "cifar10"  # which of the settings' sources it trains on
+    train_subset: int | None = None  # training images (a fixed class-balanced subset); None: all
+    test_subset: int | None = None  # test images likewise
+    eval_at: tuple[int, ...] = ()  # further evaluation steps, in paper iterations
+    snapshot_at: tuple[int, ...] = ()  # steps whose test-set outputs are kept, in paper iterations
+    lr_estimate: bool | None = None  # track the Hessian-free estimate of the best rate
 
     def scaled(self, scale: float) -> "Row":
         """The same row with every step count multiplied by ``scale`` (schedules stretched to match)."""
         if scale == 1:
             return self
         steps = lambda n: None if n is None else scale_steps(n, scale)  # noqa: E731
+        iterations = scale_steps(self.iterations, scale)
+        # a point such as a cycle's end falls after the update that crosses it: round up
+        within = lambda points: tuple(sorted({min(iterations, max(1, math.ceil(p * scale - 1e-9))) for p in points}))  # noqa: E731
         return dataclasses.replace(
-            self, iterations=scale_steps(self.iterations, scale), schedule=rescale(self.schedule, scale),
+            self, iterations=iterations, schedule=rescale(self.schedule, scale),
             momentum=None if self.momentum is None else rescale(self.momentum, scale),
             eval_every=steps(self.eval_every), trace_every=steps(self.trace_every),
+            eval_at=within(self.eval_at), snapshot_at=within(self.snapshot_at),
         )
 
 
 def scaled_rows(s: Settings, rows: dict[str, Row]) -> dict[str, Row]:
-    """The rows at this profile's budget (its ``budget_scale`` setting, 1 if it has none)."""
-    scale = s.knobs.get("budget_scale", 1.0)
-    return {label: row.scaled(scale) for label, row in rows.items()}
+    """The rows at this profile's budget (its ``budget_scale`` setting, 1 if it has none), with
+    batches multiplied by its ``batch_scale`` setting where a notebook has one (cheap profiles)."""
+    scale, batch = s.knobs.get("budget_scale", 1.0), s.knobs.get("batch_scale", 1.0)
+    out = {}
+    for label, row in rows.items():
+        row = row.scaled(scale)
+        if batch != 1:
+            row = dataclasses.replace(row, batch_size=max(2, round(row.batch_size * batch)))
+        out[label] = row
+    return out
 
 
 def build_configs(s: Settings, rows: dict[str, Row]) -> list[tuple[str, RunConfig]]:
@@ -124,14 +161,20 @@ def build_configs(s: Settings, rows: dict[str, Row]) -> list[tuple[str, RunConfi
     for seed in s.seeds:
         for label, row in scaled_rows(s, rows).items():
             out.append((label, RunConfig(
-                profile=s.profile.name, data=s.data_id, model=row.model, optimizer=row.optimizer,
+                profile=s.profile.name, data=describe_source(s.sources[row.dataset])[0], model=row.model,
+                optimizer=row.optimizer,
                 schedule=row.schedule, iterations=row.iterations, batch_size=row.batch_size,
                 eval_every=row.eval_every or s.knobs["eval_every"], seed=seed, normalize=row.normalize,
                 augment=row.augment, momentum=row.momentum, trace_every=row.trace_every,
+                train_subset=row.train_subset, test_subset=row.test_subset,
+                eval_at=list(row.eval_at) or None, snapshot_at=list(row.snapshot_at) or None,
+                lr_estimate=row.lr_estimate,
             )))
     return out
 
 
+BATCH_SCALE = {"batch_scale": ((int, float), lambda v: 0 < v <= 1,
+                              "factor on every run's batch size, in (0, 1]; below 1 only in the cheap profiles")}
 STANDARD_KNOBS = {
     "budget_scale": ((int, float), lambda v: 0 < v <= 1,
                      "fraction of the paper's iterations, in (0, 1]; schedules are stretched to match"),
@@ -145,23 +188,31 @@ class Notebook:
 
     def __init__(self, name: str, rows: dict[str, Row], knobs: dict = STANDARD_KNOBS):
         self.name, self.rows, self.knobs = name, rows, knobs
+        self.datasets = tuple(sorted({row.dataset for row in rows.values()} - {"cifar10"}))
 
     def settings(self, profile: str = "smoke", data: str | None = None, seeds: int | None = None,
-                 device: str | None = None) -> Settings:
-        """The notebook's settings: the profile's values, then any explicit overrides."""
-        return notebook_settings(self.name, self.knobs, profile, data=data, seeds=seeds, device=device)
+                 device: str | None = None, **other_data) -> Settings:
+        """The notebook's settings: the profile's values, then any explicit overrides
+        (``data_cifar100=``, ``data_mnist=`` for notebooks that use those sets)."""
+        return notebook_settings(self.name, self.knobs, profile, data=data, seeds=seeds, device=device,
+                                 datasets=self.datasets, **other_data)
+
+    def rows_for(self, s: Settings) -> dict[str, Row]:
+        """The rows under these settings (a notebook whose profile changes more than the budget,
+        e.g. the networks' depth, overrides this)."""
+        return self.rows
 
     def schedules(self, s: Settings, labels: list[str] | None = None) -> dict[str, tuple[int, dict]]:
         """Each row's iteration budget and schedule at this profile's budget."""
-        rows = scaled_rows(s, self.rows)
+        rows = scaled_rows(s, self.rows_for(s))
         return {label: (rows[label].iterations, rows[label].schedule) for label in (labels or rows)}
 
     def run_configs(self, s: Settings) -> list[tuple[str, RunConfig]]:
-        return build_configs(s, self.rows)
+        return build_configs(s, self.rows_for(s))
 
-    def run(self, s: Settings, progress: bool = True) -> "StudyResults":
-        """Train (or read back) every run of the notebook."""
-        return execute(s, self.run_configs(s), progress=progress)
+    def run(self, s: Settings, progress: bool = True, train_missing: bool = True) -> "StudyResults":
+        """Train (or read back) every run of the notebook; ``train_missing=False`` only reads."""
+        return execute(s, self.run_configs(s), progress=progress, train_missing=train_missing)
 
 
 @dataclass
@@ -181,7 +232,8 @@ class StudyResults:
         for label, config, record in zip(self.labels, self.configs, self.records):
             row = {"setting": label, "seed": config.seed, "run_id": config.id, "iterations": config.iterations}
             if record is None:
-                row.update(status="failed", error=self.errors.get(config.id, ""))
+                error = self.errors.get(config.id, "")
+                row.update(status="not run" if error.startswith("not run") else "failed", error=error)
             else:
                 meta = record.meta
                 row.update(
@@ -208,7 +260,10 @@ class StudyResults:
             for label, config, record in zip(self.labels, self.configs, self.records)
             if record is not None
         ]
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        if not frames:  # no run has results yet: an empty table with the usual columns
+            return pd.DataFrame(columns=["step", "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc",
+                                         "setting", "seed"])
+        return pd.concat(frames, ignore_index=True)
 
     def final_accuracy(self) -> dict[str, dict[int, float]]:
         """``{setting: {seed: final test accuracy}}`` over runs that produced a result."""
@@ -248,31 +303,47 @@ class StudyResults:
         return pd.DataFrame([c.judge(values) for c in claims]).set_index("claim")
 
 
-def execute(settings: Settings, labelled: Sequence[tuple[str, RunConfig]], progress: bool = True) -> StudyResults:
+def execute(settings: Settings, labelled: Sequence[tuple[str, RunConfig]], progress: bool = True,
+            train_missing: bool = True) -> StudyResults:
     """Make sure every run exists in the store (training the missing ones), then collect them.
 
-    Runs are trained one after another on ``settings.device``; the data set is loaded only if some
-    run is missing. A run that raises is recorded as failed and the others still run.
+    Runs are trained one after another on ``settings.device``; a data set is loaded only if some run
+    on it is missing. A run that raises is recorded as failed and the others still run; runs whose
+    data cannot be had (offline, no local copy) are reported as not run, with the reason. With
+    ``train_missing=False`` nothing is trained: missing runs are reported as not run (the scorecard).
     """
     store = RunStore(settings.profile.name)
-    data = device = None
+    if not train_missing:
+        records = [store.load(c) for _, c in labelled]
+        errors = {c.id: "not run: no stored result" for (_, c), r in zip(labelled, records) if r is None}
+        return StudyResults(settings, [label for label, _ in labelled], [c for _, c in labelled], records, errors)
+    source_of = {describe_source(src)[0]: src for src in settings.sources.values()}
+    loaded: dict[str, object] = {}
+    device = None
     records, errors = [], {}
-    todo = [i for i, (_, c) in enumerate(labelled) if store.load(c) is None]
+    todo = [c for _, c in labelled if store.load(c) is None]
     if todo:
         print(f"{len(todo)} of {len(labelled)} runs to train (the rest are in {_rel(store.root)}).")
     done = 0
-    for i, (label, config) in enumerate(labelled):
+    for label, config in labelled:
         record = store.load(config)
         if record is None:
-            if data is None:
-                device = resolve_device(settings.device)
-                data = load_data(settings.data)
-                if data.id != config.data:
-                    raise RuntimeError(f"loaded data {data.id!r} but the runs expect {config.data!r}")
+            if config.data not in loaded:
+                device = device or resolve_device(settings.device)
+                try:
+                    loaded[config.data] = load_data(source_of[config.data])
+                except DataUnavailable as err:
+                    loaded[config.data] = err
+            data = loaded[config.data]
             done += 1
             name = f"[{done}/{len(todo)}] {label} seed {config.seed}"
+            if isinstance(data, DataUnavailable):
+                errors[config.id] = f"not run: {str(data).splitlines()[0]}"
+                print(f"{name}: {errors[config.id]}")
+                records.append(None)
+                continue
+            checkpointer = store.checkpointer(config, settings.profile.checkpoint_every)
             try:
-                checkpointer = store.checkpointer(config, settings.profile.checkpoint_every)
                 record = store.get_or_run(
                     config, lambda c: _train_one(c, data, device, settings, label, progress, name, checkpointer),
                     checkpointer=checkpointer,
@@ -302,9 +373,16 @@ def _train_one(config: RunConfig, data, device, settings: Settings, label: str, 
         "diverged_at": result.diverged_at,
         "timings": result.timings,
         "environment": environment(device),
-        "data": {"source": _public_source(settings.data), **data.describe()},
+        "data": {"source": _public_source(settings.sources.get(_dataset_key(settings, config.data), settings.data)),
+                 **data.describe()},
     }
+    if result.snapshots:
+        info["snapshots"] = result.snapshots
     return result.status, result.rows, info
+
+
+def _dataset_key(settings: Settings, data_id: str) -> str:
+    return next((key for key, src in settings.sources.items() if describe_source(src)[0] == data_id), "cifar10")
 
 
 def _public_source(source: str) -> str:

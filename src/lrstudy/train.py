@@ -7,6 +7,7 @@ A run's rows (one per evaluation) hold:
     epoch       step * batch_size / training-set size
     lr          the schedule's rate for the last update before this row (for step 0: its first)
     momentum    likewise, for runs with a momentum schedule (absent otherwise)
+    lr_estimate super-convergence's running Hessian-free estimate of the best rate (runs that ask)
     train_loss  mean training loss over the updates since the previous row
     train_acc   training accuracy (%) over the same updates, measured on the fly
     test_loss   mean loss over the whole test split
@@ -35,6 +36,7 @@ import torch
 from torch.nn import functional as F
 
 from .checkpoints import Checkpointer
+from .range_test import HessianFreeLR
 from .data import BatchStream, ImageData, Normalizer
 from .models import build_model
 from .optim import build_optimizer, set_learning_rate
@@ -51,20 +53,23 @@ class TrainResult:
     rows: list[dict]
     timings: dict = field(default_factory=dict)
     diverged_at: int | None = None
+    snapshots: dict | None = None  # {"steps", "probs", "labels"} when the config asks for them
 
 
-def eval_steps(iterations: int, eval_every: int) -> list[int]:
-    """Steps after which the test set is evaluated: 0, every ``eval_every``, and the last."""
-    return sorted({0, *range(eval_every, iterations, eval_every), iterations})
+def eval_steps(iterations: int, eval_every: int, extra=()) -> list[int]:
+    """Steps after which the test set is evaluated: 0, every ``eval_every``, the last, and ``extra``."""
+    return sorted({0, *range(eval_every, iterations, eval_every), iterations, *extra})
 
 
 @torch.no_grad()
 def evaluate(model, images: torch.Tensor, labels: torch.Tensor, normalize: Normalizer,
-             autocast, batch_size: int = 1000) -> tuple[float, float]:
-    """Mean loss and accuracy (%) over a whole split."""
+             autocast, batch_size: int = 1000, keep_probs: bool = False):
+    """Mean loss and accuracy (%) over a whole split; with ``keep_probs`` also the softmax
+    outputs (float16, on the CPU) for snapshot ensembles."""
     model.eval()
     loss_sum = torch.zeros((), device=images.device, dtype=torch.float64)
     correct = torch.zeros((), device=images.device, dtype=torch.int64)
+    probs = []
     for start in range(0, len(labels), batch_size):
         x = normalize(images[start:start + batch_size])
         y = labels[start:start + batch_size]
@@ -72,9 +77,12 @@ def evaluate(model, images: torch.Tensor, labels: torch.Tensor, normalize: Norma
             logits = model(x)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
         correct += (logits.argmax(1) == y).sum()
+        if keep_probs:
+            probs.append(logits.float().softmax(1).half().cpu())
     model.train()
     n = len(labels)
-    return loss_sum.item() / n, 100.0 * correct.item() / n
+    result = (loss_sum.item() / n, 100.0 * correct.item() / n)
+    return (*result, torch.cat(probs)) if keep_probs else result
 
 
 def train(config, data: ImageData, device: str | torch.device = "cpu", precision: str = "fp32",
@@ -91,6 +99,8 @@ def train(config, data: ImageData, device: str | torch.device = "cpu", precision
     device = torch.device(device)
     started = time.perf_counter()
     torch.manual_seed(config.seed)
+    if config.train_subset or config.test_subset:
+        data = data.subset(config.train_subset, config.test_subset)
     data = data.on(device)
     model = build_model(config.model, num_classes=data.num_classes)
     model = model.to(device=device, memory_format=torch.channels_last)
@@ -99,13 +109,16 @@ def train(config, data: ImageData, device: str | torch.device = "cpu", precision
     momentum = make_schedule(**config.momentum) if config.momentum is not None else None
     normalize = Normalizer(config.normalize, data, device)
     stream = BatchStream(data, config.batch_size, config.seed, normalize, **dict(config.augment))
+    tracker = HessianFreeLR(model.parameters(), keep_rows=False) if config.lr_estimate else None
     if precision == "bf16" and device.type == "cuda":
         autocast = lambda: torch.autocast("cuda", dtype=torch.bfloat16)  # noqa: E731
     else:
         autocast = nullcontext
 
     n_train = len(data.train_y)
-    checkpoints = eval_steps(config.iterations, config.eval_every)
+    checkpoints = eval_steps(config.iterations, config.eval_every, [*(config.eval_at or ()), *(config.snapshot_at or ())])
+    snapshot_steps = set(config.snapshot_at or ())
+    snapshots: list[tuple[int, torch.Tensor]] = []
     rows: list[dict] = []
     eval_wall: list[float] = []  # seconds since the start of training, per row
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
@@ -124,6 +137,9 @@ def train(config, data: ImageData, device: str | torch.device = "cpu", precision
         if device.type == "cuda" and saved.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(saved["cuda_rng"], device)
         rows, eval_wall = list(saved["rows"]), list(saved["eval_wall"])
+        snapshots = list(zip(saved["snapshot_steps"], saved["snapshot_probs"]))
+        if tracker is not None:
+            tracker.load_state(saved["tracker"])
         loss_sum.fill_(saved["loss_sum"])
         correct.fill_(saved["correct"])
         since_row, eval_seconds, elapsed_before = saved["since_row"], saved["eval_seconds"], saved["elapsed"]
@@ -135,7 +151,10 @@ def train(config, data: ImageData, device: str | torch.device = "cpu", precision
     def record(step: int, test: bool = True) -> None:
         nonlocal since_row, eval_seconds
         t0 = time.perf_counter()
-        if test:
+        if test and step in snapshot_steps:
+            test_loss, test_acc, probs = evaluate(model, data.test_x, data.test_y, normalize, autocast, keep_probs=True)
+            snapshots.append((step, probs))
+        elif test:
             test_loss, test_acc = evaluate(model, data.test_x, data.test_y, normalize, autocast)
         else:
             test_loss = test_acc = math.nan
@@ -147,6 +166,8 @@ def train(config, data: ImageData, device: str | torch.device = "cpu", precision
         }
         if momentum is not None:
             row["momentum"] = momentum(max(step - 1, 0))
+        if tracker is not None:
+            row["lr_estimate"] = tracker.average if tracker.count else math.nan
         row.update({
             "train_loss": loss_sum.item() / since_row if since_row else math.nan,
             "train_acc": 100.0 * correct.item() / (since_row * config.batch_size) if since_row else math.nan,
@@ -168,6 +189,9 @@ def train(config, data: ImageData, device: str | torch.device = "cpu", precision
             "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
             "rows": rows,
             "eval_wall": eval_wall,
+            "tracker": tracker.state() if tracker is not None else None,
+            "snapshot_steps": [step for step, _ in snapshots],
+            "snapshot_probs": [probs for _, probs in snapshots],
             "loss_sum": loss_sum.item(),
             "correct": correct.item(),
             "since_row": since_row,
@@ -190,7 +214,8 @@ def train(config, data: ImageData, device: str | torch.device = "cpu", precision
             break
         if checkpointer is not None and step > first_step and step % checkpointer.every == 0:
             save_checkpoint(step)
-        set_learning_rate(optimizer, schedule(step))
+        rate = schedule(step)
+        set_learning_rate(optimizer, rate)
         if momentum is not None:
             for group in optimizer.param_groups:
                 group["momentum"] = momentum(step)
@@ -201,6 +226,8 @@ def train(config, data: ImageData, device: str | torch.device = "cpu", precision
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if tracker is not None:
+            tracker.observe(rate)
         loss_sum += loss.detach().double()
         correct += (logits.detach().argmax(1) == y).sum()
         since_row += 1
@@ -219,4 +246,8 @@ def train(config, data: ImageData, device: str | torch.device = "cpu", precision
         "train_images_per_s": done * config.batch_size / train_seconds,
         "eval_wall_s": eval_wall,
         "resumed_from_step": first_step or None,
-    }, diverged_at)
+    }, diverged_at, {
+        "steps": [step for step, _ in snapshots],
+        "probs": torch.stack([probs for _, probs in snapshots]),
+        "labels": data.test_y.cpu(),
+    } if snapshots else None)

@@ -109,8 +109,8 @@ DEVIATIONS = [
 ]
 
 
-_notebook = Notebook(NOTEBOOK, ROWS)
-settings, schedules, run_configs, run = _notebook.settings, _notebook.schedules, _notebook.run_configs, _notebook.run
+notebook = Notebook(NOTEBOOK, ROWS)
+settings, schedules, run_configs, run = notebook.settings, notebook.schedules, notebook.run_configs, notebook.run
 
 
 def paper() -> pd.DataFrame:

@@ -34,11 +34,16 @@ ROWS = {
 }
 SMOOTHING, STOP_FACTOR = 0.98, 4.0
 
+def _paper_value(setting: str) -> float:
+    table = paper_table("CLR", table="Section 3.3 (Fig. 3)")
+    return float(table[table.setting == setting].value.iloc[0])
+
+
 CLAIMS = [
-    Agreement("CLR-F3.max_lr", "the range test puts max_lr for this net near 0.006 (accuracy stops rising)",
-              measure="Smith max_lr", target=0.006, factor=2.0),
-    Agreement("CLR-F3.base_lr", "the range test puts base_lr near 0.001 (accuracy starts to rise)",
-              measure="Smith base_lr", target=0.001, factor=2.0),
+    Agreement("CLR-F3.max_lr", "the range test puts max_lr for this net where the paper found it (accuracy stops rising)",
+              measure="Smith max_lr", target=_paper_value("range test max_lr"), factor=2.0),
+    Agreement("CLR-F3.base_lr", "the range test puts base_lr where the paper found it (accuracy starts to rise)",
+              measure="Smith base_lr", target=_paper_value("range test base_lr"), factor=2.0),
 ]
 
 DEVIATIONS = [
@@ -53,8 +58,8 @@ DEVIATIONS = [
 
 RANGE_KNOBS = {"budget_scale": ((int, float), lambda v: 0 < v <= 1, "fraction of the sweeps' iterations, in (0, 1]")}
 
-_notebook = Notebook(NOTEBOOK, ROWS, RANGE_KNOBS)
-settings, schedules, run_configs, run = _notebook.settings, _notebook.schedules, _notebook.run_configs, _notebook.run
+notebook = Notebook(NOTEBOOK, ROWS, RANGE_KNOBS)
+settings, schedules, run_configs, run = notebook.settings, notebook.schedules, notebook.run_configs, notebook.run
 
 
 def paper() -> pd.DataFrame:
@@ -108,7 +113,7 @@ def suggestions(results: StudyResults) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def measures(results: StudyResults) -> dict[str, dict[int, float]]:
+def measures(s, results: StudyResults) -> dict[str, dict[int, float]]:
     table = suggestions(results)
     smith = table[table.method.str.startswith("Smith")] if len(table) else table
     out = {}

@@ -1,0 +1,232 @@
+"""Smith & Topin, Super-Convergence (arXiv 1708.07120): one cycle to a very large rate against a
+piecewise-constant schedule, the range test to LR 3, the Hessian-free estimate of the best rate,
+regularization and momentum, limited data, and the 1cycle table at batch 512.
+
+The paper's text could not be read for this study (see ``shared/reference/papers.md`` §3): settings
+come from the authors' repository (``lnsmith54/super-convergence``: ``Resnet56Cifar.prototxt``,
+``clrsolver.prototxt``, ``solver.prototxt``, ``x.sh``) and the numbers from secondary sources that
+quote the paper or from the authors' released logs; ``paper_tables.csv`` marks which.
+
+ResNet-56 as the Caffe file defines it (``resnet`` variant ``caffe_sc``); Caffe's SGD, momentum 0.9,
+weight decay 1e-4; batch 1000 (8 GPUs x 125); horizontal flips only; per-pixel mean subtracted.
+BN moving-average fraction 0.95 for the cyclical runs and 0.999 for the baseline (PyTorch momentum
+0.05 / 0.001). Test every 100 iterations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pandas as pd
+
+from ..paper import paper_table
+from ..stats import Agreement, AtLeast, Claim
+from ..study import Notebook, Row, Settings, StudyResults, STANDARD_KNOBS, BATCH_SCALE, scaled_rows
+
+NOTEBOOK = "super_convergence"
+FLIPS = {"flip": True}
+OPT = {"name": "caffe_sgd", "momentum": 0.9, "weight_decay": 1e-4}
+
+
+def _resnet(depth: int, bn_momentum: float) -> dict:
+    return {"name": "resnet", "depth": depth, "variant": "caffe_sc", "bn_momentum": bn_momentum}
+
+
+ONE_CYCLE = {"name": "triangular", "base_lr": 0.1, "max_lr": 3.0, "step_size": 5000}  # clrsolver.prototxt
+PC_LR = {"name": "multistep", "base_lr": 0.35, "gamma": 0.1, "milestones": [50_000, 70_000]}  # solver.prototxt
+RANGE = {"name": "triangular", "base_lr": 0.0, "max_lr": 3.0, "step_size": 5000}  # lrRangeSolver, 5k variant
+SIZES = (10_000, 20_000, 30_000, 40_000)  # limited training data (50,000 is the full set)
+TRAIN_IMAGES = 50_000
+
+FIG1A_CLR, FIG1A_PC = "1cycle 0.1-3, 10k iterations", "PC-LR 0.35, 80k iterations"
+RANGE_RESNET, RANGE_CAFFE = "range test 0-3: ResNet-56", "range test 0-3: Caffe CIFAR-10 net"
+CM_CYCLE = "1cycle + cyclical momentum 0.95-0.85 + annihilation"
+
+
+def _rows(depth: int, batch: int) -> dict[str, Row]:
+    """Every setting at the paper's budgets. ``depth``/``batch`` let cheap profiles shrink the net
+    and batch; iteration counts are the paper's either way (profiles scale them)."""
+    clr = Row(10_000, ONE_CYCLE, _resnet(depth, 0.05), OPT, batch, augment=FLIPS, lr_estimate=True)
+    pc = Row(80_000, PC_LR, _resnet(depth, 0.001), OPT, batch, augment=FLIPS)
+    rows = {
+        FIG1A_CLR: clr,
+        FIG1A_PC: pc,
+        RANGE_RESNET: Row(5000, RANGE, _resnet(depth, 0.001), OPT, batch, augment=FLIPS),
+        RANGE_CAFFE: Row(5000, RANGE, {"name": "caffe_cifar10_full"},
+                         {"name": "caffe_sgd", "momentum": 0.9, "weight_decay": 0.004}, 100),
+    }
+    for wd in (1e-3, 1e-4, 1e-5, 1e-6):
+        rows[f"1cycle, weight decay {wd:g}"] = dataclasses.replace(clr, optimizer={**OPT, "weight_decay": wd})
+    for m in (0.95, 0.9, 0.85, 0.8):
+        rows[f"1cycle, momentum {m:g}"] = dataclasses.replace(clr, optimizer={**OPT, "momentum": m})
+    rows[CM_CYCLE] = dataclasses.replace(
+        clr, schedule={"name": "one_cycle", "base_lr": 0.1, "max_lr": 3.0, "step_size": 4500, "total_steps": 10_000},
+        momentum={"name": "one_cycle_momentum", "max_momentum": 0.95, "min_momentum": 0.85, "step_size": 4500})
+    for n in SIZES:
+        rows[f"1cycle, {n} training images"] = dataclasses.replace(clr, train_subset=n)
+        rows[f"PC-LR, {n} training images"] = dataclasses.replace(pc, train_subset=n)
+    rows.update(_table2(depth))
+    return rows
+
+
+def _epochs(epochs: float, batch: int, images: int = TRAIN_IMAGES) -> int:
+    return round(epochs * (images // batch))
+
+
+def _table2(depth: int) -> dict[str, Row]:
+    """Table 2 (total batch 512), one step row and one 1cycle row per network: the shortest step
+    budget against the 1cycle run that matched or beat it. Step = x0.1 at 50% and 75% (assumed)."""
+    out = {}
+    nets = {  # name: (model, dataset, images, step (lr, epochs, wd), 1cycle (low, high, SS, epochs, wd, momenta))
+        "wide ResNet, CIFAR-10": ({"name": "wrn", "depth": 34, "width": 4}, "cifar10", 50_000,
+                                  (0.1, 100, 1e-4), (0.1, 1.0, 23, 50, 1e-4, (0.95, 0.85))),
+        "DenseNet-40, CIFAR-10": ({"name": "densenet", "depth": 40, "growth": 12, "bottleneck": False,
+                                   "compression": 1.0}, "cifar10", 50_000,
+                                  (0.1, 100, 1e-4), (0.1, 4.0, 22, 50, 1e-6, (0.9, 0.85))),
+        "ResNet-56, CIFAR-100": (_resnet(depth, 0.05), "cifar100", 50_000,
+                                 (0.005, 100, 1e-4), (0.1, 0.5, 12, 25, 1e-4, (0.95, 0.85))),
+        "LeNet, MNIST": ({"name": "lenet"}, "mnist", 60_000, (0.01, 85, 5e-4), (0.01, 0.1, 5, 12, 5e-4, (0.95, 0.8))),
+    }
+    for name, (model, dataset, images, (lr, epochs, wd), (low, high, ss, cycle_epochs, cycle_wd, (m_hi, m_lo))) in nets.items():
+        batch = 512
+        total = _epochs(epochs, batch, images)
+        step = {"name": "multistep", "base_lr": lr, "gamma": 0.1, "milestones": [total // 2, total * 3 // 4]}
+        normalize, augment = ("scale", {}) if dataset == "mnist" else ("mean_image", FLIPS)
+        common = dict(model=model, batch_size=batch, augment=augment, normalize=normalize, dataset=dataset)
+        out[f"Table 2: {name}, step {lr:g}, {epochs} epochs"] = Row(
+            total, step, optimizer={**OPT, "weight_decay": wd}, **common)
+        cycle_total, ss_steps = _epochs(cycle_epochs, batch, images), _epochs(ss, batch, images)
+        out[f"Table 2: {name}, 1cycle {low:g}-{high:g}, {cycle_epochs} epochs"] = Row(
+            cycle_total, {"name": "one_cycle", "base_lr": low, "max_lr": high, "step_size": ss_steps,
+                          "total_steps": cycle_total},
+            optimizer={**OPT, "weight_decay": cycle_wd},
+            momentum={"name": "one_cycle_momentum", "max_momentum": m_hi, "min_momentum": m_lo, "step_size": ss_steps},
+            **common)
+    return out
+
+
+ROWS = _rows(56, 1000)
+TABLE2 = [k for k in ROWS if k.startswith("Table 2")]
+
+def _paper_value(setting: str) -> float:
+    table = paper_table("SC")
+    return float(table[table.setting == setting].value.iloc[0])
+
+
+_HF_LOW, _HF_HIGH = _paper_value("Hessian-free estimate low"), _paper_value("Hessian-free estimate high")
+CLAIMS = [
+    Claim("SC-1a", "one cycle to LR 3 in 10k iterations beats the piecewise-constant schedule in 80k",
+          a=FIG1A_CLR, b=FIG1A_PC),
+    Claim("SC-2b", "ResNet-56 keeps its test accuracy up to LR 3 in the range test, unlike the Caffe net",
+          a="retained accuracy: ResNet-56", b="retained accuracy: Caffe CIFAR-10 net"),
+    AtLeast("SC-2b.resnet", "in ResNet-56's range test, accuracy at the top of the sweep stays within 20% of its peak",
+            measure="retained accuracy: ResNet-56", threshold=0.8),
+    Agreement("SC-HF", "the Hessian-free estimate of the best rate lies in the paper's range early in training",
+              measure="Hessian-free estimate, first tenth of the 1cycle run", target=math.sqrt(_HF_LOW * _HF_HIGH),
+              factor=math.sqrt(_HF_HIGH / _HF_LOW)),
+    Claim("SC-wd.1e-3", "weight decay 1e-3 eliminates training at such large rates (1e-4 is far better)",
+          a="1cycle, weight decay 0.0001", b="1cycle, weight decay 0.001"),
+    Claim("SC-wd.1e-5", "regularization must be balanced: 1e-4 also beats less of it (1e-5)",
+          a="1cycle, weight decay 0.0001", b="1cycle, weight decay 1e-05"),
+    Claim("SC-momentum", "momentum 0.9 beats 0.95 under the large-rate cycle", a="1cycle, momentum 0.9",
+          b="1cycle, momentum 0.95"),
+    Claim("SC-1cycle", "the 1cycle policy (cyclical momentum, annihilation) is at least as good as the plain cycle",
+          a=CM_CYCLE, b=FIG1A_CLR, kind="not_worse", margin=0.5),
+    Claim("SC-data.10k", "with 10k training images 1cycle still beats PC-LR", a="1cycle, 10000 training images",
+          b="PC-LR, 10000 training images"),
+    Claim("SC-data.gap", "the gap between 1cycle and PC-LR grows as the training data shrinks (10k vs 50k)",
+          a="gap, 10000 training images", b="gap, 50000 training images"),
+]
+for _step, _cycle in zip(TABLE2[::2], TABLE2[1::2]):
+    _net = _step.split(": ", 1)[1].rsplit(", step", 1)[0]
+    CLAIMS.append(Claim(f"SC-T2.{_net.split(',')[0].replace(' ', '-')}",
+                        f"{_net}: 1cycle in fewer epochs at least matches the step schedule",
+                        a=_cycle, b=_step, kind="not_worse", margin=0.5))
+
+DEVIATIONS = [
+    "The super-convergence paper's full text was not available; settings follow the authors' Caffe "
+    "files, numbers the secondary sources and logs named in paper_tables.csv ('reported').",
+    "Batch statistics: the authors' 8 GPUs each normalised 125 images; we normalise the whole batch of 1000.",
+    "Table 2's 'step' schedule is not specified: we divide the rate by 10 at 50% and 75% of training. Its "
+    "'wide resnet' (a 32-layer ResNet made 4x wider) is approximated by WRN-34-4 (5 blocks per stage, as "
+    "ResNet-32); Table 2 rows use horizontal flips and the per-pixel mean as the ResNet-56 runs do.",
+    "The range tests use the 5,000-iteration variant of the authors' sweep (they also ran 20k and 100k); "
+    "the Caffe net's sweep runs at its own batch of 100.",
+    "Limited-data runs use the first n images of a fixed class-balanced shuffle (the authors' subsets are "
+    "unspecified).",
+    "The Hessian-free estimate follows the authors' script: eps * sum|dw_1| / sum|dw_1 - dw_2| with "
+    "consecutive weight changes, smoothed with weight 0.1; it is recorded at every evaluation.",
+]
+
+KNOBS = {
+    **STANDARD_KNOBS,
+    **BATCH_SCALE,
+    "depth": (int, lambda v: v in (20, 56, 110), "depth of the Caffe ResNet: 56 (the paper's), 20 or 110"),
+    "train_subset": ((int, type(None)), lambda v: v is None or v > 0,
+                     "training images of the full-data runs (limited-data sizes scale with it); null: all 50,000"),
+    "test_subset": ((int, type(None)), lambda v: v is None or v > 0, "test images per evaluation; null: all"),
+    "table2": (bool, None, "whether to run Table 2's networks (true in every profile but the cheapest)"),
+}
+
+
+class _SuperConvergence(Notebook):
+    def rows_for(self, s: Settings) -> dict[str, Row]:
+        rows = _rows(s.knobs["depth"], 1000)
+        subset, fraction = s.knobs["train_subset"], (s.knobs["train_subset"] or TRAIN_IMAGES) / TRAIN_IMAGES
+        out = {}
+        for name, row in rows.items():
+            if name.startswith("Table 2") and not s.knobs["table2"]:
+                continue
+            train = row.train_subset
+            if train is not None:  # a limited-data row: keep its fraction of the (possibly reduced) set
+                train = max(row.batch_size, round(train * fraction))
+            elif subset is not None and row.dataset == "cifar10":
+                train = subset
+            out[name] = dataclasses.replace(row, train_subset=train, test_subset=s.knobs["test_subset"])
+        return out
+
+
+notebook = _SuperConvergence(NOTEBOOK, ROWS, KNOBS)
+settings, schedules, run_configs, run = notebook.settings, notebook.schedules, notebook.run_configs, notebook.run
+
+
+def paper() -> pd.DataFrame:
+    return paper_table("SC")
+
+
+def range_tests(results: StudyResults) -> pd.DataFrame:
+    curves = results.curves
+    if not len(curves):
+        return curves
+    out = curves[curves.setting.isin([RANGE_RESNET, RANGE_CAFFE]) & curves.test_acc.notna()]
+    return out[["setting", "seed", "step", "lr", "test_acc"]].reset_index(drop=True)
+
+
+def measures(s: Settings, results: StudyResults) -> dict[str, dict[int, float]]:
+    """Final accuracies, plus: accuracy retained at the top of each range test (mean test accuracy
+    over the evaluations in the last tenth of the sweep, divided by the sweep's peak), the
+    Hessian-free estimate early in the 1cycle run (median over the first tenth), and the
+    1cycle - PC-LR gap per training-set size."""
+    out = results.final_accuracy()
+    sweeps = range_tests(results)
+    for name, key in ((RANGE_RESNET, "retained accuracy: ResNet-56"), (RANGE_CAFFE, "retained accuracy: Caffe CIFAR-10 net")):
+        for seed, sweep in sweeps[sweeps.setting == name].groupby("seed") if len(sweeps) else []:
+            top = sweep[sweep.step >= 0.9 * sweep.step.max()]
+            peak = sweep.test_acc.max()
+            out.setdefault(key, {})[int(seed)] = float(top.test_acc.mean() / peak) if peak > 0 else math.nan
+    curves = results.curves
+    if len(curves) and "lr_estimate" in curves:
+        run_ = curves[(curves.setting == FIG1A_CLR) & curves.lr_estimate.notna()]
+        for seed, one in run_.groupby("seed"):
+            early = one[one.step <= 0.1 * one.step.max()]
+            if len(early):
+                out.setdefault("Hessian-free estimate, first tenth of the 1cycle run", {})[int(seed)] = float(
+                    early.lr_estimate.median())
+    for n, clr, pc in [(n, f"1cycle, {n} training images", f"PC-LR, {n} training images") for n in SIZES] + [
+            (TRAIN_IMAGES, FIG1A_CLR, FIG1A_PC)]:
+        both = set(out.get(clr, {})) & set(out.get(pc, {}))
+        for seed in both:
+            out.setdefault(f"gap, {n} training images", {})[seed] = out[clr][seed] - out[pc][seed]
+    return out
