@@ -5,6 +5,7 @@
 #                  [DATA_CIFAR100=cifar100|path] [DATA_MNIST=mnist|path]
 #                                   execute notebooks with papermill into results/<profile>/ (+ HTML)
 #   make readme PROFILE=cpu [DATA=...]   regenerate the README's scorecard table from that profile's runs
+#   make bench                      speed benchmark on this machine's device -> results/bench/<device>.{csv,md}
 #   make lab                        JupyterLab on notebooks/ with the study's kernel
 #   make clean                      remove smoke outputs, failed executions and caches (keeps results)
 #   make distclean                  also remove .venv and data/
@@ -28,7 +29,7 @@ export LRSTUDY_RESULTS := $(abspath $(RESULTS))
 export JUPYTER_PATH := $(abspath $(VENV))/share/jupyter
 export PYTHONNOUSERSITE := 1
 
-.PHONY: test reproduce notebooks readme lab clean distclean venv FORCE
+.PHONY: test reproduce notebooks readme bench lab clean distclean venv FORCE
 .DELETE_ON_ERROR:
 
 venv: $(STAMP)
@@ -82,6 +83,9 @@ $(OUT)/%.html: notebooks/%.ipynb $(STAMP) FORCE
 	$(BIN)/jupyter nbconvert --to html --log-level WARN $(OUT)/$*.ipynb
 
 FORCE:
+
+bench: $(STAMP)
+	$(BIN)/python -m lrstudy.bench --out $(RESULTS)/bench
 
 readme: $(STAMP)
 	@test -n "$(PROFILE)" || { echo "make readme needs PROFILE=..."; exit 2; }

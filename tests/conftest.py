@@ -10,6 +10,7 @@ import pytest
 _SCRATCH = tempfile.mkdtemp(prefix="lrstudy-tests-")
 os.environ["LRSTUDY_RESULTS"] = os.path.join(_SCRATCH, "results")
 os.environ["LRSTUDY_DATA_ROOT"] = os.path.join(_SCRATCH, "data")
+os.environ["LRSTUDY_DETERMINISTIC"] = "1"
 
 
 @pytest.fixture

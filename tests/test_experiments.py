@@ -1,13 +1,12 @@
 """The machinery the larger notebooks add: composed schedules, data subsets and other data sets,
 snapshots, the Hessian-free estimate inside a run, data that cannot be had, and the scorecard."""
 
-import json
 
 import pytest
 import torch
 
 from lrstudy import scorecard
-from lrstudy.data import DataUnavailable, Normalizer, describe_source, is_local, load_data
+from lrstudy.data import Normalizer, describe_source, is_local, load_data
 from lrstudy.experiments import EXPERIMENTS, sgdr, super_convergence
 from lrstudy.runs import RunConfig, RunStore
 from lrstudy.schedules import make_schedule, rescale

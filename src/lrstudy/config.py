@@ -34,6 +34,8 @@ class Profile:
     precision: str
     seeds: int
     checkpoint_every: int
+    fuse: int  # up to this many runs of one small net trained as one batched computation (1: never)
+    compile: bool  # torch.compile the networks (worth it on a GPU, not on a CPU)
     notebooks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def section(self, notebook: str) -> dict:
@@ -80,6 +82,8 @@ _PROFILE_SPEC = {
     "precision": (str, lambda v: v in PRECISIONS, f"one of {list(PRECISIONS)}"),
     "seeds": (int, lambda v: v >= 1, "a whole number >= 1"),
     "checkpoint_every": (int, lambda v: v >= 1, "updates between checkpoints of a run in progress, >= 1"),
+    "fuse": (int, lambda v: v >= 1, "how many runs of one small net may train as one batched computation (1: never)"),
+    "compile": (bool, None, "whether to torch.compile the networks (true or false)"),
     "notebooks": (dict, None, "a mapping from notebook name to its settings"),
 }
 

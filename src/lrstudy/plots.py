@@ -34,15 +34,23 @@ def plot_schedules(schedules: dict[str, tuple[int, dict]], log: bool = True, col
     return grid
 
 
+def _nothing_yet(ax) -> None:
+    ax.text(0.5, 0.5, "no runs with results under this profile", ha="center", va="center", transform=ax.transAxes)
+
+
 def plot_curves(curves: pd.DataFrame, schedules: dict[str, tuple[int, dict]], metric: str = "test_acc",
                 ylabel: str = "test accuracy (%)", log_lr: bool = True):
     """Accuracy against iteration (mean over seeds, 95% bootstrap band) above the learning rate
     of each policy, sharing the iteration axis."""
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True, height_ratios=[3, 1.4])
+    curves = curves[curves[metric].notna()] if metric in curves else curves.iloc[0:0]  # traces have no test metrics
     order = list(schedules)
     palette = dict(zip(order, sns.color_palette(n_colors=len(order))))
-    sns.lineplot(data=curves, x="step", y=metric, hue="setting", hue_order=order, palette=palette,
-                 errorbar=("ci", 95), n_boot=1000, seed=BOOTSTRAP_SEED, ax=top)
+    if len(curves):
+        sns.lineplot(data=curves, x="step", y=metric, hue="setting", hue_order=order, palette=palette,
+                     errorbar=("ci", 95), n_boot=1000, seed=BOOTSTRAP_SEED, ax=top)
+    else:
+        _nothing_yet(top)
     top.set_ylabel(ylabel)
     top.grid(alpha=0.3)
     lr = schedule_frame(schedules)
@@ -66,7 +74,10 @@ def plot_final(runs: pd.DataFrame, paper: pd.DataFrame | None = None, metric: st
     """Final accuracy per setting: each seed as a dot, the mean with its 95% t-interval, and the
     paper's number as a cross."""
     fig, ax = plt.subplots(figsize=(7, 0.55 * runs.setting.nunique() + 1.2))
-    done = runs[runs.status != "failed"]
+    done = runs[runs.status.isin(["finished", "diverged"])] if metric in runs else runs.iloc[0:0]
+    if not len(done):
+        _nothing_yet(ax)
+        return fig
     order = list(dict.fromkeys(runs.setting))
     sns.stripplot(data=done, x=metric, y="setting", order=order, color="0.4", size=5, jitter=0.1, ax=ax)
     sns.pointplot(data=done, x=metric, y="setting", order=order, errorbar=("ci", 95), n_boot=1000,

@@ -166,7 +166,8 @@ class RunStore:
         return Checkpointer(self.root.parent / "checkpoints" / f"{config.id}.pt", config.id, every, keep)
 
     @contextmanager
-    def _locked(self, run_id: str):
+    def locked(self, run_id: str):
+        """Hold the run's lock (a file lock shared by every process using this store)."""
         lock_path = self.root.parent / "locks" / f"{run_id}.lock"
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         with open(lock_path, "a") as handle:
@@ -257,7 +258,7 @@ class RunStore:
         record = self.load(config)
         if record is not None:
             return record
-        with self._locked(config.id):
+        with self.locked(config.id):
             record = self.load(config)  # another process may have finished it while we waited
             if record is not None:
                 return record

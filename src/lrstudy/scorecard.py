@@ -30,7 +30,7 @@ def _paper_of(notebook: str) -> str:
 def _paper_numbers(paper: pd.DataFrame, claim) -> str:
     """The paper's numbers behind a claim, from its cited table, e.g. ``81.4 vs 81.4``."""
     if hasattr(claim, "target"):
-        return f"{claim.target:g} (within x{claim.factor:g})"
+        return claim.shown or f"{claim.target:.3g}"
     if hasattr(claim, "threshold"):
         return f">= {claim.threshold:g}"
     values = []

@@ -116,11 +116,13 @@ class Agreement:
     measure: str
     target: float
     factor: float = 2.0
+    shown: str = ""  # how the paper states it, where that is not one number (a range, say)
 
     @property
     def rule(self) -> str:
-        return (f"confirmed if every seed's {self.measure} lies within a factor {self.factor:g} of "
-                f"{self.target:g}; not confirmed if none does; otherwise inconclusive")
+        low, high = self.target / self.factor, self.target * self.factor
+        return (f"confirmed if every seed's {self.measure} lies within [{low:.3g}, {high:.3g}] (a factor "
+                f"{self.factor:.3g} around {self.target:.3g}); not confirmed if none does; otherwise inconclusive")
 
     def judge(self, values: Mapping[str, Mapping[int, float]]) -> dict:
         got = [v for v in values.get(self.measure, {}).values() if v is not None and not math.isnan(v)]

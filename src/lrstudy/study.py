@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
+import torch
 
 from .config import Profile, check_section, load_profile, resolve_device
 from .data import DataUnavailable, describe_source, load_data
@@ -325,11 +326,15 @@ def execute(settings: Settings, labelled: Sequence[tuple[str, RunConfig]], progr
     if todo:
         print(f"{len(todo)} of {len(labelled)} runs to train (the rest are in {_rel(store.root)}).")
     done = 0
+    if settings.profile.fuse > 1 and len(todo) > 1:
+        done = _train_fused_groups(settings, store, labelled, source_of, loaded, progress)
     for label, config in labelled:
         record = store.load(config)
         if record is None:
             if config.data not in loaded:
                 device = device or resolve_device(settings.device)
+                if device.type == "cuda":
+                    torch.backends.cudnn.benchmark = True  # static shapes: let cuDNN pick its fastest kernels
                 try:
                     loaded[config.data] = load_data(source_of[config.data])
                 except DataUnavailable as err:
@@ -360,11 +365,59 @@ def execute(settings: Settings, labelled: Sequence[tuple[str, RunConfig]], progr
     return StudyResults(settings, labels, [c for _, c in labelled], records, errors)
 
 
-def _train_one(config: RunConfig, data, device, settings: Settings, label: str, progress: bool, name: str,
-               checkpointer=None):
-    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    result = train(config, data, device=device, precision=settings.precision, progress=progress, description=name,
-                   checkpointer=checkpointer)
+def _train_fused_groups(settings: Settings, store: RunStore, labelled, source_of: dict, loaded: dict,
+                        progress: bool) -> int:
+    """Train missing runs that can share one batched computation (:mod:`lrstudy.fused`) in groups of
+    up to ``profile.fuse``, holding every member's lock; the rest are left to the one-by-one loop.
+    Fused groups are not checkpointed (they are the short Caffe-net runs). Returns how many ran."""
+    from contextlib import ExitStack
+
+    from .fused import fusable, fusable_key, train_fused
+
+    groups: dict[str, list[tuple[str, RunConfig]]] = {}
+    for label, config in labelled:
+        if fusable(config) and store.load(config) is None:
+            groups.setdefault(fusable_key(config), []).append((label, config))
+    count = 0
+    for members in groups.values():
+        for start in range(0, len(members), settings.profile.fuse):
+            chunk = members[start:start + settings.profile.fuse]
+            if len(chunk) < 2:
+                continue
+            source = source_of[chunk[0][1].data]
+            if source not in loaded:
+                try:
+                    loaded[source] = load_data(source)
+                except DataUnavailable as err:
+                    loaded[source] = err
+            if isinstance(loaded[source], DataUnavailable):
+                continue  # the one-by-one loop reports these as not run
+            device = resolve_device(settings.device)
+            with ExitStack() as stack:
+                for _, config in chunk:
+                    stack.enter_context(store.locked(config.id))
+                chunk = [(label, c) for label, c in chunk if store.load(c) is None]
+                if not chunk:
+                    continue
+                name = f"fused group of {len(chunk)} ({chunk[0][0]} ...)"
+                started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+                try:
+                    results = train_fused([c for _, c in chunk], loaded[source], device=device,
+                                          precision=settings.precision, progress=progress, description=name)
+                except Exception as err:  # fall back to one-by-one training for these runs
+                    print(f"{name}: fused training failed ({type(err).__name__}: {err}); training them one by one")
+                    continue
+                for (label, config), result in zip(chunk, results):
+                    store.save(config, result.status, result.rows,
+                               _info(settings, config, label, started, result, device, loaded[source]))
+                    final = result.rows[-1]
+                    print(f"[fused] {label} seed {config.seed}: {result.status} after {final['step']} iterations, "
+                          f"test accuracy {final['test_acc']:.2f}%")
+                count += len(chunk)
+    return count
+
+
+def _info(settings: Settings, config: RunConfig, label: str, started: str, result, device, data) -> dict:
     info = {
         "label": label,
         "notebook": settings.notebook,
@@ -378,6 +431,15 @@ def _train_one(config: RunConfig, data, device, settings: Settings, label: str, 
     }
     if result.snapshots:
         info["snapshots"] = result.snapshots
+    return info
+
+
+def _train_one(config: RunConfig, data, device, settings: Settings, label: str, progress: bool, name: str,
+               checkpointer=None):
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    result = train(config, data, device=device, precision=settings.precision, progress=progress, description=name,
+                   checkpointer=checkpointer, compile_model=settings.profile.compile and device.type == "cuda")
+    info = _info(settings, config, label, started, result, device, data)
     return result.status, result.rows, info
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -87,17 +88,22 @@ def evaluate(model, images: torch.Tensor, labels: torch.Tensor, normalize: Norma
 
 def train(config, data: ImageData, device: str | torch.device = "cpu", precision: str = "fp32",
           progress: bool = True, description: str | None = None,
-          checkpointer: Checkpointer | None = None) -> TrainResult:
+          checkpointer: Checkpointer | None = None, compile_model: bool = False) -> TrainResult:
     """Train the run described by ``config`` (a :class:`lrstudy.runs.RunConfig`) on ``data``.
 
     ``precision="bf16"`` runs forward passes under bfloat16 autocast (CUDA only; the weights and the
     update stay in float32). With a ``checkpointer``, the complete training state is saved every
     ``checkpointer.every`` updates and a run killed on the way resumes from its last checkpoint.
+    ``compile_model`` runs the network through ``torch.compile`` (shapes are static; the rate and
+    momentum live in the optimizer, outside the compiled graph, so schedules never recompile).
+    ``LRSTUDY_DETERMINISTIC=1`` asks torch for deterministic kernels (the tests set it).
     """
     from tqdm import tqdm  # the text bar: it renders in terminals, papermill logs and notebooks alike
 
     device = torch.device(device)
     started = time.perf_counter()
+    if os.environ.get("LRSTUDY_DETERMINISTIC") == "1":
+        torch.use_deterministic_algorithms(True, warn_only=True)
     torch.manual_seed(config.seed)
     if config.train_subset or config.test_subset:
         data = data.subset(config.train_subset, config.test_subset)
@@ -105,6 +111,7 @@ def train(config, data: ImageData, device: str | torch.device = "cpu", precision
     model = build_model(config.model, num_classes=data.num_classes)
     model = model.to(device=device, memory_format=torch.channels_last)
     optimizer = build_optimizer(config.optimizer, model)
+    network = torch.compile(model, dynamic=False) if compile_model else model
     schedule = make_schedule(**config.schedule)
     momentum = make_schedule(**config.momentum) if config.momentum is not None else None
     normalize = Normalizer(config.normalize, data, device)
@@ -152,10 +159,11 @@ def train(config, data: ImageData, device: str | torch.device = "cpu", precision
         nonlocal since_row, eval_seconds
         t0 = time.perf_counter()
         if test and step in snapshot_steps:
-            test_loss, test_acc, probs = evaluate(model, data.test_x, data.test_y, normalize, autocast, keep_probs=True)
+            test_loss, test_acc, probs = evaluate(network, data.test_x, data.test_y, normalize, autocast,
+                                                  keep_probs=True)
             snapshots.append((step, probs))
         elif test:
-            test_loss, test_acc = evaluate(model, data.test_x, data.test_y, normalize, autocast)
+            test_loss, test_acc = evaluate(network, data.test_x, data.test_y, normalize, autocast)
         else:
             test_loss = test_acc = math.nan
         eval_seconds += time.perf_counter() - t0
@@ -221,7 +229,7 @@ def train(config, data: ImageData, device: str | torch.device = "cpu", precision
                 group["momentum"] = momentum(step)
         x, y = next(stream)
         with autocast():
-            logits = model(x)
+            logits = network(x)
         loss = F.cross_entropy(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

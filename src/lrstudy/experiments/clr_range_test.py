@@ -110,7 +110,8 @@ def suggestions(results: StudyResults) -> pd.DataFrame:
             continue
         rows.append({"method": "fastai (exponential, smoothed loss)", "seed": seed, "valley": f["valley"],
                      "minimum/10": f["minimum"], "steepest": f["steep"], "rule": f["rule"]})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["method", "seed", "base_lr", "max_lr", "max_lr/3", "max_lr/4", "valley",
+                                       "minimum/10", "steepest", "rule"])
 
 
 def measures(s, results: StudyResults) -> dict[str, dict[int, float]]:

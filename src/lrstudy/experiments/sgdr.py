@@ -150,7 +150,6 @@ def recommended(s: Settings, results: StudyResults) -> pd.DataFrame:
     """Per run: the test accuracy the paper would report -- at the end of the last cycle finished
     within the budget for SGDR, at the end for the default schedules -- and when that was."""
     rows = scaled_rows(s, notebook.rows_for(s))
-    curves = results.curves
     out = []
     for label_, config, record in zip(results.labels, results.configs, results.records):
         if record is None:

@@ -1,0 +1,62 @@
+"""Fused runs equal separate runs: same initial weights, data order and updates per run, up to
+floating-point summation order; a run that diverges inside a group is recorded as a lone one."""
+
+import pandas as pd
+import pytest
+
+from lrstudy.data import load_data
+from lrstudy.fused import fusable, fusable_key, train_fused
+from lrstudy.runs import RunConfig
+from lrstudy.train import train
+
+BASE = dict(profile="smoke", data="synthetic", optimizer={"name": "caffe_sgd", "momentum": 0.9, "weight_decay": 0.004},
+            iterations=20, batch_size=20, eval_every=10)
+
+
+def group(model):
+    return [
+        RunConfig(**BASE, model=model, seed=1, schedule={"name": "fixed", "lr": 0.001}),
+        RunConfig(**BASE, model=model, seed=2,
+                  schedule={"name": "triangular", "base_lr": 0.001, "max_lr": 0.006, "step_size": 5}),
+        RunConfig(**{**BASE, "optimizer": {"name": "caffe_sgd", "momentum": 0.8, "weight_decay": 0.0}}, model=model,
+                  seed=3, schedule={"name": "exp", "base_lr": 0.002, "gamma": 0.99},
+                  momentum={"name": "one_cycle_momentum", "max_momentum": 0.95, "min_momentum": 0.85, "step_size": 10}),
+    ]
+
+
+@pytest.mark.parametrize("model", [{"name": "caffe_cifar10_full"}, {"name": "caffe_cifar10_sigmoid_bn"},
+                                   {"name": "resnet", "depth": 8}])
+def test_fused_runs_equal_separate_runs(model):
+    data = load_data("synthetic")
+    configs = group(model)
+    alone = [train(c, data, progress=False) for c in configs]
+    together = train_fused(configs, data, progress=False)
+    for a, b in zip(alone, together):
+        da, db = pd.DataFrame(a.rows), pd.DataFrame(b.rows)
+        assert list(da.columns) == list(db.columns) and list(da.step) == list(db.step)
+        assert (da.lr == db.lr).all()
+        pd.testing.assert_series_equal(da.train_loss, db.train_loss, rtol=1e-3, check_exact=False)
+        pd.testing.assert_series_equal(da.test_loss, db.test_loss, rtol=1e-3, check_exact=False)
+        assert (da.test_acc - db.test_acc).abs().max() <= 1.0  # a near-tie may flip a prediction or two
+
+
+def test_a_diverging_run_in_a_group_is_recorded_as_diverged():
+    data = load_data("synthetic")
+    healthy, wild = group({"name": "caffe_cifar10_full"})[:2]
+    wild = RunConfig.from_dict({**wild.to_dict(), "schedule": {"name": "fixed", "lr": 1e4}})
+    alone = train(wild, data, progress=False)
+    assert alone.status == "diverged"
+    a, b = train_fused([healthy, wild], data, progress=False)
+    assert a.status == "finished" and b.status == "diverged" and b.diverged_at == alone.diverged_at
+    assert b.rows[-1]["step"] == alone.rows[-1]["step"]
+
+
+def test_which_runs_fuse():
+    configs = group({"name": "caffe_cifar10_full"})
+    assert len({fusable_key(c) for c in configs}) == 1
+    other = RunConfig.from_dict({**configs[0].to_dict(), "batch_size": 10})
+    assert fusable_key(other) != fusable_key(configs[0])
+    sd = RunConfig.from_dict({**configs[0].to_dict(), "model": {"name": "resnet_sd", "depth": 8}})
+    assert not fusable(sd)
+    with pytest.raises(ValueError, match="fusable"):
+        train_fused([configs[0], other], load_data("synthetic"), progress=False)
