@@ -70,7 +70,7 @@ def test_snapshots_are_stored_verified_and_resumable(tmp_path):
 
 
 def test_hessian_free_estimate_is_recorded_along_a_run():
-    result = train(RunConfig(**{**BASE, "iterations": 30}, lr_estimate=True), load_data("synthetic"), progress=False)
+    result = train(RunConfig(**{**BASE, "iterations": 30}, lr_estimate="corrected"), load_data("synthetic"), progress=False)
     estimates = [r["lr_estimate"] for r in result.rows]
     assert estimates[0] != estimates[0]  # NaN before two updates exist
     assert all(e > 0 for e in estimates[1:])

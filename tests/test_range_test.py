@@ -90,3 +90,15 @@ def test_hessian_free_estimate_is_inverse_curvature_on_a_quadratic():
     assert estimates[0] is None
     assert all(e == pytest.approx(1 / h) for e in estimates[1:])
     assert list(tracker.table().columns) == ["update", "lr", "estimate", "smoothed"]
+
+
+def test_hessian_free_bias_corrected_average_starts_at_the_first_estimate():
+    w = torch.nn.Parameter(torch.tensor([1.0, -2.0], dtype=torch.float64))
+    opt = torch.optim.SGD([w], lr=0.05)
+    tracker = HessianFreeLR([w], smoothing=0.1, initial=None)
+    for _ in range(3):
+        opt.zero_grad()
+        (0.5 * 4.0 * (w ** 2).sum()).backward()
+        opt.step()
+        tracker.observe(0.05)
+    assert tracker.average == pytest.approx(0.25)  # 1 / curvature from the first estimate on, no pull to a start value

@@ -183,7 +183,8 @@ class HessianFreeLR:
     From three consecutive weight vectors and the rate ``eps`` of the step between the first two,
     ``eps* = eps * sum|theta_{i+1} - theta_i| / sum|2 theta_{i+1} - theta_i - theta_{i+2}|``
     (sums over every weight), then an exponential moving average with weight ``smoothing`` -- as in
-    the authors' ``L2TermComputation`` scripts (0.1, starting from 0.1). The ratio is a secant
+    the authors' ``L2TermComputation`` scripts (0.1, starting from 0.1; ``initial=None`` starts from 0
+    with a bias correction instead, so short runs are not dominated by the start). The ratio is a secant
     estimate of 1/curvature along the step, derived for plain SGD; with momentum it is the same
     heuristic the paper plotted.
 
@@ -191,10 +192,14 @@ class HessianFreeLR:
     ``optimizer.step()`` with the rate that step used. Holds two copies of the weights.
     """
 
-    def __init__(self, params: Iterable[torch.nn.Parameter], smoothing: float = 0.1, initial: float = 0.1,
+    def __init__(self, params: Iterable[torch.nn.Parameter], smoothing: float = 0.1, initial: float | None = 0.1,
                  keep_rows: bool = True):
         self.params = [p for p in params if p.requires_grad]
-        self.smoothing, self.average, self.keep_rows = smoothing, initial, keep_rows
+        # initial=None: start the average at 0 and divide out the start-up weight, as Adam does, so
+        # that a short run's early values are not pulled towards an arbitrary starting value
+        self.corrected = initial is None
+        self.smoothing, self._ema, self.keep_rows = smoothing, 0.0 if initial is None else initial, keep_rows
+        self.average = math.nan if initial is None else initial
         self._history: list[tuple[torch.Tensor, float]] = [(self._flat(), math.nan)]
         self.rows: list[dict] = []
         self.count = 0  # estimates made so far
@@ -213,9 +218,11 @@ class HessianFreeLR:
         top = (t1 - t0).abs().sum().item()
         bottom = (2 * t1 - t0 - t2).abs().sum().item()
         raw = lr01 * top / bottom if bottom > 0 else math.inf
-        if math.isfinite(raw):
-            self.average = (1 - self.smoothing) * self.average + self.smoothing * raw
         self.count += 1
+        if math.isfinite(raw):
+            self._ema = (1 - self.smoothing) * self._ema + self.smoothing * raw
+            self._finite = getattr(self, "_finite", 0) + 1
+            self.average = self._ema / (1 - (1 - self.smoothing) ** self._finite) if self.corrected else self._ema
         if self.keep_rows:
             self.rows.append({"update": self.count, "lr": lr01, "estimate": raw, "smoothed": self.average})
         return self.average
@@ -226,8 +233,10 @@ class HessianFreeLR:
     def state(self) -> dict:
         """Plain data to resume from (the last two weight vectors, the average, the rows)."""
         return {"history": [t for t, _ in self._history], "rates": [r for _, r in self._history],
-                "average": self.average, "count": self.count, "rows": list(self.rows)}
+                "ema": self._ema, "finite": getattr(self, "_finite", 0), "average": self.average,
+                "count": self.count, "rows": list(self.rows)}
 
     def load_state(self, state: dict) -> None:
         self._history = list(zip(state["history"], state["rates"]))
-        self.average, self.count, self.rows = state["average"], state["count"], list(state["rows"])
+        self._ema, self._finite, self.average = state["ema"], state["finite"], state["average"]
+        self.count, self.rows = state["count"], list(state["rows"])

@@ -69,7 +69,9 @@ class RunConfig:
     test_subset: int | None = None  # evaluate on this many images of a fixed class-balanced subset
     eval_at: list[int] | None = None  # further steps to evaluate at (e.g. the ends of SGDR's cycles)
     snapshot_at: list[int] | None = None  # steps at which the test-set softmax outputs are kept
-    lr_estimate: bool | None = None  # track super-convergence's Hessian-free estimate of the best rate
+    # track super-convergence's Hessian-free estimate of the best rate: "authors" (their smoothing,
+    # started at 0.1) or "corrected" (started at 0 with a bias correction); None: not tracked
+    lr_estimate: str | None = None
 
     def __post_init__(self):
         # Canonical forms, so that equal runs hash equally (0.001 vs 1e-3, 2000 vs 2000.0).
@@ -80,8 +82,8 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"run config: {name}={value!r} must be a whole number >= 1 or None")
-        if self.lr_estimate not in (None, True):
-            raise ValueError(f"run config: lr_estimate={self.lr_estimate!r} must be True or None")
+        if self.lr_estimate not in (None, "authors", "corrected"):
+            raise ValueError(f"run config: lr_estimate={self.lr_estimate!r} must be 'authors', 'corrected' or None")
         for name in ("eval_at", "snapshot_at"):
             value = getattr(self, name)
             if value is None:

@@ -124,7 +124,7 @@ class Row:
     test_subset: int | None = None  # test images likewise
     eval_at: tuple[int, ...] = ()  # further evaluation steps, in paper iterations
     snapshot_at: tuple[int, ...] = ()  # steps whose test-set outputs are kept, in paper iterations
-    lr_estimate: bool | None = None  # track the Hessian-free estimate of the best rate
+    lr_estimate: str | None = None  # track the Hessian-free estimate of the best rate ("corrected", "authors")
 
     def scaled(self, scale: float) -> "Row":
         """The same row with every step count multiplied by ``scale`` (schedules stretched to match)."""

@@ -116,7 +116,8 @@ def train(config, data: ImageData, device: str | torch.device = "cpu", precision
     momentum = make_schedule(**config.momentum) if config.momentum is not None else None
     normalize = Normalizer(config.normalize, data, device)
     stream = BatchStream(data, config.batch_size, config.seed, normalize, **dict(config.augment))
-    tracker = HessianFreeLR(model.parameters(), keep_rows=False) if config.lr_estimate else None
+    tracker = HessianFreeLR(model.parameters(), keep_rows=False,
+                            initial=None if config.lr_estimate == "corrected" else 0.1) if config.lr_estimate else None
     if precision == "bf16" and device.type == "cuda":
         autocast = lambda: torch.autocast("cuda", dtype=torch.bfloat16)  # noqa: E731
     else:
@@ -175,7 +176,7 @@ def train(config, data: ImageData, device: str | torch.device = "cpu", precision
         if momentum is not None:
             row["momentum"] = momentum(max(step - 1, 0))
         if tracker is not None:
-            row["lr_estimate"] = tracker.average if tracker.count else math.nan
+            row["lr_estimate"] = tracker.average if tracker.count else math.nan  # NaN until it exists
         row.update({
             "train_loss": loss_sum.item() / since_row if since_row else math.nan,
             "train_acc": 100.0 * correct.item() / (since_row * config.batch_size) if since_row else math.nan,
