@@ -144,13 +144,18 @@ class Row:
 
 def scaled_rows(s: Settings, rows: dict[str, Row]) -> dict[str, Row]:
     """The rows at this profile's budget (its ``budget_scale`` setting, 1 if it has none), with
-    batches multiplied by its ``batch_scale`` setting where a notebook has one (cheap profiles)."""
+    batches multiplied by its ``batch_scale`` setting where a notebook has one (cheap profiles) --
+    and the learning rate by the same factor (the linear scaling rule), so that a rate that is
+    large for the paper's batch stays as large for the smaller one."""
     scale, batch = s.knobs.get("budget_scale", 1.0), s.knobs.get("batch_scale", 1.0)
     out = {}
     for label, row in rows.items():
         row = row.scaled(scale)
         if batch != 1:
-            row = dataclasses.replace(row, batch_size=max(2, round(row.batch_size * batch)))
+            new_batch = max(2, round(row.batch_size * batch))
+            factor = {"name": "fixed", "lr": new_batch / row.batch_size}
+            row = dataclasses.replace(row, batch_size=new_batch,
+                                      schedule={"name": "product", "factors": [row.schedule, factor]})
         out[label] = row
     return out
 
@@ -175,7 +180,8 @@ def build_configs(s: Settings, rows: dict[str, Row]) -> list[tuple[str, RunConfi
 
 
 BATCH_SCALE = {"batch_scale": ((int, float), lambda v: 0 < v <= 1,
-                              "factor on every run's batch size, in (0, 1]; below 1 only in the cheap profiles")}
+                              "factor on every run's batch size and learning rate (linear scaling rule), "
+                              "in (0, 1]; below 1 only in the cheap profiles")}
 STANDARD_KNOBS = {
     "budget_scale": ((int, float), lambda v: 0 < v <= 1,
                      "fraction of the paper's iterations, in (0, 1]; schedules are stretched to match"),
