@@ -60,3 +60,19 @@ def test_which_runs_fuse():
     assert not fusable(sd)
     with pytest.raises(ValueError, match="fusable"):
         train_fused([configs[0], other], load_data("synthetic"), progress=False)
+
+
+def test_a_study_with_fusing_trains_groups_and_stores_each_run(scratch):
+    import dataclasses
+
+    from lrstudy.experiments import clr_cifar10
+
+    s = clr_cifar10.settings("smoke")
+    fused_settings = dataclasses.replace(s, profile=dataclasses.replace(s.profile, fuse=8))
+    together = clr_cifar10.run(fused_settings, progress=False)
+    runs = together.runs
+    assert set(runs.status) == {"finished"}
+    grouped = [r.meta["timings"].get("fused_runs", 1) for r in together.records]
+    assert max(grouped) > 1  # some runs were trained together
+    again = clr_cifar10.run(fused_settings, progress=False)  # everything is stored: nothing retrains
+    assert again.runs.final_test_acc.tolist() == runs.final_test_acc.tolist()

@@ -324,28 +324,18 @@ def execute(settings: Settings, labelled: Sequence[tuple[str, RunConfig]], progr
         records = [store.load(c) for _, c in labelled]
         errors = {c.id: "not run: no stored result" for (_, c), r in zip(labelled, records) if r is None}
         return StudyResults(settings, [label for label, _ in labelled], [c for _, c in labelled], records, errors)
-    source_of = {describe_source(src)[0]: src for src in settings.sources.values()}
-    loaded: dict[str, object] = {}
-    device = None
+    sources = _Sources(settings)
     records, errors = [], {}
     todo = [c for _, c in labelled if store.load(c) is None]
     if todo:
         print(f"{len(todo)} of {len(labelled)} runs to train (the rest are in {_rel(store.root)}).")
     done = 0
     if settings.profile.fuse > 1 and len(todo) > 1:
-        done = _train_fused_groups(settings, store, labelled, source_of, loaded, progress)
+        done = _train_fused_groups(settings, store, labelled, sources, progress)
     for label, config in labelled:
         record = store.load(config)
         if record is None:
-            if config.data not in loaded:
-                device = device or resolve_device(settings.device)
-                if device.type == "cuda":
-                    torch.backends.cudnn.benchmark = True  # static shapes: let cuDNN pick its fastest kernels
-                try:
-                    loaded[config.data] = load_data(source_of[config.data])
-                except DataUnavailable as err:
-                    loaded[config.data] = err
-            data = loaded[config.data]
+            data, device = sources.get(config.data), sources.device
             done += 1
             name = f"[{done}/{len(todo)}] {label} seed {config.seed}"
             if isinstance(data, DataUnavailable):
@@ -371,8 +361,30 @@ def execute(settings: Settings, labelled: Sequence[tuple[str, RunConfig]], progr
     return StudyResults(settings, labels, [c for _, c in labelled], records, errors)
 
 
-def _train_fused_groups(settings: Settings, store: RunStore, labelled, source_of: dict, loaded: dict,
-                        progress: bool) -> int:
+class _Sources:
+    """The data sets a study trains on, loaded on first need -- or the reason one cannot be --
+    keyed by data id; and the device, resolved (and tuned) once, before the first load."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.source_of = {describe_source(src)[0]: src for src in settings.sources.values()}
+        self.loaded: dict[str, object] = {}
+        self.device = None
+
+    def get(self, data_id: str):
+        if data_id not in self.loaded:
+            if self.device is None:
+                self.device = resolve_device(self.settings.device)
+                if self.device.type == "cuda":
+                    torch.backends.cudnn.benchmark = True  # static shapes: let cuDNN pick its fastest kernels
+            try:
+                self.loaded[data_id] = load_data(self.source_of[data_id])
+            except DataUnavailable as err:
+                self.loaded[data_id] = err
+        return self.loaded[data_id]
+
+
+def _train_fused_groups(settings: Settings, store: RunStore, labelled, sources: _Sources, progress: bool) -> int:
     """Train missing runs that can share one batched computation (:mod:`lrstudy.fused`) in groups of
     up to ``profile.fuse``, holding every member's lock; the rest are left to the one-by-one loop.
     Fused groups are not checkpointed (they are the short Caffe-net runs). Returns how many ran."""
@@ -390,15 +402,10 @@ def _train_fused_groups(settings: Settings, store: RunStore, labelled, source_of
             chunk = members[start:start + settings.profile.fuse]
             if len(chunk) < 2:
                 continue
-            source = source_of[chunk[0][1].data]
-            if source not in loaded:
-                try:
-                    loaded[source] = load_data(source)
-                except DataUnavailable as err:
-                    loaded[source] = err
-            if isinstance(loaded[source], DataUnavailable):
+            data = sources.get(chunk[0][1].data)
+            if isinstance(data, DataUnavailable):
                 continue  # the one-by-one loop reports these as not run
-            device = resolve_device(settings.device)
+            device = sources.device
             with ExitStack() as stack:
                 for _, config in chunk:
                     stack.enter_context(store.locked(config.id))
@@ -408,14 +415,14 @@ def _train_fused_groups(settings: Settings, store: RunStore, labelled, source_of
                 name = f"fused group of {len(chunk)} ({chunk[0][0]} ...)"
                 started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
                 try:
-                    results = train_fused([c for _, c in chunk], loaded[source], device=device,
+                    results = train_fused([c for _, c in chunk], data, device=device,
                                           precision=settings.precision, progress=progress, description=name)
                 except Exception as err:  # fall back to one-by-one training for these runs
                     print(f"{name}: fused training failed ({type(err).__name__}: {err}); training them one by one")
                     continue
                 for (label, config), result in zip(chunk, results):
                     store.save(config, result.status, result.rows,
-                               _info(settings, config, label, started, result, device, loaded[source]))
+                               _info(settings, config, label, started, result, device, data))
                     final = result.rows[-1]
                     print(f"[fused] {label} seed {config.seed}: {result.status} after {final['step']} iterations, "
                           f"test accuracy {final['test_acc']:.2f}%")
