@@ -74,5 +74,36 @@ def test_a_study_with_fusing_trains_groups_and_stores_each_run(scratch):
     assert set(runs.status) == {"finished"}
     grouped = [r.meta["timings"].get("fused_runs", 1) for r in together.records]
     assert max(grouped) > 1  # some runs were trained together
+    assert not list((together.records[0].path.parent.parent / "checkpoints").glob("fused-*"))  # done: removed
     again = clr_cifar10.run(fused_settings, progress=False)  # everything is stored: nothing retrains
     assert again.runs.final_test_acc.tolist() == runs.final_test_acc.tolist()
+
+
+def test_a_fused_group_stopped_after_a_checkpoint_resumes_to_the_same_rows(tmp_path):
+    from lrstudy.checkpoints import Checkpointer
+    from lrstudy.fused import group_id
+
+    data = load_data("synthetic")
+    configs = [RunConfig.from_dict({**c.to_dict(), "iterations": 30}) for c in group({"name": "caffe_cifar10_full"})]
+    straight = train_fused(configs, data, progress=False)
+    path, gid = tmp_path / "group.pt", group_id(configs)
+
+    class Stop(Exception):
+        pass
+
+    class StopAfterSecondSave(Checkpointer):
+        saves = 0
+
+        def save(self, state):
+            super().save(state)
+            StopAfterSecondSave.saves += 1
+            if StopAfterSecondSave.saves == 2:
+                raise Stop
+
+    with pytest.raises(Stop):
+        train_fused(configs, data, progress=False, checkpointer=StopAfterSecondSave(path, gid, 7))
+    resumed = train_fused(configs, data, progress=False, checkpointer=Checkpointer(path, gid, 7))
+    for a, b in zip(straight, resumed):
+        assert b.timings["resumed_from_step"] == 14 and b.status == a.status
+        pd.testing.assert_frame_equal(pd.DataFrame(a.rows), pd.DataFrame(b.rows))
+    assert group_id(configs) != group_id(configs[::-1])  # a checkpoint belongs to one group, in order

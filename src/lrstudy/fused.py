@@ -18,7 +18,9 @@ random stream it would have had alone.
 
 from __future__ import annotations
 
+import bisect
 import copy
+import hashlib
 import math
 import time
 from contextlib import nullcontext
@@ -26,12 +28,13 @@ from contextlib import nullcontext
 import torch
 from torch.nn import functional as F
 
+from .checkpoints import Checkpointer
 from .data import BatchStream, ImageData, Normalizer
 from .models import build_model
 from .schedules import make_schedule
 from .train import DIVERGENCE_CHECK_EVERY, TrainResult, eval_steps
 
-__all__ = ["fusable", "fusable_key", "train_fused"]
+__all__ = ["fusable", "fusable_key", "group_id", "train_fused"]
 
 _STOCHASTIC_MODELS = {"resnet_sd"}
 _PER_RUN = {"seed", "schedule", "momentum", "optimizer"}
@@ -55,10 +58,19 @@ def fusable_key(config) -> tuple:
     return repr(sorted(rest.items()))
 
 
+def group_id(configs) -> str:
+    """The id of a group of runs trained together: its checkpoint belongs to exactly these runs,
+    in this order."""
+    return "fused-" + hashlib.sha256(" ".join(c.id for c in configs).encode()).hexdigest()[:16]
+
+
 def train_fused(configs, data: ImageData, device: str | torch.device = "cpu", precision: str = "fp32",
-                progress: bool = True, description: str | None = None) -> list[TrainResult]:
+                progress: bool = True, description: str | None = None,
+                checkpointer: Checkpointer | None = None) -> list[TrainResult]:
     """Train ``configs`` (RunConfigs with one :func:`fusable_key`) together; one result per run,
-    in order, with the rows :func:`lrstudy.train.train` would have written."""
+    in order, with the rows :func:`lrstudy.train.train` would have written. With a
+    ``checkpointer`` (whose run id is :func:`group_id` of ``configs``) the group's state is saved
+    every ``checkpointer.every`` updates and a group killed on the way resumes from it."""
     from tqdm import tqdm
 
     if not configs or len({fusable_key(c) for c in configs}) != 1 or not all(fusable(c) for c in configs):
@@ -105,7 +117,44 @@ def train_fused(configs, data: ImageData, device: str | torch.device = "cpu", pr
     since_row = 0
     alive = [True] * k
     diverged_at: list[int | None] = [None] * k
-    eval_seconds = 0.0
+    eval_seconds, elapsed_before = 0.0, 0.0  # (elapsed_before: time spent before a resume)
+    first_step = 0
+
+    saved = checkpointer.load() if checkpointer is not None else None
+    if saved is not None:
+        with torch.no_grad():
+            for store, kept in ((params, saved["params"]), (buffers, saved["buffers"]), (velocity, saved["velocity"])):
+                for name, tensor in store.items():
+                    tensor.copy_(kept[name])
+        for stream, state in zip(streams, saved["streams"]):
+            stream.restore(state)
+        rows, walls = [list(r) for r in saved["rows"]], [list(w) for w in saved["walls"]]
+        loss_sum.copy_(saved["loss_sum"])
+        correct.copy_(saved["correct"])
+        alive, diverged_at = list(saved["alive"]), list(saved["diverged_at"])
+        since_row, eval_seconds, elapsed_before = saved["since_row"], saved["eval_seconds"], saved["elapsed"]
+        first_step = saved["step"]
+
+    def wall() -> float:
+        return elapsed_before + time.perf_counter() - started
+
+    def save_checkpoint(step: int) -> None:
+        checkpointer.save({
+            "step": step,
+            "params": {name: t.detach() for name, t in params.items()},
+            "buffers": dict(buffers),
+            "velocity": velocity,
+            "streams": [s.state() for s in streams],
+            "rows": rows,
+            "walls": walls,
+            "loss_sum": loss_sum,
+            "correct": correct,
+            "alive": alive,
+            "diverged_at": diverged_at,
+            "since_row": since_row,
+            "eval_seconds": eval_seconds,
+            "elapsed": wall(),
+        })
 
     def view(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return t.view(-1, *([1] * (like.dim() - 1)))
@@ -144,18 +193,22 @@ def train_fused(configs, data: ImageData, device: str | torch.device = "cpu", pr
                 "test_acc": test_acc[i].item(),
             })
             rows[i].append(row)
-            walls[i].append(time.perf_counter() - started)
+            walls[i].append(wall())
         loss_sum.zero_(), correct.zero_()
         since_row = 0
 
-    bar = tqdm(total=first.iterations, desc=description, disable=not progress, mininterval=2.0, unit="it", leave=False)
-    next_eval = 0
-    for step in range(first.iterations + 1):
+    bar = tqdm(total=first.iterations, initial=first_step, desc=description, disable=not progress,
+               mininterval=2.0, unit="it", leave=False)
+    # A checkpoint is written after that step's rows, so on resume they are already there.
+    next_eval = bisect.bisect_right(steps, first_step) if saved is not None else 0
+    for step in range(first_step, first.iterations + 1):
         if step == steps[next_eval]:
             record(step, [i for i in range(k) if alive[i]])
             next_eval += 1
         if step == first.iterations or not any(alive):
             break
+        if checkpointer is not None and step > first_step and step % checkpointer.every == 0:
+            save_checkpoint(step)
         lrs = shape([s(step) for s in lr_schedules])
         moms = shape([m(step) if m is not None else m0 for m, m0 in zip(mom_schedules, momentum0)])
         batches = [next(s) for s in streams]
@@ -184,13 +237,13 @@ def train_fused(configs, data: ImageData, device: str | torch.device = "cpu", pr
                 for i in bad:
                     alive[i], diverged_at[i] = False, step + 1
     bar.close()
-    total = time.perf_counter() - started
+    total = wall()
     results = []
     for i in range(k):
         done = rows[i][-1]["step"]
         results.append(TrainResult("diverged" if diverged_at[i] else "finished", rows[i], {
             "wall_s": total, "eval_s": eval_seconds, "fused_runs": k,
             "train_images_per_s": done * first.batch_size / max(total - eval_seconds, 1e-9),
-            "eval_wall_s": walls[i], "resumed_from_step": None,
+            "eval_wall_s": walls[i], "resumed_from_step": first_step or None,
         }, diverged_at[i]))
     return results

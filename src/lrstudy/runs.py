@@ -167,6 +167,10 @@ class RunStore:
         """Where this run's checkpoints go (next to the store, never committed)."""
         return Checkpointer(self.root.parent / "checkpoints" / f"{config.id}.pt", config.id, every, keep)
 
+    def group_checkpointer(self, group_id: str, every: int) -> Checkpointer:
+        """Where the checkpoints of a group of runs trained together go (see :mod:`lrstudy.fused`)."""
+        return Checkpointer(self.root.parent / "checkpoints" / f"{group_id}.pt", group_id, every)
+
     @contextmanager
     def locked(self, run_id: str):
         """Hold the run's lock (a file lock shared by every process using this store)."""

@@ -387,10 +387,11 @@ class _Sources:
 def _train_fused_groups(settings: Settings, store: RunStore, labelled, sources: _Sources, progress: bool) -> int:
     """Train missing runs that can share one batched computation (:mod:`lrstudy.fused`) in groups of
     up to ``profile.fuse``, holding every member's lock; the rest are left to the one-by-one loop.
-    Fused groups are not checkpointed (they are the short Caffe-net runs). Returns how many ran."""
+    A group is checkpointed as a whole; its checkpoint goes once every member's record is saved.
+    Returns how many ran."""
     from contextlib import ExitStack
 
-    from .fused import fusable, fusable_key, train_fused
+    from .fused import fusable, fusable_key, group_id, train_fused
 
     groups: dict[str, list[tuple[str, RunConfig]]] = {}
     for label, config in labelled:
@@ -414,9 +415,11 @@ def _train_fused_groups(settings: Settings, store: RunStore, labelled, sources: 
                     continue
                 name = f"fused group of {len(chunk)} ({chunk[0][0]} ...)"
                 started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+                configs = [c for _, c in chunk]
+                checkpointer = store.group_checkpointer(group_id(configs), settings.profile.checkpoint_every)
                 try:
-                    results = train_fused([c for _, c in chunk], data, device=device,
-                                          precision=settings.precision, progress=progress, description=name)
+                    results = train_fused(configs, data, device=device, precision=settings.precision,
+                                          progress=progress, description=name, checkpointer=checkpointer)
                 except Exception as err:  # fall back to one-by-one training for these runs
                     print(f"{name}: fused training failed ({type(err).__name__}: {err}); training them one by one")
                     continue
@@ -426,6 +429,7 @@ def _train_fused_groups(settings: Settings, store: RunStore, labelled, sources: 
                     final = result.rows[-1]
                     print(f"[fused] {label} seed {config.seed}: {result.status} after {final['step']} iterations, "
                           f"test accuracy {final['test_acc']:.2f}%")
+                checkpointer.finish()
                 count += len(chunk)
     return count
 
