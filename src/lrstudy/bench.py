@@ -215,6 +215,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="results/bench")
     parser.add_argument("--quick", action="store_true", help="fewer repeats and smaller nets (the CPU default)")
     args = parser.parse_args(argv)
+    started = time.perf_counter()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     quick = args.quick or device.type == "cpu"
     if device.type == "cuda":
@@ -243,7 +244,8 @@ def main(argv=None) -> int:
     table.assign(device=name, date=str(date.today()), commit=code_version()["commit"]).to_csv(
         out / f"{slug}.csv", index=False)
     header = (f"Device: {name}; torch {torch.__version__}; {date.today()}; commit {code_version()['commit'][:10]}"
-              f"{' (code modified)' if code_version()['code_modified'] else ''}\n\n")
+              f"{' (code modified)' if code_version()['code_modified'] else ''}; "
+              f"the whole benchmark took {time.perf_counter() - started:.0f} s\n\n")
     (out / f"{slug}.md").write_text(header + _markdown(table) + "\n")
     print(header + table.to_string(index=False))
     return 0
