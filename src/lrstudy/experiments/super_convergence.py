@@ -210,7 +210,8 @@ def range_tests(results: StudyResults) -> pd.DataFrame:
 def measures(s: Settings, results: StudyResults) -> dict[str, dict[int, float]]:
     """Final accuracies, plus: accuracy retained at the top of each range test (mean test accuracy
     over the evaluations in the last tenth of the sweep, divided by the sweep's peak), the
-    Hessian-free estimate early in the 1cycle run (median over the first tenth), and the
+    Hessian-free estimate early in the 1cycle run (median over the first tenth, in the rate units of
+    the paper's batch of 1000), and the
     1cycle - PC-LR gap per training-set size."""
     out = results.final_accuracy()
     sweeps = range_tests(results)
@@ -221,12 +222,17 @@ def measures(s: Settings, results: StudyResults) -> dict[str, dict[int, float]]:
             out.setdefault(key, {})[int(seed)] = float(top.test_acc.mean() / peak) if peak > 0 else math.nan
     curves = results.curves
     if len(curves) and "lr_estimate" in curves:
+        # A profile with smaller batches scales every rate by the batch ratio (linear scaling rule);
+        # the estimate is a rate too, so it is divided by that ratio to compare with the paper's.
+        batch = next((c.batch_size for label, c in zip(results.labels, results.configs) if label == FIG1A_CLR),
+                     ROWS[FIG1A_CLR].batch_size)
+        to_paper_units = ROWS[FIG1A_CLR].batch_size / batch
         run_ = curves[(curves.setting == FIG1A_CLR) & curves.lr_estimate.notna()]
         for seed, one in run_.groupby("seed"):
             early = one[one.step <= 0.1 * one.step.max()]
             if len(early):
                 out.setdefault("Hessian-free estimate, first tenth of the 1cycle run", {})[int(seed)] = float(
-                    early.lr_estimate.median())
+                    early.lr_estimate.median() * to_paper_units)
     for n, clr, pc in [(n, f"1cycle, {n} training images", f"PC-LR, {n} training images") for n in SIZES] + [
             (TRAIN_IMAGES, FIG1A_CLR, FIG1A_PC)]:
         both = set(out.get(clr, {})) & set(out.get(pc, {}))
