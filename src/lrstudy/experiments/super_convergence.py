@@ -54,9 +54,10 @@ def _rows(depth: int, batch: int) -> dict[str, Row]:
     rows = {
         FIG1A_CLR: clr,
         FIG1A_PC: pc,
-        RANGE_RESNET: Row(5000, RANGE, _resnet(depth, 0.001), OPT, batch, augment=FLIPS),
+        # range tests: accuracy at 20 points along the sweep
+        RANGE_RESNET: Row(5000, RANGE, _resnet(depth, 0.001), OPT, batch, augment=FLIPS, eval_every=250),
         RANGE_CAFFE: Row(5000, RANGE, {"name": "caffe_cifar10_full"},
-                         {"name": "caffe_sgd", "momentum": 0.9, "weight_decay": 0.004}, 100),
+                         {"name": "caffe_sgd", "momentum": 0.9, "weight_decay": 0.004}, 100, eval_every=250),
     }
     for wd in (1e-3, 1e-4, 1e-5, 1e-6):
         rows[f"1cycle, weight decay {wd:g}"] = dataclasses.replace(clr, optimizer={**OPT, "weight_decay": wd})
@@ -153,6 +154,9 @@ DEVIATIONS = [
     "Table 2's 'step' schedule is not specified: we divide the rate by 10 at 50% and 75% of training. Its "
     "'wide resnet' (a 32-layer ResNet made 4x wider) is approximated by WRN-34-4 (5 blocks per stage, as "
     "ResNet-32); Table 2 rows use horizontal flips and the per-pixel mean as the ResNet-56 runs do.",
+    "Profiles that shorten the runs (budget_scale < 1) divide BN's moving-average weight by the same "
+    "factor (capped at 1), so that the running statistics average over the same fraction of training "
+    "as the authors' 0.95 / 0.999 moving-average fractions do at full length.",
     "The range tests use the 5,000-iteration variant of the authors' sweep (they also ran 20k and 100k); "
     "the Caffe net's sweep runs at its own batch of 100.",
     "Limited-data runs use the first n images of a fixed class-balanced shuffle (the authors' subsets are "
@@ -171,6 +175,8 @@ KNOBS = {
                      "training images of the full-data runs (limited-data sizes scale with it); null: all 50,000"),
     "test_subset": ((int, type(None)), lambda v: v is None or v > 0, "test images per evaluation; null: all"),
     "table2": (bool, None, "whether to run Table 2's networks (true in every profile but the cheapest)"),
+    "range_test_scale": ((int, float, type(None)), lambda v: v is None or 0 < v <= 1,
+                         "fraction of the range tests' 5000 iterations, in (0, 1]; null: budget_scale"),
 }
 
 
@@ -187,6 +193,17 @@ class _SuperConvergence(Notebook):
                 train = max(row.batch_size, round(train * fraction))
             elif subset is not None and row.dataset == "cifar10":
                 train = subset
+            scale = s.knobs["budget_scale"]
+            if name in (RANGE_RESNET, RANGE_CAFFE) and s.knobs["range_test_scale"] is not None:
+                # every row is scaled by budget_scale afterwards: stretch these first, so that the sweep
+                # ends up at range_test_scale of its length (a sweep of a few dozen steps shows nothing)
+                row = row.scaled(s.knobs["range_test_scale"] / scale)
+                scale = s.knobs["range_test_scale"]
+            if "bn_momentum" in row.model and scale < 1:
+                # BN's running averages span ~1/momentum updates: keep that span the same fraction of
+                # a shortened run, or a 40-update run is tested with statistics that never left init
+                row = dataclasses.replace(row, model={**row.model,
+                                                      "bn_momentum": min(1.0, row.model["bn_momentum"] / scale)})
             out[name] = dataclasses.replace(row, train_subset=train, test_subset=s.knobs["test_subset"])
         return out
 
