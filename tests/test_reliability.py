@@ -21,7 +21,7 @@ from lrstudy.data import DataUnavailable, load_data
 from lrstudy.experiments import clr_cifar10, get_experiment
 from lrstudy.runs import RunConfig, RunStore
 from lrstudy.schedules import make_schedule
-from lrstudy.study import STANDARD_KNOBS
+from lrstudy.study import STANDARD_KNOBS, check_injected_parameters
 from lrstudy.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -208,6 +208,8 @@ BAD_INPUTS = [
     (lambda: load_data("/nonexistent/cifar"), DataUnavailable, "DATA="),
     (lambda: load_data(ROOT / "README.md"), DataUnavailable, "not a .tar"),
     (lambda: load_data(ROOT / "tests"), DataUnavailable, "no train/ and test/"),
+    (lambda: check_injected_parameters(["# Parameters\nprofile = \"cpu\"\nseed = 3\n"]), ValueError,
+     "unknown notebook parameter 'seed'"),
 ]
 
 
@@ -246,3 +248,18 @@ def test_a_failing_notebook_leaves_no_finished_output(tmp_path):
     )
     assert unavailable.returncode == 0, unavailable.stdout[-2000:]
     assert (tmp_path / "smoke" / "clr_range_test.html").exists() and "2 data unavailable" in unavailable.stdout
+
+
+@pytest.mark.skipif(not (ROOT / ".venv" / "bin" / "papermill").exists(), reason="needs the project's .venv")
+def test_a_misspelt_papermill_parameter_stops_the_notebook(tmp_path):
+    """papermill only warns about a parameter the notebook does not declare; the study refuses it
+    before any run starts, naming it."""
+    result = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "papermill"), "-k", "python3", "--cwd", str(ROOT / "notebooks"),
+         "-p", "profile", "smoke", "-p", "seed", "3", str(ROOT / "notebooks" / "clr_range_test.ipynb"),
+         str(tmp_path / "out.ipynb")],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "LRSTUDY_RESULTS": str(tmp_path)},
+    )
+    assert result.returncode != 0
+    assert "unknown notebook parameter 'seed'" in result.stdout + result.stderr
+    assert not (tmp_path / "smoke").exists()  # no run was started

@@ -95,10 +95,43 @@ def make_settings(notebook: str, profile: Profile, knobs: dict, data=None, seeds
     return Settings(notebook, profile, data, device, profile.precision, tuple(range(1, seeds + 1)), knobs, others)
 
 
+NOTEBOOK_PARAMETERS = ("profile", "data", "data_cifar100", "data_mnist", "seeds", "device")
+
+
+def check_injected_parameters(history: Sequence[str]) -> None:
+    """Refuse a parameter papermill injected that no notebook of the study knows (``-p seed 3`` for
+    ``seeds``): papermill itself only warns, and the run would go on with the default. ``history``
+    is the kernel's executed cell sources; papermill's injected cell is the one that starts with
+    the line ``# Parameters`` alone."""
+    import ast
+
+    for source in history:
+        if source.split("\n", 1)[0].strip() != "# Parameters":
+            continue
+        names = [t.id for node in ast.parse(source).body if isinstance(node, ast.Assign)
+                 for t in node.targets if isinstance(t, ast.Name)]
+        unknown = [name for name in names if name not in NOTEBOOK_PARAMETERS]
+        if unknown:
+            raise ValueError(f"unknown notebook parameter {', '.join(map(repr, unknown))} (given with papermill -p); "
+                             f"the study's notebooks take {', '.join(NOTEBOOK_PARAMETERS)}")
+
+
+def _kernel_history() -> list[str]:
+    """The cells executed so far in the IPython kernel we run in (none outside one)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return []
+    shell = get_ipython()
+    return list(shell.user_ns.get("In", [])) if shell is not None else []
+
+
 def notebook_settings(notebook: str, knobs: dict, profile: str, data=None, seeds=None, device=None,
                       datasets: tuple[str, ...] = (), **other_data) -> Settings:
     """A notebook's settings: its section of the profile, checked against ``knobs`` (the spec of
-    :func:`lrstudy.config.check_section`), then the notebook's overrides."""
+    :func:`lrstudy.config.check_section`), then the notebook's overrides; in a notebook, after
+    refusing any unknown parameter papermill injected."""
+    check_injected_parameters(_kernel_history())
     prof = load_profile(profile)
     values = check_section(f"profile {profile!r}, notebook {notebook!r}", prof.section(notebook), knobs)
     return make_settings(notebook, prof, values, data=data, seeds=seeds, device=device, datasets=datasets,
