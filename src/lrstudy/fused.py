@@ -32,7 +32,7 @@ from .checkpoints import Checkpointer
 from .data import BatchStream, ImageData, Normalizer
 from .models import build_model
 from .schedules import make_schedule
-from .train import DIVERGENCE_CHECK_EVERY, TrainResult, eval_steps
+from .train import DIVERGENCE_CHECK_EVERY, TrainResult, eval_steps, row_start, training_columns
 
 __all__ = ["fusable", "fusable_key", "group_id", "train_fused"]
 
@@ -182,16 +182,9 @@ def train_fused(configs, data: ImageData, device: str | torch.device = "cpu", pr
         test_loss, test_acc = evaluate()
         eval_seconds += time.perf_counter() - t0
         for i in runs:
-            row = {"step": step, "epoch": step * first.batch_size / n_train,
-                   "lr": lr_schedules[i](max(step - 1, 0))}
-            if mom_schedules[i] is not None:
-                row["momentum"] = mom_schedules[i](max(step - 1, 0))
-            row.update({
-                "train_loss": loss_sum[i].item() / since_row if since_row else math.nan,
-                "train_acc": 100.0 * correct[i].item() / (since_row * first.batch_size) if since_row else math.nan,
-                "test_loss": test_loss[i].item(),
-                "test_acc": test_acc[i].item(),
-            })
+            row = row_start(step, first.batch_size, n_train, lr_schedules[i], mom_schedules[i])
+            row.update(training_columns(loss_sum[i].item(), correct[i].item(), since_row, first.batch_size),
+                       test_loss=test_loss[i].item(), test_acc=test_acc[i].item())
             rows[i].append(row)
             walls[i].append(wall())
         loss_sum.zero_(), correct.zero_()

@@ -203,6 +203,7 @@ class HessianFreeLR:
         self._history: list[tuple[torch.Tensor, float]] = [(self._flat(), math.nan)]
         self.rows: list[dict] = []
         self.count = 0  # estimates made so far
+        self._finite = 0  # finite ones among them (the bias correction counts these)
 
     def _flat(self) -> torch.Tensor:
         return torch.cat([p.detach().reshape(-1).double() for p in self.params]).clone()
@@ -221,7 +222,7 @@ class HessianFreeLR:
         self.count += 1
         if math.isfinite(raw):
             self._ema = (1 - self.smoothing) * self._ema + self.smoothing * raw
-            self._finite = getattr(self, "_finite", 0) + 1
+            self._finite += 1
             self.average = self._ema / (1 - (1 - self.smoothing) ** self._finite) if self.corrected else self._ema
         if self.keep_rows:
             self.rows.append({"update": self.count, "lr": lr01, "estimate": raw, "smoothed": self.average})
@@ -233,7 +234,7 @@ class HessianFreeLR:
     def state(self) -> dict:
         """Plain data to resume from (the last two weight vectors, the average, the rows)."""
         return {"history": [t for t, _ in self._history], "rates": [r for _, r in self._history],
-                "ema": self._ema, "finite": getattr(self, "_finite", 0), "average": self.average,
+                "ema": self._ema, "finite": self._finite, "average": self.average,
                 "count": self.count, "rows": list(self.rows)}
 
     def load_state(self, state: dict) -> None:

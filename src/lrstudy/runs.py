@@ -44,8 +44,9 @@ __all__ = ["RunConfig", "RunRecord", "RunStore", "FINAL_STATUSES"]
 
 FORMAT_VERSION = 1  # bump when the meaning of a stored run changes, so old records are not reused
 FINAL_STATUSES = ("finished", "diverged")  # records that are results; "failed" ones are redone
+# RunConfig fields added after the first results were stored (left out of the id while unset)
 _ADDED_LATER = ("momentum", "trace_every", "train_subset", "test_subset", "eval_at", "snapshot_at", "lr_estimate")
-REQUIRED_COLUMNS = {"step", "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc"}  # RunConfig fields added after the first results were stored
+REQUIRED_COLUMNS = {"step", "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc"}  # of every run's CSV
 
 
 @dataclass(frozen=True)
@@ -163,13 +164,11 @@ class RunStore:
     def paths(self, run_id: str) -> tuple[Path, Path]:
         return self.root / f"{run_id}.csv", self.root / f"{run_id}.json"
 
-    def checkpointer(self, config: RunConfig, every: int, keep: bool = False) -> Checkpointer:
-        """Where this run's checkpoints go (next to the store, never committed)."""
-        return Checkpointer(self.root.parent / "checkpoints" / f"{config.id}.pt", config.id, every, keep)
-
-    def group_checkpointer(self, group_id: str, every: int) -> Checkpointer:
-        """Where the checkpoints of a group of runs trained together go (see :mod:`lrstudy.fused`)."""
-        return Checkpointer(self.root.parent / "checkpoints" / f"{group_id}.pt", group_id, every)
+    def checkpointer(self, config: RunConfig | str, every: int, keep: bool = False) -> Checkpointer:
+        """Where a run's checkpoints go (next to the store, never committed); ``config`` may also be
+        the id of a group of runs trained together (:func:`lrstudy.fused.group_id`)."""
+        run_id = config if isinstance(config, str) else config.id
+        return Checkpointer(self.root.parent / "checkpoints" / f"{run_id}.pt", run_id, every, keep)
 
     @contextmanager
     def locked(self, run_id: str):

@@ -149,7 +149,6 @@ class AtLeast:
     text: str
     measure: str
     threshold: float
-    seeds_expected: tuple = ()
 
     @property
     def rule(self) -> str:

@@ -160,15 +160,21 @@ class Row:
     lr_estimate: str | None = None  # track the Hessian-free estimate of the best rate ("corrected", "authors")
 
     def scaled(self, scale: float) -> "Row":
-        """The same row with every step count multiplied by ``scale`` (schedules stretched to match)."""
+        """The same row with every step count multiplied by ``scale`` (schedules stretched to match),
+        and a network's BN moving-average weight (``bn_momentum``, where the row sets one) divided by
+        it, capped at 1: the running statistics span ~1/momentum updates, and that span must stay the
+        same fraction of a shortened run, or a short run is tested with statistics still at init."""
         if scale == 1:
             return self
+        model = self.model
+        if "bn_momentum" in model:
+            model = {**model, "bn_momentum": min(1.0, model["bn_momentum"] / scale)}
         steps = lambda n: None if n is None else scale_steps(n, scale)  # noqa: E731
         iterations = scale_steps(self.iterations, scale)
         # a point such as a cycle's end falls after the update that crosses it: round up
         within = lambda points: tuple(sorted({min(iterations, max(1, math.ceil(p * scale - 1e-9))) for p in points}))  # noqa: E731
         return dataclasses.replace(
-            self, iterations=iterations, schedule=rescale(self.schedule, scale),
+            self, iterations=iterations, model=model, schedule=rescale(self.schedule, scale),
             momentum=None if self.momentum is None else rescale(self.momentum, scale),
             eval_every=steps(self.eval_every), trace_every=steps(self.trace_every),
             eval_at=within(self.eval_at), snapshot_at=within(self.snapshot_at),
@@ -353,24 +359,25 @@ def execute(settings: Settings, labelled: Sequence[tuple[str, RunConfig]], progr
     ``train_missing=False`` nothing is trained: missing runs are reported as not run (the scorecard).
     """
     store = RunStore(settings.profile.name)
+    labels, configs = [label for label, _ in labelled], [c for _, c in labelled]
+    stored = {c.id: store.load(c) for c in configs}  # each record read once
     if not train_missing:
-        records = [store.load(c) for _, c in labelled]
-        errors = {c.id: "not run: no stored result" for (_, c), r in zip(labelled, records) if r is None}
-        return StudyResults(settings, [label for label, _ in labelled], [c for _, c in labelled], records, errors)
+        errors = {i: "not run: no stored result" for i, r in stored.items() if r is None}
+        return StudyResults(settings, labels, configs, [stored[c.id] for c in configs], errors)
     sources = _Sources(settings)
     records, errors = [], {}
-    todo = [c for _, c in labelled if store.load(c) is None]
-    if todo:
-        print(f"{len(todo)} of {len(labelled)} runs to train (the rest are in {_rel(store.root)}).")
+    missing = [(label, c) for label, c in labelled if stored[c.id] is None]
+    if missing:
+        print(f"{len(missing)} of {len(labelled)} runs to train (the rest are in {_rel(store.root)}).")
     done = 0
-    if settings.profile.fuse > 1 and len(todo) > 1:
-        done = _train_fused_groups(settings, store, labelled, sources, progress)
+    if settings.profile.fuse > 1 and len(missing) > 1:
+        done = _train_fused_groups(settings, store, missing, sources, progress)
     for label, config in labelled:
-        record = store.load(config)
+        record = stored[config.id] or store.load(config)  # (a fused group may have stored it since)
         if record is None:
             data, device = sources.get(config.data), sources.device
             done += 1
-            name = f"[{done}/{len(todo)}] {label} seed {config.seed}"
+            name = f"[{done}/{len(missing)}] {label} seed {config.seed}"
             if isinstance(data, DataUnavailable):
                 errors[config.id] = f"not run: {str(data).splitlines()[0]}"
                 print(f"{name}: {errors[config.id]}")
@@ -378,8 +385,10 @@ def execute(settings: Settings, labelled: Sequence[tuple[str, RunConfig]], progr
                 continue
             checkpointer = store.checkpointer(config, settings.profile.checkpoint_every)
             try:
+                source = sources.source_of[config.data]
                 record = store.get_or_run(
-                    config, lambda c: _train_one(c, data, device, settings, label, progress, name, checkpointer),
+                    config, lambda c: _train_one(c, data, source, device, settings, label, progress, name,
+                                                 checkpointer),
                     checkpointer=checkpointer,
                 )
                 final = record.final
@@ -390,8 +399,7 @@ def execute(settings: Settings, labelled: Sequence[tuple[str, RunConfig]], progr
                 print(f"{name}: FAILED ({errors[config.id]})")
                 record = None
         records.append(record)
-    labels = [label for label, _ in labelled]
-    return StudyResults(settings, labels, [c for _, c in labelled], records, errors)
+    return StudyResults(settings, labels, configs, records, errors)
 
 
 class _Sources:
@@ -417,8 +425,8 @@ class _Sources:
         return self.loaded[data_id]
 
 
-def _train_fused_groups(settings: Settings, store: RunStore, labelled, sources: _Sources, progress: bool) -> int:
-    """Train missing runs that can share one batched computation (:mod:`lrstudy.fused`) in groups of
+def _train_fused_groups(settings: Settings, store: RunStore, missing, sources: _Sources, progress: bool) -> int:
+    """Train the ``missing`` runs that can share one batched computation (:mod:`lrstudy.fused`) in groups of
     up to ``profile.fuse``, holding every member's lock; the rest are left to the one-by-one loop.
     A group is checkpointed as a whole; its checkpoint goes once every member's record is saved.
     Returns how many ran."""
@@ -427,8 +435,8 @@ def _train_fused_groups(settings: Settings, store: RunStore, labelled, sources: 
     from .fused import fusable, fusable_key, group_id, train_fused
 
     groups: dict[str, list[tuple[str, RunConfig]]] = {}
-    for label, config in labelled:
-        if fusable(config) and store.load(config) is None:
+    for label, config in missing:
+        if fusable(config):
             groups.setdefault(fusable_key(config), []).append((label, config))
     count = 0
     for members in groups.values():
@@ -449,7 +457,7 @@ def _train_fused_groups(settings: Settings, store: RunStore, labelled, sources: 
                 name = f"fused group of {len(chunk)} ({chunk[0][0]} ...)"
                 started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
                 configs = [c for _, c in chunk]
-                checkpointer = store.group_checkpointer(group_id(configs), settings.profile.checkpoint_every)
+                checkpointer = store.checkpointer(group_id(configs), settings.profile.checkpoint_every)
                 try:
                     results = train_fused(configs, data, device=device, precision=settings.precision,
                                           progress=progress, description=name, checkpointer=checkpointer)
@@ -458,7 +466,8 @@ def _train_fused_groups(settings: Settings, store: RunStore, labelled, sources: 
                     continue
                 for (label, config), result in zip(chunk, results):
                     store.save(config, result.status, result.rows,
-                               _info(settings, config, label, started, result, device, data))
+                               _info(settings, config, label, started, result, device, data,
+                                     sources.source_of[config.data]))
                     final = result.rows[-1]
                     print(f"[fused] {label} seed {config.seed}: {result.status} after {final['step']} iterations, "
                           f"test accuracy {final['test_acc']:.2f}%")
@@ -467,7 +476,7 @@ def _train_fused_groups(settings: Settings, store: RunStore, labelled, sources: 
     return count
 
 
-def _info(settings: Settings, config: RunConfig, label: str, started: str, result, device, data) -> dict:
+def _info(settings: Settings, config: RunConfig, label: str, started: str, result, device, data, source: str) -> dict:
     info = {
         "label": label,
         "notebook": settings.notebook,
@@ -476,25 +485,20 @@ def _info(settings: Settings, config: RunConfig, label: str, started: str, resul
         "diverged_at": result.diverged_at,
         "timings": result.timings,
         "environment": environment(device),
-        "data": {"source": _public_source(settings.sources.get(_dataset_key(settings, config.data), settings.data)),
-                 **data.describe()},
+        "data": {"source": _public_source(source), **data.describe()},
     }
     if result.snapshots:
         info["snapshots"] = result.snapshots
     return info
 
 
-def _train_one(config: RunConfig, data, device, settings: Settings, label: str, progress: bool, name: str,
-               checkpointer=None):
+def _train_one(config: RunConfig, data, source: str, device, settings: Settings, label: str, progress: bool,
+               name: str, checkpointer=None):
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     result = train(config, data, device=device, precision=settings.precision, progress=progress, description=name,
                    checkpointer=checkpointer, compile_model=settings.profile.compile and device.type == "cuda")
-    info = _info(settings, config, label, started, result, device, data)
+    info = _info(settings, config, label, started, result, device, data, source)
     return result.status, result.rows, info
-
-
-def _dataset_key(settings: Settings, data_id: str) -> str:
-    return next((key for key, src in settings.sources.items() if describe_source(src)[0] == data_id), "cifar10")
 
 
 def _public_source(source: str) -> str:

@@ -57,6 +57,21 @@ class TrainResult:
     snapshots: dict | None = None  # {"steps", "probs", "labels"} when the config asks for them
 
 
+def row_start(step: int, batch_size: int, n_train: int, schedule, momentum=None) -> dict:
+    """A row's first columns: where training is, and the rate (and momentum) of its last update."""
+    row = {"step": step, "epoch": step * batch_size / n_train, "lr": schedule(max(step - 1, 0))}
+    if momentum is not None:
+        row["momentum"] = momentum(max(step - 1, 0))
+    return row
+
+
+def training_columns(loss_sum: float, correct: int, updates: int, batch_size: int) -> dict:
+    """Mean training loss and accuracy (%) over the ``updates`` since the previous row (NaN if none)."""
+    if not updates:
+        return {"train_loss": math.nan, "train_acc": math.nan}
+    return {"train_loss": loss_sum / updates, "train_acc": 100.0 * correct / (updates * batch_size)}
+
+
 def eval_steps(iterations: int, eval_every: int, extra=()) -> list[int]:
     """Steps after which the test set is evaluated: 0, every ``eval_every``, the last, and ``extra``."""
     return sorted({0, *range(eval_every, iterations, eval_every), iterations, *extra})
@@ -168,21 +183,11 @@ def train(config, data: ImageData, device: str | torch.device = "cpu", precision
         else:
             test_loss = test_acc = math.nan
         eval_seconds += time.perf_counter() - t0
-        row = {
-            "step": step,
-            "epoch": step * config.batch_size / n_train,
-            "lr": schedule(max(step - 1, 0)),
-        }
-        if momentum is not None:
-            row["momentum"] = momentum(max(step - 1, 0))
+        row = row_start(step, config.batch_size, n_train, schedule, momentum)
         if tracker is not None:
             row["lr_estimate"] = tracker.average if tracker.count else math.nan  # NaN until it exists
-        row.update({
-            "train_loss": loss_sum.item() / since_row if since_row else math.nan,
-            "train_acc": 100.0 * correct.item() / (since_row * config.batch_size) if since_row else math.nan,
-            "test_loss": test_loss,
-            "test_acc": test_acc,
-        })
+        row.update(training_columns(loss_sum.item(), correct.item(), since_row, config.batch_size),
+                   test_loss=test_loss, test_acc=test_acc)
         rows.append(row)
         eval_wall.append(wall())
         loss_sum.zero_(), correct.zero_()

@@ -193,17 +193,10 @@ class _SuperConvergence(Notebook):
                 train = max(row.batch_size, round(train * fraction))
             elif subset is not None and row.dataset == "cifar10":
                 train = subset
-            scale = s.knobs["budget_scale"]
             if name in (RANGE_RESNET, RANGE_CAFFE) and s.knobs["range_test_scale"] is not None:
                 # every row is scaled by budget_scale afterwards: stretch these first, so that the sweep
                 # ends up at range_test_scale of its length (a sweep of a few dozen steps shows nothing)
-                row = row.scaled(s.knobs["range_test_scale"] / scale)
-                scale = s.knobs["range_test_scale"]
-            if "bn_momentum" in row.model and scale < 1:
-                # BN's running averages span ~1/momentum updates: keep that span the same fraction of
-                # a shortened run, or a 40-update run is tested with statistics that never left init
-                row = dataclasses.replace(row, model={**row.model,
-                                                      "bn_momentum": min(1.0, row.model["bn_momentum"] / scale)})
+                row = row.scaled(s.knobs["range_test_scale"] / s.knobs["budget_scale"])
             out[name] = dataclasses.replace(row, train_subset=train, test_subset=s.knobs["test_subset"])
         return out
 
