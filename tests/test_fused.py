@@ -69,7 +69,7 @@ def test_a_study_with_fusing_trains_groups_and_stores_each_run(scratch):
 
     s = clr_cifar10.settings("smoke")
     fused_settings = dataclasses.replace(s, profile=dataclasses.replace(s.profile, fuse=8))
-    together = clr_cifar10.run(fused_settings, progress=False)
+    together = clr_cifar10.run(fused_settings, progress=False, fuse=8)
     runs = together.runs
     assert set(runs.status) == {"finished"}
     grouped = [r.meta["timings"].get("fused_runs", 1) for r in together.records]
@@ -107,3 +107,17 @@ def test_a_fused_group_stopped_after_a_checkpoint_resumes_to_the_same_rows(tmp_p
         assert b.timings["resumed_from_step"] == 14 and b.status == a.status
         pd.testing.assert_frame_equal(pd.DataFrame(a.rows), pd.DataFrame(b.rows))
     assert group_id(configs) != group_id(configs[::-1])  # a checkpoint belongs to one group, in order
+
+
+def test_a_cpu_study_does_not_fuse_by_default(scratch):
+    import dataclasses
+
+    from lrstudy.experiments import clr_cifar10
+
+    s = clr_cifar10.settings("smoke")
+    s = dataclasses.replace(s, profile=dataclasses.replace(s.profile, fuse=8))
+    labelled = clr_cifar10.run_configs(s)[:3]
+    from lrstudy.study import execute
+
+    records = execute(s, labelled, progress=False).records
+    assert all(r.meta["step_mode"] == "eager" and "fused_runs" not in r.meta["timings"] for r in records)

@@ -1,6 +1,7 @@
 """Command line: train an experiment's runs into the run store without Jupyter.
 
     python -m lrstudy run clr_cifar10 --profile fast --data path/to/tree
+    python -m lrstudy run clr_cifar10 --profile full --only fixed,exp --seed-range 2-3
     python -m lrstudy status --profile fast clr_cifar10    # which runs are finished, diverged, failed
     python -m lrstudy list
 
@@ -23,7 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("notebooks", nargs="+", help=f"notebook names: {sorted(EXPERIMENTS)}")
     run.add_argument("--profile", required=True, choices=PROFILES)
     run.add_argument("--data", default=None, help="data source: cifar10, cifar100, synthetic or a path")
-    run.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the profile's)")
+    seeds = run.add_mutually_exclusive_group()
+    seeds.add_argument("--seeds", type=int, default=None, help="number of seeds, 1..N (default: the profile's)")
+    seeds.add_argument("--seed-range", default=None, metavar="A-B", help="only seeds A to B (e.g. 2-3)")
+    run.add_argument("--only", action="append", default=None, metavar="SETTING[,SETTING...]",
+                     help="only these settings (the experiment's row labels; repeat for labels with commas)")
     run.add_argument("--device", default=None, choices=["cpu", "cuda", "auto"])
     run.add_argument("--no-progress", action="store_true", help="no per-iteration progress bar")
     status = sub.add_parser("status", help="count each notebook's runs by status in the run store")
@@ -49,11 +54,21 @@ def main(argv: list[str] | None = None) -> int:
         print("notebooks:", ", ".join(sorted(EXPERIMENTS)))
         print("profiles: ", ", ".join(PROFILES))
         return 0
+    return _run(args)
+
+
+def _run(args) -> int:
+    from .selection import parse_seed_range, select
+    from .study import execute
+
+    seed_range = parse_seed_range(args.seed_range) if args.seed_range else None
     failed = 0
     for name in args.notebooks:
         experiment = get_experiment(name)
-        settings = experiment.settings(args.profile, data=args.data, seeds=args.seeds, device=args.device)
-        results = experiment.run(settings, progress=not args.no_progress)
+        seeds = max(seed_range) if seed_range else args.seeds
+        settings = experiment.settings(args.profile, data=args.data, seeds=seeds, device=args.device)
+        chosen = select(experiment.run_configs(settings), only=args.only, seeds=seed_range)
+        results = execute(settings, chosen, progress=not args.no_progress)
         runs = results.runs
         print(runs.groupby(["setting", "status"]).size().to_string())
         failed += int((runs.status == "failed").sum())
