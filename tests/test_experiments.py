@@ -9,7 +9,7 @@ from lrstudy import scorecard
 from lrstudy.data import Normalizer, describe_source, is_local, load_data
 from lrstudy.experiments import EXPERIMENTS, sgdr, super_convergence
 from lrstudy.runs import RunConfig, RunStore
-from lrstudy.schedules import make_schedule, rescale
+from lrstudy.schedule_specs import make_schedule, rescale
 from lrstudy.train import train
 
 BASE = dict(profile="smoke", data="synthetic", model={"name": "caffe_cifar10_full"},

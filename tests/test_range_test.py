@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lrstudy.range_test import HessianFreeLR, lr_range_test, range_schedule, suggest_fastai, suggest_smith
-from lrstudy.schedules import make_schedule
+from lrstudy.schedule_specs import make_schedule
 
 
 def problem():

@@ -20,7 +20,7 @@ from lrstudy.config import check_section, load_profile, resolve_device
 from lrstudy.data import DataUnavailable, load_data
 from lrstudy.experiments import clr_cifar10, get_experiment
 from lrstudy.runs import RunConfig, RunStore
-from lrstudy.schedules import make_schedule
+from lrstudy.schedule_specs import make_schedule
 from lrstudy.study import STANDARD_KNOBS, check_injected_parameters
 from lrstudy.train import train
 

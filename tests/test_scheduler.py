@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lrstudy.scheduler import ScheduledLR, apply
-from lrstudy.schedules import make_schedule
+from lrstudy.schedule_specs import make_schedule
 
 TRI = {"name": "triangular", "base_lr": 0.001, "max_lr": 0.006, "step_size": 5}
 

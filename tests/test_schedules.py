@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from lrstudy.schedules import POLICIES, make_schedule, rescale, sample
+from lrstudy.schedule_specs import make_schedule, rescale, sample
+from lrstudy.schedules import POLICIES
 
 BASE, MAX, S = 0.001, 0.006, 2000
 
@@ -136,8 +137,6 @@ def test_every_policy_round_trips_through_its_spec():
         "step": {"base_lr": 0.1, "gamma": 0.5, "step_size": 4},
         "multistep": {"base_lr": 0.1, "gamma": 0.1, "milestones": [3, 7]},
         "exp_sweep": {"start_lr": 1e-5, "end_lr": 1.0, "total_steps": 10},
-        "welch": {"base_lr": 0.1, "max_lr": 1, "step_size": 3},
-        "hann": {"base_lr": 0.1, "max_lr": 1, "step_size": 3, "step_size_down": 5},
         "sgdr": {"eta_max": 0.1, "eta_min": 0.0, "T_0": 1, "T_mult": 2, "steps_per_epoch": 3},
         "one_cycle": {"base_lr": 0.1, "max_lr": 1, "step_size": 5, "total_steps": 15},
         "one_cycle_momentum": {"max_momentum": 0.95, "min_momentum": 0.85, "step_size": 5},
@@ -176,3 +175,32 @@ def test_step_and_multistep():
     assert make_schedule("step", base_lr=0.1, gamma=0.5, step_size=10)(25) == pytest.approx(0.025)
     multi = make_schedule("multistep", base_lr=0.35, gamma=0.1, milestones=[50_000, 70_000])
     assert [multi(t) for t in (49_999, 50_000, 70_000)] == pytest.approx([0.35, 0.035, 0.0035])
+
+
+def test_a_new_policy_is_one_function_and_one_registry_entry(monkeypatch):
+    """Declaring a policy's parameter kinds and relations is all it takes: specs, checks and
+    rescaling follow from them."""
+    from lrstudy.policy import RATE, STEPS, Policy, at_least
+
+    def linear_warmup(step: float, lr: float, peak_lr: float, warmup_steps: int) -> float:
+        return lr + (peak_lr - lr) * min(step / warmup_steps, 1.0)
+
+    monkeypatch.setitem(POLICIES, "linear_warmup", Policy(
+        linear_warmup, {"lr": RATE, "peak_lr": RATE, "warmup_steps": STEPS}, (at_least("peak_lr", "lr"),)))
+    sched = make_schedule("linear_warmup", lr=0.0, peak_lr=1.0, warmup_steps=100)
+    assert sched(50) == 0.5 and sched(500) == 1.0 and make_schedule(**sched.spec()) == sched
+    assert rescale(sched.spec(), 0.1)["warmup_steps"] == 10
+    with pytest.raises(ValueError, match="peak_lr=0.5 is invalid; must be >= lr"):
+        make_schedule("linear_warmup", lr=1.0, peak_lr=0.5, warmup_steps=100)
+    with pytest.raises(ValueError, match="warmup_steps=2.5"):
+        make_schedule("linear_warmup", lr=0.0, peak_lr=1.0, warmup_steps=2.5)
+    with pytest.raises(ValueError, match="warmup=3 is invalid; the parameters of 'linear_warmup'"):
+        make_schedule("linear_warmup", lr=0.0, peak_lr=1.0, warmup_steps=5, warmup=3)
+    with pytest.raises(TypeError, match="must name exactly its parameters"):
+        Policy(linear_warmup, {"lr": RATE, "peak_lr": RATE})  # a parameter without a kind
+
+
+def test_an_optional_parameter_may_be_left_unset_but_a_required_one_may_not():
+    assert make_schedule("one_cycle", base_lr=0.1, max_lr=1.0, step_size=5, total_steps=20, final_lr=None)(25) == pytest.approx(1e-4)
+    with pytest.raises(ValueError, match="lr=None"):
+        make_schedule("fixed", lr=None)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
-from lrstudy.schedules import make_schedule
+from lrstudy.schedule_specs import make_schedule
 
 RTOL = 1e-12
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

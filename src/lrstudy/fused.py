@@ -31,7 +31,7 @@ from torch.nn import functional as F
 from .checkpoints import Checkpointer
 from .data import BatchStream, ImageData, Normalizer
 from .models import build_model
-from .schedules import make_schedule
+from .schedule_specs import make_schedule
 from .train import DIVERGENCE_CHECK_EVERY, TrainResult, eval_steps, row_start, training_columns
 
 __all__ = ["fusable", "fusable_key", "group_id", "train_fused"]

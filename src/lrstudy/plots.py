@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from .schedules import make_schedule, sample
+from .schedule_specs import make_schedule, sample
 
 __all__ = ["schedule_frame", "plot_schedules", "plot_curves", "plot_final", "describe_schedule"]
 

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .schedules import make_schedule
+from .schedule_specs import make_schedule
 
 __all__ = ["lr_range_test", "range_schedule", "suggest_smith", "suggest_fastai", "HessianFreeLR"]
 

@@ -38,7 +38,7 @@ import torch
 
 from .checkpoints import Checkpointer, atomic_write
 from .paths import results_root
-from .schedules import make_schedule
+from .schedule_specs import make_schedule
 
 __all__ = ["RunConfig", "RunRecord", "RunStore", "FINAL_STATUSES"]
 

@@ -23,7 +23,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from .schedules import Schedule, Stages, make_schedule
+from .schedule_specs import Schedule, Stages, make_schedule
 
 __all__ = ["apply", "ScheduledLR", "torch_trace"]
 

@@ -9,9 +9,11 @@ Conventions used by every schedule here:
 * A policy is a plain function ``policy(step, **params) -> float``. Nothing is stored between calls,
   so a schedule can be evaluated at any step in any order, resumed anywhere, and tested at the
   landmarks the papers describe. Schedules with an end (1cycle) hold their last value past it.
-* ``make_schedule(name, **params)`` validates the parameters and returns a :class:`Schedule`: a
-  callable that also knows its ``spec()`` -- the plain dict (``{"name": ..., **params}``, defaults
-  spelled out) that notebooks, profile files and the run store use to name it.
+* :data:`POLICIES` registers each policy with what its parameters are (a
+  :class:`~lrstudy.policy.Kind` each) and how they must relate. :mod:`lrstudy.schedule_specs`
+  turns a spec -- the plain dict ``{"name": ..., **params}`` that notebooks, profile files and the
+  run store use -- into a checked, callable schedule, composes schedules and stretches them to
+  another budget. A new policy is one function here and one entry in :data:`POLICIES`.
 * Momentum schedules are schedules too (``one_cycle_momentum``, ``onecycle_torch_momentum``,
   ``fixed``); :mod:`lrstudy.scheduler` applies them to SGD's momentum or Adam's beta1.
 
@@ -24,21 +26,19 @@ Policies by paper:
 * Super-convergence (Smith & Topin 2017/18): ``one_cycle`` and ``one_cycle_momentum`` (the
   paper's linear form with a final annihilation); ``onecycle_torch`` and
   ``onecycle_torch_momentum`` (PyTorch's ``OneCycleLR``, fastai-style cosine by default).
-* Composition: ``stages`` runs schedules one after another, each from its own step 0 (Caffe's
-  ``start_lr_policy``; CLR Table 2); :func:`then` builds one. ``product`` multiplies schedules
-  step by step (a cyclical rate under a step decay, CLR Table 4).
+* Range tests: ``exp_sweep`` (fastai's exponential sweep); Smith's linear sweep is ``triangular``.
 """
 
 from __future__ import annotations
 
 import bisect
-import inspect
 import math
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-__all__ = ["POLICIES", "Schedule", "Stages", "Product", "make_schedule", "then", "rescale", "scale_steps", "sample",
-           "sgdr_cycle_ends", "sgdr_stop_budget"]
+from .policy import (DECAY_PER_STEP, DIVISOR, EPOCHS, FACTOR, FRACTION, GROWTH, MOMENTUM, POSITIVE_RATE, RATE,
+                     RATE_LIST, STEP_LIST, STEPS, STEPS_PER_EPOCH, Policy, at_least, at_most, choice)
+
+__all__ = ["POLICIES", "sgdr_cycle_ends", "sgdr_stop_budget"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,16 +148,6 @@ def exp_range(step: float, base_lr: float, max_lr: float, step_size: int, gamma:
     if bounds == "both":
         return (base_lr + (max_lr - base_lr) * height) * decay
     return base_lr + (max_lr - base_lr) * height * decay
-
-
-def welch(step: float, base_lr: float, max_lr: float, step_size: int, step_size_down: int | None = None) -> float:
-    """Triangular cycles shaped as a parabola (CLR §3.1's Welch window)."""
-    return triangular(step, base_lr, max_lr, step_size, step_size_down, window="welch")
-
-
-def hann(step: float, base_lr: float, max_lr: float, step_size: int, step_size_down: int | None = None) -> float:
-    """Triangular cycles shaped as a raised cosine (CLR §3.1's Hann window)."""
-    return triangular(step, base_lr, max_lr, step_size, step_size_down, window="hann")
 
 
 def clr_decay(step: float, base_lr: float, max_lr: float, step_size: int) -> float:
@@ -332,348 +322,56 @@ def onecycle_torch_momentum(step: float, total_steps: int, pct_start: float = 0.
 
 
 # ---------------------------------------------------------------------------------------------
-# Registry: every policy, which of its parameters count steps, and what each parameter accepts
+# Registry: every policy, what each of its parameters is, and how its parameters must relate
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Policy:
-    function: Callable[..., float]
-    step_params: tuple[str, ...] = ()  # counted in optimizer steps; stretched by `rescale`
-    rate_params: tuple[str, ...] = ()  # applied once per step (gamma of exp); `rescale` adjusts them
-    choices: Mapping[str, tuple] = field(default_factory=dict)  # parameters with a closed set of values
-    # Parameters added after runs using this policy were stored: at their default they are left
-    # out of the spec, so those runs keep their ids (a run's id hashes its schedule's spec).
-    quiet: tuple[str, ...] = ()
-
-    def parameters(self) -> list[str]:
-        return list(inspect.signature(self.function).parameters)[1:]
-
-    def defaults(self) -> dict:
-        sig = inspect.signature(self.function).parameters
-        return {p: sig[p].default for p in self.parameters() if sig[p].default is not inspect.Parameter.empty}
+def _one_more_value(p: Mapping[str, Any]) -> tuple[str, str] | None:
+    ok = len(p["values"]) == len(p["boundaries"]) + 1
+    return None if ok else ("values", "needs exactly one more entry than boundaries")
 
 
-_CYCLIC_STEPS = ("step_size", "step_size_down")
-_WINDOW = {"window": WINDOWS}
+def _whole_cycle_fits(p: Mapping[str, Any]) -> tuple[str, str] | None:
+    ok = p["total_steps"] >= 2 * p["step_size"]
+    return None if ok else ("total_steps", f"must be >= 2 * step_size ({2 * p['step_size']})")
+
+
+def _torch_phases_have_steps(p: Mapping[str, Any]) -> tuple[str, str] | None:
+    ends = _torch_phases(p["total_steps"], p["pct_start"], p["three_phase"])
+    if all(end > start for start, end in zip([0.0, *ends[:-1]], ends)):  # PyTorch divides by zero otherwise
+        return None
+    return "total_steps", f"is too small for pct_start={p['pct_start']}: a phase would have no steps"
+
+
+_CYCLE = {"base_lr": RATE, "max_lr": RATE, "step_size": STEPS, "step_size_down": STEPS, "window": choice(*WINDOWS)}
 _LATER = ("step_size_down", "window")
+_ONECYCLE_TORCH = {"total_steps": STEPS, "pct_start": FRACTION, "anneal": choice("cos", "linear"),
+                   "three_phase": choice(False, True)}
 POLICIES: dict[str, Policy] = {
-    "fixed": Policy(fixed),
-    "piecewise": Policy(piecewise, step_params=("boundaries",)),
-    "step": Policy(step_decay, step_params=("step_size",)),
-    "multistep": Policy(multistep, step_params=("milestones",)),
-    "exp": Policy(exp, rate_params=("gamma",)),
-    "exp_sweep": Policy(exp_sweep, step_params=("total_steps",)),
-    "triangular": Policy(triangular, step_params=_CYCLIC_STEPS, choices=_WINDOW, quiet=_LATER),
-    "triangular2": Policy(triangular2, step_params=_CYCLIC_STEPS, choices=_WINDOW, quiet=_LATER),
-    "exp_range": Policy(exp_range, step_params=_CYCLIC_STEPS, rate_params=("gamma",),
-                        choices={"bounds": ("both", "amplitude"), **_WINDOW}, quiet=_LATER),
-    "welch": Policy(welch, step_params=_CYCLIC_STEPS),
-    "hann": Policy(hann, step_params=_CYCLIC_STEPS),
-    "clr_decay": Policy(clr_decay, step_params=("step_size",)),
-    "sgdr": Policy(sgdr, step_params=("steps_per_epoch",), choices={"sample": ("end", "start")}),
-    "one_cycle": Policy(one_cycle, step_params=("step_size", "total_steps"), choices={"tail": ("linear", "constant")}),
-    "one_cycle_momentum": Policy(one_cycle_momentum, step_params=("step_size",)),
-    "onecycle_torch": Policy(onecycle_torch, step_params=("total_steps",),
-                             choices={"anneal": ("cos", "linear"), "three_phase": (False, True)}),
-    "onecycle_torch_momentum": Policy(onecycle_torch_momentum, step_params=("total_steps",),
-                                      choices={"anneal": ("cos", "linear"), "three_phase": (False, True)}),
+    "fixed": Policy(fixed, {"lr": RATE}),
+    "piecewise": Policy(piecewise, {"values": RATE_LIST, "boundaries": STEP_LIST}, (_one_more_value,)),
+    "step": Policy(step_decay, {"base_lr": RATE, "gamma": FACTOR, "step_size": STEPS}),
+    "multistep": Policy(multistep, {"base_lr": RATE, "gamma": FACTOR, "milestones": STEP_LIST}),
+    "exp": Policy(exp, {"base_lr": RATE, "gamma": DECAY_PER_STEP}),
+    "exp_sweep": Policy(exp_sweep, {"start_lr": POSITIVE_RATE, "end_lr": POSITIVE_RATE, "total_steps": STEPS}),
+    "triangular": Policy(triangular, _CYCLE, (at_least("max_lr", "base_lr"),), quiet=_LATER),
+    "triangular2": Policy(triangular2, _CYCLE, (at_least("max_lr", "base_lr"),), quiet=_LATER),
+    "exp_range": Policy(exp_range, {**_CYCLE, "gamma": DECAY_PER_STEP, "bounds": choice("both", "amplitude")},
+                        (at_least("max_lr", "base_lr"),), quiet=_LATER),
+    "clr_decay": Policy(clr_decay, {"base_lr": RATE, "max_lr": RATE, "step_size": STEPS},
+                        (at_least("max_lr", "base_lr"),)),
+    "sgdr": Policy(sgdr, {"eta_max": RATE, "eta_min": RATE, "T_0": EPOCHS, "steps_per_epoch": STEPS_PER_EPOCH,
+                          "T_mult": GROWTH, "restart_decay": FACTOR, "sample": choice("end", "start")},
+                   (at_least("eta_max", "eta_min"),)),
+    "one_cycle": Policy(one_cycle, {"base_lr": RATE, "max_lr": RATE, "step_size": STEPS, "total_steps": STEPS,
+                                    "final_lr": RATE, "tail": choice("linear", "constant")},
+                        (at_least("max_lr", "base_lr"), _whole_cycle_fits),
+                        after_rescale=lambda p: {**p, "total_steps": max(p["total_steps"], 2 * p["step_size"])}),
+    "one_cycle_momentum": Policy(one_cycle_momentum, {"max_momentum": MOMENTUM, "min_momentum": MOMENTUM,
+                                                      "step_size": STEPS}, (at_most("min_momentum", "max_momentum"),)),
+    "onecycle_torch": Policy(onecycle_torch, {"max_lr": RATE, "div_factor": DIVISOR, "final_div_factor": DIVISOR,
+                                              **_ONECYCLE_TORCH}, (_torch_phases_have_steps,)),
+    "onecycle_torch_momentum": Policy(onecycle_torch_momentum, {"base_momentum": MOMENTUM, "max_momentum": MOMENTUM,
+                                                                **_ONECYCLE_TORCH},
+                                      (at_most("base_momentum", "max_momentum"), _torch_phases_have_steps)),
 }
-
-# What each parameter name accepts, wherever it appears: (check, description).
-_RATE = (lambda v: _is_number(v) and math.isfinite(v) and v >= 0, "must be a finite value >= 0")
-_POSITIVE = (lambda v: _is_number(v) and math.isfinite(v) and v > 0, "must be a finite value > 0")
-_MOMENTUM = (lambda v: _is_number(v) and 0 <= v < 1, "must be a momentum in [0, 1)")
-_CHECKS = {
-    "lr": _RATE, "base_lr": _RATE, "start_lr": _POSITIVE, "end_lr": _POSITIVE, "max_lr": _RATE, "final_lr": _RATE, "eta_max": _RATE, "eta_min": _RATE,
-    "max_momentum": _MOMENTUM, "min_momentum": _MOMENTUM, "base_momentum": _MOMENTUM,
-    "gamma": (lambda v: _is_number(v) and 0 < v <= 1, "must be in (0, 1]"),
-    "T_0": (lambda v: _is_number(v) and v > 0, "must be a number of epochs > 0"),
-    "T_mult": (lambda v: _is_number(v) and 1 <= v < math.inf, "must be a real number >= 1"),
-    "restart_decay": (lambda v: _is_number(v) and 0 < v <= 1, "must be in (0, 1]"),
-    "pct_start": (lambda v: _is_number(v) and 0 < v < 1, "must be a fraction in (0, 1)"),
-    "div_factor": (lambda v: _is_number(v) and v >= 1, "must be >= 1"),
-    "final_div_factor": (lambda v: _is_number(v) and v >= 1, "must be >= 1"),
-}
-_STEPS = (lambda v: _is_number(v) and v > 0 and int(v) == v, "must be a whole number of steps > 0")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _fail(name: str, param: str, value: Any, allowed: str) -> None:
-    raise ValueError(f"schedule {name!r}: {param}={value!r} is invalid; {allowed}")
-
-
-def _normalise(name: str, policy: Policy, params: dict) -> dict:
-    """Check every parameter; return them all (defaults spelled out) in canonical types."""
-    allowed = policy.parameters()
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        _fail(name, unknown[0], params[unknown[0]], f"the parameters of {name!r} are {allowed}")
-    values = {**policy.defaults(), **params}
-    missing = [p for p in allowed if p not in values]
-    if missing:
-        raise ValueError(f"schedule {name!r}: missing parameter {missing[0]!r} (needs {allowed})")
-    out = {}
-    for key in allowed:
-        value = values[key]
-        if key in policy.choices:
-            if value not in policy.choices[key] or type(value) is not type(policy.choices[key][0]):
-                _fail(name, key, value, f"allowed: {list(policy.choices[key])}")
-            out[key] = value
-        elif value is None:  # optional parameters left at None (step_size_down, final_lr)
-            out[key] = None
-        elif key in ("boundaries", "milestones"):
-            if not isinstance(value, (list, tuple)) or not value or any(not _STEPS[0](b) for b in value):
-                _fail(name, key, value, "must be a non-empty list of whole step counts > 0")
-            if list(value) != sorted(set(value)):
-                _fail(name, key, value, "must be strictly increasing")
-            out[key] = [int(b) for b in value]
-        elif key == "values":
-            if not isinstance(value, (list, tuple)) or any(not _RATE[0](v) for v in value):
-                _fail(name, key, value, "must be a list of finite values >= 0")
-            out[key] = [float(v) for v in value]
-        elif key in policy.step_params:
-            if key == "steps_per_epoch":
-                ok = _is_number(value) and value > 0
-                if not ok:
-                    _fail(name, key, value, "must be a number of steps > 0")
-                out[key] = float(value) if int(value) != value else int(value)
-                continue
-            if not _STEPS[0](value):
-                _fail(name, key, value, _STEPS[1])
-            out[key] = int(value)
-        else:
-            check, allowed_text = _CHECKS[key]
-            if not check(value):
-                _fail(name, key, value, allowed_text)
-            out[key] = float(value)
-    _check_relations(name, out)
-    defaults = policy.defaults()
-    return {k: v for k, v in out.items() if not (k in policy.quiet and v == defaults[k])}
-
-
-def _check_relations(name: str, p: dict) -> None:
-    if "values" in p and len(p["values"]) != len(p["boundaries"]) + 1:
-        _fail(name, "values", p["values"], "needs exactly one more entry than boundaries")
-    if "max_lr" in p and "base_lr" in p and p["max_lr"] < p["base_lr"]:
-        _fail(name, "max_lr", p["max_lr"], f"must be >= base_lr ({p['base_lr']})")
-    if "eta_max" in p and p["eta_max"] < p["eta_min"]:
-        _fail(name, "eta_max", p["eta_max"], f"must be >= eta_min ({p['eta_min']})")
-    if "min_momentum" in p and p["min_momentum"] > p["max_momentum"]:
-        _fail(name, "min_momentum", p["min_momentum"], f"must be <= max_momentum ({p['max_momentum']})")
-    if "base_momentum" in p and p["base_momentum"] > p["max_momentum"]:
-        _fail(name, "base_momentum", p["base_momentum"], f"must be <= max_momentum ({p['max_momentum']})")
-    if name == "one_cycle" and p["total_steps"] < 2 * p["step_size"]:
-        _fail(name, "total_steps", p["total_steps"], f"must be >= 2 * step_size ({2 * p['step_size']})")
-    if name.startswith("onecycle_torch"):
-        ends = _torch_phases(p["total_steps"], p["pct_start"], p["three_phase"])
-        starts = [0.0, *ends[:-1]]
-        if any(e <= s for s, e in zip(starts, ends)):  # PyTorch divides by zero here
-            _fail(name, "total_steps", p["total_steps"],
-                  f"is too small for pct_start={p['pct_start']}: a phase would have no steps")
-
-
-# ---------------------------------------------------------------------------------------------
-# Schedule objects
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class Schedule:
-    """A validated policy with its parameters; call it with a step to get the value."""
-
-    name: str
-    params: Mapping[str, Any]
-
-    def __call__(self, step: float) -> float:
-        return POLICIES[self.name].function(step, **self.params)
-
-    def spec(self) -> dict:
-        """The plain-dict form that ``make_schedule(**spec)`` turns back into this schedule."""
-        return {"name": self.name, **{k: list(v) if isinstance(v, (list, tuple)) else v
-                                      for k, v in self.params.items()}}
-
-    def then(self, other: "Schedule | Stages | Mapping", at: int) -> "Stages":
-        """This schedule until step ``at``, then ``other`` (starting from its own step 0)."""
-        return then(self, other, at)
-
-    def __eq__(self, other: object) -> bool:
-        return hasattr(other, "spec") and self.spec() == other.spec()
-
-    def __hash__(self) -> int:
-        return hash(repr(self))
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
-        return f"{self.name}({args})"
-
-
-@dataclass(frozen=True, eq=False)
-class Stages:
-    """Schedules run one after another. Stage ``i`` covers ``[start_i, start_{i+1})`` and is
-    evaluated at ``step - start_i``; the first stage starts at step 0."""
-
-    starts: tuple[int, ...]
-    schedules: tuple[Schedule | Stages, ...]
-    name: str = "stages"
-
-    def __call__(self, step: float) -> float:
-        i = bisect.bisect_right(self.starts, step) - 1
-        return self.schedules[i](step - self.starts[i])
-
-    def spec(self) -> dict:
-        return {"name": "stages",
-                "stages": [{"start": s, **sch.spec()} for s, sch in zip(self.starts, self.schedules)]}
-
-    then = Schedule.then
-    __eq__ = Schedule.__eq__
-    __hash__ = Schedule.__hash__
-
-    def __repr__(self) -> str:
-        return "stages(" + ", ".join(f"@{s}: {sch!r}" for s, sch in zip(self.starts, self.schedules)) + ")"
-
-
-@dataclass(frozen=True, eq=False)
-class Product:
-    """The product of several schedules at the same step: e.g. a cyclical rate whose bounds are cut
-    by an original implementation's step schedule (CLR Table 4: "the fixed learning rate and the
-    range are reduced according to the same schedule"), cycles keeping their phase across the cut."""
-
-    factors: tuple[Schedule | Stages | Product, ...]
-    name: str = "product"
-
-    def __call__(self, step: float) -> float:
-        value = 1.0
-        for factor in self.factors:
-            value *= factor(step)
-        return value
-
-    def spec(self) -> dict:
-        return {"name": "product", "factors": [f.spec() for f in self.factors]}
-
-    then = Schedule.then
-    __eq__ = Schedule.__eq__
-    __hash__ = Schedule.__hash__
-
-    def __repr__(self) -> str:
-        return " * ".join(repr(f) for f in self.factors)
-
-
-def make_schedule(name: str, **params: Any) -> Schedule | Stages | Product:
-    """Build a schedule from its name and parameters, checking both.
-
-    >>> make_schedule("triangular", base_lr=0.001, max_lr=0.006, step_size=2000)(2000)
-    0.006
-    """
-    if name == "stages":
-        return _make_stages(params)
-    if name == "product":
-        factors = params.get("factors")
-        if set(params) != {"factors"} or not isinstance(factors, (list, tuple)) or len(factors) < 2:
-            raise ValueError("schedule 'product' takes one parameter, 'factors': a list of two or more schedule specs")
-        return Product(tuple(_as_schedule(f) for f in factors))
-    if name not in POLICIES:
-        raise ValueError(f"unknown schedule {name!r}; known schedules: {sorted([*POLICIES, 'stages', 'product'])}")
-    return Schedule(name, _normalise(name, POLICIES[name], dict(params)))
-
-
-def _as_schedule(value: Schedule | Stages | Product | Mapping) -> Schedule | Stages | Product:
-    return value if isinstance(value, (Schedule, Stages, Product)) else make_schedule(**value)
-
-
-def then(first: Schedule | Stages | Mapping, second: Schedule | Stages | Mapping, at: int) -> Stages:
-    """``first`` until step ``at``, then ``second`` from its own step 0 (e.g. a triangle, then a
-    constant tail; or CLR Table 2's three triangular2 stages)."""
-    first, second = _as_schedule(first), _as_schedule(second)
-    if isinstance(first, Stages):
-        if at <= first.starts[-1]:
-            raise ValueError(f"then: at={at} must come after the last stage's start ({first.starts[-1]})")
-        return make_schedule("stages", stages=[*first.spec()["stages"], {"start": at, **second.spec()}])
-    return make_schedule("stages", stages=[{"start": 0, **first.spec()}, {"start": at, **second.spec()}])
-
-
-def _make_stages(params: dict) -> Stages:
-    if set(params) != {"stages"}:
-        raise ValueError(f"schedule 'stages' takes one parameter, 'stages'; got {sorted(params)}")
-    stages = params["stages"]
-    if not isinstance(stages, (list, tuple)) or not stages:
-        raise ValueError("schedule 'stages': stages must be a non-empty list of schedule specs")
-    starts, schedules = [], []
-    for i, stage in enumerate(stages):
-        if not isinstance(stage, Mapping) or "start" not in stage or "name" not in stage:
-            raise ValueError(f"schedule 'stages': stage {i} must be a dict with 'start' and 'name'")
-        spec = dict(stage)
-        start = spec.pop("start")
-        if not _is_number(start) or start < 0 or int(start) != start:
-            raise ValueError(f"schedule 'stages': stage {i} start={start!r} must be a whole step >= 0")
-        starts.append(int(start))
-        schedules.append(make_schedule(**spec))
-    if starts[0] != 0 or starts != sorted(set(starts)):
-        raise ValueError(f"schedule 'stages': starts {starts} must begin at 0 and strictly increase")
-    return Stages(tuple(starts), tuple(schedules))
-
-
-# ---------------------------------------------------------------------------------------------
-# Helpers
-# ---------------------------------------------------------------------------------------------
-
-
-def rescale(spec: Mapping[str, Any], factor: float) -> dict:
-    """The same schedule stretched in time by ``factor``: every step count is multiplied by it
-    (rounded, at least 1) and every per-step rate ``gamma`` becomes ``gamma**(1/factor)``, so the
-    value at the same *fraction* of training is unchanged. Used by the cheaper profiles."""
-    if not _is_number(factor) or factor <= 0:
-        raise ValueError(f"rescale: factor={factor!r} must be > 0")
-    spec = dict(spec)
-    name = spec.pop("name")
-    if name == "product":
-        return make_schedule("product", factors=[rescale(f, factor) for f in spec["factors"]]).spec()
-    if name == "stages":
-        stages = []
-        for stage in spec["stages"]:
-            stage = dict(stage)
-            start = stage.pop("start")
-            stages.append({"start": scale_steps(start, factor, minimum=0), **rescale(stage, factor)})
-        return make_schedule("stages", stages=stages).spec()
-    policy = POLICIES[name]
-    for key in policy.step_params:
-        value = spec.get(key)
-        if value is None:
-            continue
-        if isinstance(value, (list, tuple)):
-            spec[key] = _strictly_increasing([scale_steps(v, factor) for v in value])
-        elif key == "steps_per_epoch":  # a rate of steps, not a count: keep it exact
-            spec[key] = value * factor
-        else:
-            spec[key] = scale_steps(value, factor)
-    for key in policy.rate_params:
-        if key in spec:
-            spec[key] = spec[key] ** (1.0 / factor)
-    if name == "one_cycle":  # rounding must not leave the cycle longer than the run
-        spec["total_steps"] = max(spec["total_steps"], 2 * spec["step_size"])
-    return make_schedule(name, **spec).spec()
-
-
-def scale_steps(steps: int, factor: float, minimum: int = 1) -> int:
-    """A step count multiplied by ``factor`` and rounded, never below ``minimum``."""
-    return max(minimum, int(round(steps * factor)))
-
-
-def _strictly_increasing(values: list[int]) -> list[int]:
-    out: list[int] = []
-    for v in values:
-        out.append(max(v, out[-1] + 1) if out else v)
-    return out
-
-
-def sample(schedule: Callable[[float], float], steps: int, points: int | None = None) -> list[tuple[int, float]]:
-    """``(step, value)`` pairs over ``[0, steps)`` -- every step, or ``points`` evenly spaced
-    ones (always including the first and last) for plotting long schedules."""
-    if points is None or points >= steps:
-        grid = range(steps)
-    else:
-        grid = sorted({round(i * (steps - 1) / (points - 1)) for i in range(points)})
-    return [(s, schedule(s)) for s in grid]

@@ -20,7 +20,8 @@ import torch
 from .config import Profile, check_section, load_profile, resolve_device
 from .data import DataUnavailable, describe_source, load_data
 from .paths import results_root
-from .schedules import rescale, scale_steps
+from .policy import scale_steps
+from .schedule_specs import rescale
 from .provenance import environment
 from .runs import RunConfig, RunRecord, RunStore
 from .stats import Claim, mean_ci

@@ -41,7 +41,7 @@ from .range_test import HessianFreeLR
 from .data import BatchStream, ImageData, Normalizer
 from .models import build_model
 from .optim import build_optimizer, set_learning_rate
-from .schedules import make_schedule
+from .schedule_specs import make_schedule
 
 __all__ = ["TrainResult", "train", "evaluate", "eval_steps"]
 
