@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from lrstudy.models import CaffeCifar10Full
-from lrstudy.optim import CaffeAdaptive, CaffeSGD, build_optimizer, set_learning_rate
+from lrstudy.optim import CaffeAdaptive, CaffeSGD, build_optimizer
+from lrstudy.scheduler import set_lr_and_momentum
 
 
 def test_caffe_update_with_changing_rate():
@@ -14,7 +15,7 @@ def test_caffe_update_with_changing_rate():
     for lr in (0.1, 0.5, 0.01):
         grad = torch.tensor([0.3, -0.7], dtype=torch.float64)
         w.grad = grad.clone()
-        set_learning_rate(opt, lr)
+        set_lr_and_momentum(opt, lr)
         opt.step()
         ref_v = 0.9 * ref_v + (2.0 * lr) * (grad + 0.1 * ref_w)
         ref_w = ref_w - ref_v
@@ -44,7 +45,7 @@ def test_groups_follow_the_prototxt_multipliers():
     assert by_param[id(model.ip1.weight)]["weight_decay"] == pytest.approx(1.0)
     assert by_param[id(model.ip1.bias)]["weight_decay"] == 0
     assert by_param[id(model.conv1.bias)]["lr_mult"] == 2.0
-    set_learning_rate(opt, 0.001)
+    set_lr_and_momentum(opt, 0.001)
     assert by_param[id(model.conv1.bias)]["lr"] == pytest.approx(0.002)
     assert by_param[id(model.conv3.bias)]["lr"] == pytest.approx(0.001)
     with pytest.raises(ValueError, match="unknown optimizer 'adam'"):

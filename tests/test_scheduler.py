@@ -113,3 +113,28 @@ def test_apply_is_stateless():
     _, opt = model_and_sgd()
     assert apply(opt, 5, TRI) == [pytest.approx(0.006)] * 2
     assert apply(opt, 0, make_schedule(**TRI)) == [0.001, 0.001]
+
+
+def test_one_setter_for_rates_momenta_and_betas():
+    from lrstudy.scheduler import set_lr_and_momentum
+
+    _, opt = model_and_sgd()
+    opt.param_groups[1]["lr_mult"] = 2.0
+    assert set_lr_and_momentum(opt, 0.01, 0.8) == [0.01, 0.02]
+    assert [g["momentum"] for g in opt.param_groups] == [0.8, 0.8]
+    assert set_lr_and_momentum(opt, [0.1, 0.2], [0.9, 0.7]) == [0.1, 0.4]
+    adam = torch.optim.Adam(torch.nn.Linear(2, 2).parameters(), betas=(0.9, 0.99))
+    set_lr_and_momentum(adam, 0.001, 0.85)
+    assert adam.param_groups[0]["betas"] == (0.85, 0.99)
+    with pytest.raises(ValueError, match="3 schedules for 2 parameter groups"):
+        set_lr_and_momentum(opt, [0.1, 0.2, 0.3])
+
+
+def test_apply_uses_schedule_objects_as_they_are(monkeypatch):
+    from lrstudy import schedule_specs
+
+    sched = make_schedule(**TRI)
+    monkeypatch.setattr(schedule_specs, "make_schedule", lambda **k: pytest.fail("rebuilt from its spec"))
+    _, opt = model_and_sgd()
+    product = schedule_specs.Product((sched, sched))
+    assert apply(opt, 5, product) == [pytest.approx(0.006**2)] * 2

@@ -34,8 +34,9 @@ from torch.nn import functional as F
 
 from .data import BatchStream, Normalizer, synthetic
 from .models import build_model
-from .optim import build_optimizer, set_learning_rate
+from .optim import build_optimizer
 from .provenance import code_version, device_name
+from .scheduler import set_lr_and_momentum
 
 # Dense bf16 tensor-core peaks (TFLOP/s) for MFU; devices not listed get no MFU.
 PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0}
@@ -99,7 +100,7 @@ def bench_model(device, timer, spec: dict, batch: int, mode: str, repeats: int) 
     side = 28 if spec["name"] == "lenet" else 32
     model = build_model(spec, num_classes=10).to(device=device, memory_format=torch.channels_last)
     optimizer = build_optimizer({"name": "caffe_sgd", "momentum": 0.9, "weight_decay": 1e-4}, model)
-    set_learning_rate(optimizer, 1e-3)
+    set_lr_and_momentum(optimizer, 1e-3)
     x = torch.randn(batch, in_channels, side, side, device=device).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,), device=device)
     flops = _train_flops(model, x, y)
@@ -156,7 +157,7 @@ def bench_naive(device, timer, spec: dict, images: int, repeats: int) -> list[di
     stream = BatchStream(on_device, 128, 0, Normalizer("mean_image", on_device, device), flip=True, crop=4)
     ours_model = build_model(spec, num_classes=10).to(device=device, memory_format=torch.channels_last)
     ours_opt = build_optimizer({"name": "caffe_sgd", "momentum": 0.9, "weight_decay": 1e-4}, ours_model)
-    set_learning_rate(ours_opt, 1e-3)
+    set_lr_and_momentum(ours_opt, 1e-3)
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else None
 
     def our_epoch():

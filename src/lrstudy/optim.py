@@ -16,14 +16,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["CaffeSGD", "CaffeAdaptive", "TorchSGD", "build_optimizer", "set_learning_rate"]
+__all__ = ["CaffeSGD", "CaffeAdaptive", "TorchSGD", "build_optimizer"]
 
 
 class CaffeSGD(torch.optim.Optimizer):
     """SGD with momentum in Caffe's form (learning rate inside the velocity).
 
     Each parameter group holds ``lr`` (the rate actually applied to it) and ``weight_decay``;
-    ``set_learning_rate`` fills ``lr`` from the schedule times the group's ``lr_mult``.
+    :func:`lrstudy.scheduler.set_lr_and_momentum` fills ``lr`` from the schedule times the group's ``lr_mult``.
     """
 
     def __init__(self, params, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0):
@@ -158,7 +158,8 @@ def build_optimizer(spec: dict, model: nn.Module) -> torch.optim.Optimizer:
     """One parameter group per distinct (lr_mult, decay_mult) pair of the model.
 
     ``spec`` is e.g. ``{"name": "caffe_sgd", "momentum": 0.9, "weight_decay": 0.004}``; the group's
-    decay is ``weight_decay * decay_mult`` and its ``lr_mult`` is kept for ``set_learning_rate``.
+    decay is ``weight_decay * decay_mult`` and its ``lr_mult`` is kept for the rate's setter
+    (:func:`lrstudy.scheduler.set_lr_and_momentum`).
     """
     spec = dict(spec)
     name = spec.pop("name")
@@ -173,9 +174,3 @@ def build_optimizer(spec: dict, model: nn.Module) -> torch.optim.Optimizer:
         for (lr_mult, decay_mult), params in groups.items()
     ]
     return OPTIMIZERS[name](param_groups, **spec)
-
-
-def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Apply the schedule's rate to every group, times the group's ``lr_mult``."""
-    for group in optimizer.param_groups:
-        group["lr"] = lr * group.get("lr_mult", 1.0)

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from .schedule_specs import make_schedule
+from .scheduler import set_lr_and_momentum
 
 __all__ = ["lr_range_test", "range_schedule", "suggest_smith", "suggest_fastai", "HessianFreeLR"]
 
@@ -75,8 +76,7 @@ def lr_range_test(
         model.train()
         for step in range(num_iter):
             lr = rate(step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr * group.get("lr_mult", 1.0)
+            set_lr_and_momentum(optimizer, lr)
             x, y = next(stream)
             loss = loss_fn(model(x), y)
             optimizer.zero_grad(set_to_none=True)

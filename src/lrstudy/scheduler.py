@@ -11,61 +11,71 @@ Two ways, both with ``step`` = one optimizer update:
   data (schedule specs and the step), pickles, and resumes exactly; it never raises past the end of
   a schedule (schedules with an end hold their last value) and never needs ``initial_lr``.
 
-Schedules may be given as :class:`~lrstudy.schedules.Schedule` objects or spec dicts, one for all
-groups or a list with one per group (e.g. different bounds for a backbone and a head). A group's
+Schedules may be given as schedule objects (:mod:`lrstudy.schedule_specs`) or spec dicts, one for
+all groups or a list with one per group (e.g. different bounds for a backbone and a head). A group's
 ``lr_mult`` (Caffe-style per-layer multiplier), if present, multiplies its rate. Momentum goes into
-SGD-style ``momentum`` or Adam-style ``betas[0]``.
+SGD-style ``momentum`` or Adam-style ``betas[0]``. Both ways, the study's trainer and its range test
+put the values in with :func:`set_lr_and_momentum`.
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import torch
 
-from .schedule_specs import Schedule, Stages, make_schedule
+from .schedule_specs import ScheduleLike, as_schedule
 
-__all__ = ["apply", "ScheduledLR", "torch_trace"]
-
-ScheduleLike = Schedule | Stages | Mapping
+__all__ = ["apply", "set_lr_and_momentum", "ScheduledLR", "torch_trace"]
 
 
-def _specs(value: ScheduleLike | Sequence[ScheduleLike] | None, n_groups: int, what: str) -> list[dict] | None:
-    if value is None:
-        return None
+def set_lr_and_momentum(optimizer: torch.optim.Optimizer, lr: float | Sequence[float],
+                        momentum: float | Sequence[float] | None = None) -> list[float]:
+    """Put one update's values into the optimizer: each group's rate is ``lr`` times the group's
+    ``lr_mult`` (Caffe-style per-layer multiplier), its momentum goes into SGD-style ``momentum``
+    or Adam-style ``betas[0]``. One value for every group, or a sequence with one per group.
+    Returns the rates set. The only place the study writes hyperparameters into an optimizer."""
+    groups = optimizer.param_groups
+    lrs = _per_group(lr, len(groups), "lr")
+    momenta = None if momentum is None else _per_group(momentum, len(groups), "momentum")
+    rates = []
+    for i, group in enumerate(groups):
+        group["lr"] = lrs[i] * group.get("lr_mult", 1.0)
+        rates.append(group["lr"])
+        if momenta is None:
+            continue
+        if "betas" in group:
+            group["betas"] = (momenta[i], *tuple(group["betas"])[1:])
+        elif "momentum" in group:
+            group["momentum"] = momenta[i]
+        else:
+            raise ValueError("momentum schedule given, but the optimizer's parameter groups have neither "
+                             "'momentum' (SGD-style) nor 'betas' (Adam-style)")
+    return rates
+
+
+def _per_group(value, n_groups: int, what: str) -> list:
     items = list(value) if isinstance(value, (list, tuple)) else [value] * n_groups
     if len(items) != n_groups:
         raise ValueError(f"{what}: got {len(items)} schedules for {n_groups} parameter groups; "
                          "give one schedule, or one per group")
-    return [item.spec() if hasattr(item, "spec") else make_schedule(**item).spec() for item in items]
+    return items
 
 
-def _set_momentum(group: dict, value: float) -> None:
-    if "betas" in group:
-        group["betas"] = (value, *tuple(group["betas"])[1:])
-    elif "momentum" in group:
-        group["momentum"] = value
-    else:
-        raise ValueError("momentum schedule given, but the optimizer's parameter groups have neither "
-                         "'momentum' (SGD-style) nor 'betas' (Adam-style)")
+def _schedules(value: ScheduleLike | Sequence[ScheduleLike] | None, n_groups: int, what: str):
+    """One schedule object per group; schedule objects are used as they are, specs are built."""
+    return None if value is None else [as_schedule(item) for item in _per_group(value, n_groups, what)]
 
 
 def apply(optimizer: torch.optim.Optimizer, step: float, lr: ScheduleLike | Sequence[ScheduleLike],
           momentum: ScheduleLike | Sequence[ScheduleLike] | None = None) -> list[float]:
     """Set each group's learning rate (times its ``lr_mult``) and momentum for update ``step``;
-    return the rates set. Builds the schedules on every call -- keep a :class:`ScheduledLR`, or
-    pass Schedule objects, in hot loops."""
-    groups = optimizer.param_groups
-    lr_specs = _specs(lr, len(groups), "lr")
-    mom_specs = _specs(momentum, len(groups), "momentum")
-    rates = []
-    for i, group in enumerate(groups):
-        rate = make_schedule(**lr_specs[i])(step) * group.get("lr_mult", 1.0)
-        group["lr"] = rate
-        rates.append(rate)
-        if mom_specs is not None:
-            _set_momentum(group, make_schedule(**mom_specs[i])(step))
-    return rates
+    return the rates set. Specs are checked and built on every call -- pass schedule objects (or
+    keep a :class:`ScheduledLR`) in hot loops."""
+    n = len(optimizer.param_groups)
+    lrs, momenta = _schedules(lr, n, "lr"), _schedules(momentum, n, "momentum")
+    return set_lr_and_momentum(optimizer, [s(step) for s in lrs],
+                               None if momenta is None else [m(step) for m in momenta])
 
 
 class ScheduledLR(torch.optim.lr_scheduler.LRScheduler):
@@ -77,42 +87,28 @@ class ScheduledLR(torch.optim.lr_scheduler.LRScheduler):
 
     def __init__(self, optimizer: torch.optim.Optimizer, lr: ScheduleLike | Sequence[ScheduleLike],
                  momentum: ScheduleLike | Sequence[ScheduleLike] | None = None, last_epoch: int = -1):
-        self.lr_specs = _specs(lr, len(optimizer.param_groups), "lr")
-        self.momentum_specs = _specs(momentum, len(optimizer.param_groups), "momentum")
-        if self.momentum_specs is not None:
-            for group in optimizer.param_groups:  # fail now, not at the first step
-                _set_momentum(group, group.get("momentum", (group.get("betas") or (0.0,))[0]))
-        self._build()
+        n = len(optimizer.param_groups)
+        self._lr, self._momentum = _schedules(lr, n, "lr"), _schedules(momentum, n, "momentum")
+        # the state is the schedules' specs: plain data that pickles and loads without code
+        self.lr_specs = [s.spec() for s in self._lr]
+        self.momentum_specs = None if self._momentum is None else [m.spec() for m in self._momentum]
         # Always start the base class fresh: resuming through it needs `initial_lr` in every group.
+        # Its first step() writes update 0's values, so an optimizer without a momentum slot is
+        # refused here, not at the first update.
         super().__init__(optimizer, last_epoch=-1)
         if last_epoch != -1:
             self.last_epoch = last_epoch
             self._write(last_epoch)
 
-    def _build(self) -> None:
-        self._lr = [make_schedule(**s) for s in self.lr_specs]
-        self._momentum = None if self.momentum_specs is None else [make_schedule(**s) for s in self.momentum_specs]
-
-    def _rates(self, step: int) -> list[float]:
-        return [sched(step) * group.get("lr_mult", 1.0)
-                for sched, group in zip(self._lr, self.optimizer.param_groups)]
-
-    def _write(self, step: int) -> None:
-        rates = self._rates(step)
-        for group, rate in zip(self.optimizer.param_groups, rates):
-            group["lr"] = rate
-        self._set_momenta(step)
+    def _write(self, step: int) -> list[float]:
+        rates = set_lr_and_momentum(self.optimizer, [s(step) for s in self._lr],
+                                    None if self._momentum is None else [m(step) for m in self._momentum])
         self._last_lr = rates
-
-    def _set_momenta(self, step: int) -> None:
-        if self._momentum is not None:
-            for sched, group in zip(self._momentum, self.optimizer.param_groups):
-                _set_momentum(group, sched(step))
+        return rates
 
     def get_lr(self) -> list[float]:
         # Called by LRScheduler.step() after it advanced last_epoch: the values for that update.
-        self._set_momenta(self.last_epoch)
-        return self._rates(self.last_epoch)
+        return self._write(self.last_epoch)
 
     def _get_closed_form_lr(self) -> list[float]:  # used by step(epoch=...) in some torch versions
         return self.get_lr()
@@ -122,7 +118,8 @@ class ScheduledLR(torch.optim.lr_scheduler.LRScheduler):
 
     def load_state_dict(self, state_dict: dict) -> None:
         super().load_state_dict(state_dict)
-        self._build()
+        self._lr = [as_schedule(s) for s in self.lr_specs]
+        self._momentum = None if self.momentum_specs is None else [as_schedule(s) for s in self.momentum_specs]
         self._write(self.last_epoch)
 
 

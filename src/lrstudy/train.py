@@ -40,8 +40,9 @@ from .checkpoints import Checkpointer
 from .range_test import HessianFreeLR
 from .data import BatchStream, ImageData, Normalizer
 from .models import build_model
-from .optim import build_optimizer, set_learning_rate
+from .optim import build_optimizer
 from .schedule_specs import make_schedule
+from .scheduler import set_lr_and_momentum
 
 __all__ = ["TrainResult", "train", "evaluate", "eval_steps"]
 
@@ -229,10 +230,7 @@ def train(config, data: ImageData, device: str | torch.device = "cpu", precision
         if checkpointer is not None and step > first_step and step % checkpointer.every == 0:
             save_checkpoint(step)
         rate = schedule(step)
-        set_learning_rate(optimizer, rate)
-        if momentum is not None:
-            for group in optimizer.param_groups:
-                group["momentum"] = momentum(step)
+        set_lr_and_momentum(optimizer, rate, None if momentum is None else momentum(step))
         x, y = next(stream)
         with autocast():
             logits = network(x)
