@@ -49,6 +49,10 @@ def test_a_diverging_run_in_a_group_is_recorded_as_diverged():
     a, b = train_fused([healthy, wild], data, progress=False)
     assert a.status == "finished" and b.status == "diverged" and b.diverged_at == alone.diverged_at
     assert b.rows[-1]["step"] == alone.rows[-1]["step"]
+    # the healthy run's training columns still average over all its updates since its last row
+    healthy_alone = pd.DataFrame(train(healthy, data, progress=False).rows)
+    pd.testing.assert_series_equal(pd.DataFrame(a.rows).train_loss, healthy_alone.train_loss, rtol=1e-3,
+                                   check_exact=False)
 
 
 def test_which_runs_fuse():
@@ -67,15 +71,16 @@ def test_a_study_with_fusing_trains_groups_and_stores_each_run(scratch):
 
     from lrstudy.experiments import clr_cifar10
 
-    s = clr_cifar10.settings("smoke")
+    experiment = clr_cifar10.EXPERIMENT
+    s = experiment.settings("smoke")
     fused_settings = dataclasses.replace(s, profile=dataclasses.replace(s.profile, fuse=8))
-    together = clr_cifar10.run(fused_settings, progress=False, fuse=8)
+    together = experiment.run(fused_settings, progress=False, fuse=8)
     runs = together.runs
     assert set(runs.status) == {"finished"}
     grouped = [r.meta["timings"].get("fused_runs", 1) for r in together.records]
     assert max(grouped) > 1  # some runs were trained together
     assert not list((together.records[0].path.parent.parent / "checkpoints").glob("fused-*"))  # done: removed
-    again = clr_cifar10.run(fused_settings, progress=False)  # everything is stored: nothing retrains
+    again = experiment.run(fused_settings, progress=False)  # everything is stored: nothing retrains
     assert again.runs.final_test_acc.tolist() == runs.final_test_acc.tolist()
 
 
@@ -114,10 +119,10 @@ def test_a_cpu_study_does_not_fuse_by_default(scratch):
 
     from lrstudy.experiments import clr_cifar10
 
-    s = clr_cifar10.settings("smoke")
+    s = clr_cifar10.EXPERIMENT.settings("smoke")
     s = dataclasses.replace(s, profile=dataclasses.replace(s.profile, fuse=8))
-    labelled = clr_cifar10.run_configs(s)[:3]
-    from lrstudy.study import execute
+    labelled = clr_cifar10.EXPERIMENT.run_configs(s)[:3]
+    from lrstudy.execute import execute
 
-    records = execute(s, labelled, progress=False).records
+    records, _ = execute(s, labelled, progress=False)
     assert all(r.meta["step_mode"] == "eager" and "fused_runs" not in r.meta["timings"] for r in records)

@@ -19,7 +19,7 @@ import torch
 
 __all__ = ["Checkpointer", "atomic_write"]
 
-FORMAT = 1
+FORMAT = 2  # 2: one layout for lone and fused runs (lrstudy.ledger); a format-1 file is set aside
 _DIGEST = 32
 
 
