@@ -12,7 +12,6 @@ from lrstudy.models import (
     MODELS,
     CaffeBatchNorm2d,
     CaffeCifar10Full,
-    CaffeCifar10Quick,
     CaffeCifar10SigmoidBN,
     CaffeLeNet,
     DenseNet,
@@ -89,7 +88,6 @@ def test_unknown_model():
 # device further down (same code, no memory, no arithmetic).
 SMALL_SPECS = {
     "caffe_cifar10_full": ({"name": "caffe_cifar10_full"}, 3, 32),
-    "caffe_cifar10_quick": ({"name": "caffe_cifar10_quick"}, 3, 32),
     "caffe_cifar10_sigmoid_bn": ({"name": "caffe_cifar10_sigmoid_bn"}, 3, 32),
     "lenet": ({"name": "lenet"}, 1, 28),
     "resnet20_option_a": ({"name": "resnet", "depth": 20, "variant": "option_a"}, 3, 32),
@@ -103,7 +101,6 @@ SMALL_SPECS = {
 
 FULL_SPECS = [
     {"name": "caffe_cifar10_full"},
-    {"name": "caffe_cifar10_quick"},
     {"name": "caffe_cifar10_sigmoid_bn"},
     {"name": "lenet"},
     *({"name": "resnet", "depth": d, "variant": "option_a"} for d in (20, 32, 44, 56, 110)),
@@ -157,8 +154,6 @@ def test_every_registered_model_is_covered_and_takes_num_classes():
 
 
 def test_caffe_nets_parameter_counts_by_hand():
-    # quick: conv1 3*32*25+32, conv2 32*32*25+32, conv3 32*64*25+64, ip1 (64*4*4)*64+64, ip2 64*10+10
-    assert count_parameters(CaffeCifar10Quick()) == 2432 + 25632 + 51264 + 65600 + 650 == 145578
     # sigmoid + BN: bias-free convs 3*32*25, 32*32*25, 32*64*25; BN has no learnable blobs; ip1 1024*10+10
     assert count_parameters(CaffeCifar10SigmoidBN()) == 2400 + 25600 + 51200 + 10250 == 89450
     # LeNet: conv1 1*20*25+20, conv2 20*50*25+50, ip1 (50*4*4)*500+500, ip2 500*10+10
@@ -221,23 +216,12 @@ def test_plain_densenet_starts_with_16_channels_as_the_paper_says():
 # ----------------------------------------------------------------------------------------------
 
 
-def test_caffe_small_nets_pooled_sizes_and_no_hidden_nonlinearity():
-    assert CaffeCifar10Quick().ip1.in_features == 64 * 4 * 4
+def test_caffe_small_nets_pooled_sizes():
     assert CaffeCifar10SigmoidBN().ip1.in_features == 64 * 4 * 4
     assert CaffeLeNet().ip1.in_features == 50 * 4 * 4  # 28 -> 24 -> 12 -> 8 -> 4
-    # quick: ip1 feeds ip2 directly (the prototxt has no ReLU between them)
-    model, seen = CaffeCifar10Quick(), {}
-    model.ip1.register_forward_hook(lambda m, i, o: seen.setdefault("ip1_out", o))
-    model.ip2.register_forward_hook(lambda m, i, o: seen.setdefault("ip2_in", i[0]))
-    torch.manual_seed(0)
-    model(torch.randn(4, 3, 32, 32) * 50)
-    assert seen["ip2_in"] is seen["ip1_out"] and (seen["ip1_out"] < 0).any()
 
 
 def test_caffe_multipliers_follow_the_prototxts():
-    quick = CaffeCifar10Quick().param_multipliers
-    assert quick["conv3.weight"] == (1.0, 1.0)
-    assert quick["conv3.bias"] == quick["ip2.bias"] == (2.0, 1.0)
     assert CaffeCifar10SigmoidBN().param_multipliers == {
         "conv1.weight": (1.0, 1.0), "conv2.weight": (1.0, 1.0), "conv3.weight": (1.0, 1.0),
         "ip1.weight": (1.0, 1.0), "ip1.bias": (1.0, 0.0),
@@ -265,9 +249,6 @@ def test_torch_and_lasagne_models_decay_what_their_code_decayed():
 
 def test_caffe_initialisations():
     torch.manual_seed(0)
-    quick = CaffeCifar10Quick()
-    assert quick.ip1.weight.std().item() == pytest.approx(0.1, rel=0.02)
-    assert quick.conv1.weight.std().item() == pytest.approx(1e-4, rel=0.1)
     lenet = CaffeLeNet()  # xavier (FAN_IN): uniform on +-sqrt(3 / fan_in)
     for layer, fan_in in ((lenet.conv2, 20 * 25), (lenet.ip1, 800)):
         bound = math.sqrt(3 / fan_in)
