@@ -73,6 +73,18 @@ def _peak(device: torch.device) -> float | None:
     return next((v * 1e12 for k, v in PEAK_TFLOPS.items() if k in name), None)
 
 
+def _train_step(model, optimizer, x, y, device: torch.device) -> None:
+    """One forward, backward and update, as the study trains: bf16 autocast on CUDA, fp32 elsewhere."""
+    if device.type == "cuda":
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = F.cross_entropy(model(x).float(), y)
+    else:
+        loss = F.cross_entropy(model(x), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
 def _train_flops(model, x, y) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -105,18 +117,7 @@ def bench_model(device, timer, spec: dict, batch: int, mode: str, repeats: int) 
     y = torch.randint(0, 10, (batch,), device=device)
     flops = _train_flops(model, x, y)
     step_model = torch.compile(model) if mode == "compile" else model
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else None
-
-    def step():
-        if autocast:
-            with autocast():
-                loss = F.cross_entropy(step_model(x).float(), y)
-        else:
-            loss = F.cross_entropy(step_model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    seconds = timer(step, repeats, 3 if mode == "eager" else 10)
+    seconds = timer(lambda: _train_step(step_model, optimizer, x, y, device), repeats, 3 if mode == "eager" else 10)
     peak = _peak(device)
     return {"what": f"{_name(spec)} batch {batch} {mode}", "images_per_s": batch / seconds,
             "ms_per_step": 1000 * seconds, "mfu": flops / seconds / peak if peak else None}
@@ -158,19 +159,10 @@ def bench_naive(device, timer, spec: dict, images: int, repeats: int) -> list[di
     ours_model = build_model(spec, num_classes=10).to(device=device, memory_format=torch.channels_last)
     ours_opt = build_optimizer({"name": "caffe_sgd", "momentum": 0.9, "weight_decay": 1e-4}, ours_model)
     set_lr_and_momentum(ours_opt, 1e-3)
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else None
 
     def our_epoch():
         for _ in range(stream.batches_per_epoch):
-            x, y = next(stream)
-            if autocast:
-                with autocast():
-                    loss = F.cross_entropy(ours_model(x).float(), y)
-            else:
-                loss = F.cross_entropy(ours_model(x), y)
-            ours_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            ours_opt.step()
+            _train_step(ours_model, ours_opt, *next(stream), device)
     ours = timer(our_epoch, repeats, 1)
     n = stream.batches_per_epoch * 128
     return [

@@ -19,6 +19,14 @@ from torch import nn
 __all__ = ["CaffeSGD", "CaffeAdaptive", "TorchSGD", "build_optimizer"]
 
 
+def _loss_of(closure) -> torch.Tensor | None:
+    """The loss a step's ``closure`` recomputes (with gradients on), as torch optimizers do; None without one."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
 class CaffeSGD(torch.optim.Optimizer):
     """SGD with momentum in Caffe's form (learning rate inside the velocity).
 
@@ -34,10 +42,7 @@ class CaffeSGD(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _loss_of(closure)
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
@@ -89,10 +94,7 @@ class CaffeAdaptive(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _loss_of(closure)
         for group in self.param_groups:
             lr, m, delta = group["lr"], group["momentum"], group["delta"]
             for p in group["params"]:
