@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from lrstudy.range_test import HessianFreeLR, lr_range_test, range_schedule, suggest_fastai, suggest_smith
+from lrstudy.range_test import (HessianFreeLR, lr_range_test, range_schedule, smoothed_sweep, suggest_fastai,
+                                suggest_smith)
 from lrstudy.schedule_specs import make_schedule
 
 
@@ -102,3 +103,13 @@ def test_hessian_free_bias_corrected_average_starts_at_the_first_estimate():
         opt.step()
         tracker.observe(0.05)
     assert tracker.average == pytest.approx(0.25)  # 1 / curvature from the first estimate on, no pull to a start value
+
+
+def test_a_recorded_sweep_is_read_as_the_live_sweep_ran():
+    """One smoothing and one stop rule: a stored sweep re-read offline (the notebook) gives the live
+    sweep's smoothed loss and stops at the update where the live sweep stopped."""
+    model, opt, batches, *_ = problem()
+    live = lr_range_test(model, opt, torch.nn.functional.cross_entropy, batches, 1e-4, 1e4, num_iter=200, mode="exp")
+    smooth, keep = smoothed_sweep(live.loss)
+    assert np.array_equal(smooth, live.smooth_loss.to_numpy())
+    assert keep == len(live) - 1  # the live table holds the update it stopped at; the recorded one is cut before it

@@ -25,7 +25,8 @@ import torch
 from .schedule_specs import make_schedule
 from .scheduler import set_lr_and_momentum
 
-__all__ = ["lr_range_test", "range_schedule", "suggest_smith", "suggest_fastai", "HessianFreeLR"]
+__all__ = ["lr_range_test", "range_schedule", "SmoothedLoss", "smoothed_sweep", "suggest_smith", "suggest_fastai",
+           "HessianFreeLR"]
 
 
 def range_schedule(start_lr: float, end_lr: float, num_iter: int, mode: str = "linear") -> dict:
@@ -72,7 +73,7 @@ def lr_range_test(
     rows = []
     try:
         stream = _cycle(batches)
-        avg, best = 0.0, math.inf
+        watch = SmoothedLoss(smoothing, stop_factor if mode == "exp" else None)
         model.train()
         for step in range(num_iter):
             lr = rate(step)
@@ -83,22 +84,58 @@ def lr_range_test(
             loss.backward()
             optimizer.step()
             value = loss.item()
-            avg = smoothing * avg + (1 - smoothing) * value
-            smooth = avg / (1 - smoothing ** (step + 1))
+            smooth = watch.add(value)
             metric = math.nan
             if evaluate is not None and ((step + 1) % eval_every == 0 or step == num_iter - 1):
                 metric = float(evaluate(model))
                 model.train()
             rows.append({"step": step, "lr": lr, "loss": value, "smooth_loss": smooth, "metric": metric})
-            if not math.isfinite(value):
-                break
-            best = min(best, smooth)
-            if mode == "exp" and stop_factor is not None and smooth > stop_factor * best:
+            if watch.stop:
                 break
     finally:
         model.load_state_dict(saved_model)
         optimizer.load_state_dict(saved_optimizer)
     return pd.DataFrame(rows)
+
+
+class SmoothedLoss:
+    """fastai's view of a sweep's training loss: an exponential moving average with bias
+    correction (weight ``smoothing`` on the past), and its stop rule -- the sweep is over once the
+    smoothed loss is no longer finite, or exceeds ``stop_factor`` times its best so far (``None``:
+    only the first)."""
+
+    def __init__(self, smoothing: float = 0.98, stop_factor: float | None = 4.0):
+        self.smoothing, self.stop_factor = smoothing, stop_factor
+        self._average, self._count = 0.0, 0
+        self.value, self.best = math.nan, math.inf
+
+    def add(self, loss: float) -> float:
+        """The smoothed loss after one more update's ``loss``."""
+        self._count += 1
+        self._average = self.smoothing * self._average + (1 - self.smoothing) * loss
+        self.value = self._average / (1 - self.smoothing**self._count)
+        if math.isfinite(self.value):
+            self.best = min(self.best, self.value)
+        return self.value
+
+    @property
+    def stop(self) -> bool:
+        if not math.isfinite(self.value):
+            return True
+        return self.stop_factor is not None and self.value > self.stop_factor * self.best
+
+
+def smoothed_sweep(losses: Iterable[float], smoothing: float = 0.98,
+                   stop_factor: float | None = 4.0) -> tuple[np.ndarray, int]:
+    """A recorded exponential sweep read as :func:`lr_range_test` reads it live: the smoothed loss
+    at every update, and how many updates to keep -- those before the first at which the sweep
+    would have stopped."""
+    watch, smooth, keep = SmoothedLoss(smoothing, stop_factor), [], None
+    for loss in losses:
+        smooth.append(watch.add(float(loss)))
+        if keep is None and watch.stop:
+            keep = len(smooth) - 1
+    return np.asarray(smooth), len(smooth) if keep is None else keep
 
 
 def _cycle(batches: Iterable) -> Iterator:
