@@ -10,16 +10,7 @@ from importlib import resources
 
 import pandas as pd
 
-__all__ = ["paper_table", "CITATIONS"]
-
-CITATIONS = {
-    "CLR": "L. N. Smith, Cyclical Learning Rates for Training Neural Networks, WACV 2017 "
-           "(arXiv:1506.01186v6)",
-    "SGDR": "I. Loshchilov and F. Hutter, SGDR: Stochastic Gradient Descent with Warm Restarts, ICLR 2017 "
-            "(arXiv:1608.03983v5)",
-    "SC": "L. N. Smith and N. Topin, Super-Convergence: Very Fast Training of Neural Networks Using Large "
-          "Learning Rates (arXiv:1708.07120v3; numbers not in the readable abstract are marked as such)",
-}
+__all__ = ["paper_table"]
 
 
 def paper_table(paper: str | None = None, table: str | list[str] | None = None, dataset: str | None = None,

@@ -277,19 +277,6 @@ class RunStore:
                 checkpointer.finish()
             return record
 
-    def records(self) -> list[RunRecord]:
-        """Every complete run in this store."""
-        out = []
-        for json_path in sorted(self.root.glob("*.json")):
-            try:
-                config = RunConfig.from_dict(json.loads(json_path.read_text())["config"])
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
-            record = self.load(config)
-            if record is not None:
-                out.append(record)
-        return out
-
 
 def _finite(obj: Any) -> Any:
     """JSON has no NaN/inf: store them as null."""

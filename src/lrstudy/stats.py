@@ -15,9 +15,7 @@ from typing import Mapping
 import numpy as np
 from scipy import stats as _st
 
-__all__ = ["mean_ci", "Claim", "Agreement", "AtLeast", "VERDICTS"]
-
-VERDICTS = ("confirmed", "not confirmed", "inconclusive", "not run")
+__all__ = ["mean_ci", "Claim", "Agreement", "AtLeast"]
 
 
 def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
