@@ -19,6 +19,7 @@ STAMP := $(VENV)/.installed
 # so installing the package into an environment with its own CUDA build keeps that build.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 # In the order a reader meets them; the scorecard last, as it reads every other notebook's runs.
+# tests/test_experiments.py checks this list against lrstudy.experiments.EXPERIMENTS and notebooks/.
 NOTEBOOKS ?= schedules clr_range_test clr_cifar10 clr_adaptive clr_architectures sgdr super_convergence scorecard
 DATA ?=
 # Where executed notebooks and the run store go (results/<profile>/...); the tests point it elsewhere.

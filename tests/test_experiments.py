@@ -7,7 +7,7 @@ import torch
 
 from lrstudy import scorecard
 from lrstudy.data import Normalizer, describe_source, is_local, load_data
-from lrstudy.experiments import EXPERIMENTS, sgdr, super_convergence
+from lrstudy.experiments import EXPERIMENTS, clr_cifar10, sgdr, super_convergence
 from lrstudy.runs import RunConfig, RunStore
 from lrstudy.schedule_specs import make_schedule, rescale
 from lrstudy.train import train
@@ -77,33 +77,35 @@ def test_hessian_free_estimate_is_recorded_along_a_run():
 
 
 def test_runs_on_unavailable_data_are_not_run_and_the_notebook_goes_on(scratch):
-    s = sgdr.settings("smoke", data_cifar100="/nonexistent/cifar100")
-    results = sgdr.run(s, progress=False)
+    experiment = sgdr.EXPERIMENT
+    s = experiment.settings("smoke", data_cifar100="/nonexistent/cifar100")
+    results = experiment.run(s, progress=False)
     runs = results.runs
     c100 = runs[runs.setting.str.startswith("CIFAR-100")]
     assert set(c100.status) == {"not run"} and c100.error.str.contains("does not exist").all()
     assert set(runs[runs.setting.str.startswith("CIFAR-10:")].status) == {"finished"}
-    verdicts = results.verdicts(sgdr.CLAIMS, sgdr.measures(s, results))
+    verdicts = experiment.verdicts(s, results)
     assert set(verdicts[verdicts.index.str.endswith("CIFAR-100")].verdict) == {"not run"}
     with pytest.raises(ValueError, match="unknown parameter 'data_imagenet'"):
-        sgdr.settings("smoke", data_imagenet="x")
+        experiment.settings("smoke", data_imagenet="x")
 
 
 def test_every_notebook_has_claims_measures_and_a_paper_table():
     for name, experiment in EXPERIMENTS.items():
-        assert experiment.CLAIMS and experiment.DEVIATIONS, name
-        assert callable(experiment.measures) and len(experiment.paper()) > 0, name
-        ids = [c.id for c in experiment.CLAIMS]
+        assert experiment.claims and experiment.deviations, name
+        assert len(experiment.paper()) > 0, name
+        ids = [c.id for c in experiment.claims]
         assert len(ids) == len(set(ids)), name
 
 
 def test_scorecard_reads_without_training(scratch, monkeypatch, tmp_path):
-    from lrstudy import study
+    from lrstudy import execute
 
-    monkeypatch.setattr(study, "train", lambda *a, **k: pytest.fail("the scorecard trained"))
-    card = scorecard.collect("smoke", notebooks=["clr_range_test", "super_convergence"])
-    assert set(card.verdict) == {"not run"} and len(card) == len(EXPERIMENTS["clr_range_test"].CLAIMS) + len(
+    monkeypatch.setattr(execute, "train", lambda *a, **k: pytest.fail("the scorecard trained"))
+    card = scorecard.collect("smoke", experiments=["clr_range_test", "super_convergence"])
+    assert set(card.verdict) == {"not run"} and len(card) == len(EXPERIMENTS["clr_range_test"].claims) + len(
         super_convergence.CLAIMS)
+    assert card.difference.isna().all() and set(card.kind) == {"difference", "ratio to paper", "value"}
     readme = tmp_path / "README.md"
     readme.write_text(f"top\n{scorecard.BEGIN}\nold\n{scorecard.END}\nbottom\n")
     scorecard.update_readme(readme, card, "smoke")
@@ -111,3 +113,50 @@ def test_scorecard_reads_without_training(scratch, monkeypatch, tmp_path):
     assert "old" not in text and "| paper | claim |" in text and text.endswith("bottom\n")
     index = scorecard.write_index("smoke", card)
     assert index.exists() and "scorecard" in index.read_text()
+
+
+def test_every_claim_names_only_declared_labels():
+    """A claim reads a row's label or a derived measure the experiment declares, never a loose string."""
+    for name, experiment in EXPERIMENTS.items():
+        declared = set(experiment.rows()) | set(experiment.derived)
+        assert set(experiment.labels) == declared, name
+        for claim in experiment.claims:
+            assert set(claim.labels) <= declared, (name, claim.id)
+
+
+def test_a_claim_naming_an_unknown_label_is_refused_when_its_experiment_is_made():
+    from lrstudy.stats import Claim
+    from lrstudy.study import Experiment
+
+    rows = clr_cifar10.ROWS
+    with pytest.raises(ValueError, match="claim X names 'fixd', which is neither"):
+        Experiment("x", rows, [Claim("X", "", a="fixd", b="fixed")], [], clr_cifar10.paper)
+    made = Experiment("x", rows, [Claim("X", "", a="measured", b="fixed")], [], clr_cifar10.paper,
+                      derived=["measured"], derive=lambda s, r: {"measured": {}, "undeclared": {}})
+    with pytest.raises(ValueError, match="'undeclared'"):
+        made.measures(None, type("Results", (), {"final_accuracy": lambda self: {}})())
+
+
+@pytest.mark.parametrize("name", list(EXPERIMENTS))
+def test_every_experiment_derives_exactly_its_declared_measures(name):
+    """On the smoke profile's runs, in the session's store (the notebooks, executed next by nbval,
+    read them back): the derived measures are exactly the declared ones, and every claim is judged."""
+    experiment = EXPERIMENTS[name]
+    s = experiment.settings("smoke")
+    results = experiment.run(s, progress=False)
+    measures = experiment.measures(s, results)  # raises if derive() gives other labels than the declared
+    assert set(experiment.derived) <= set(measures)
+    verdicts = experiment.verdicts(s, results)
+    assert list(verdicts.index) == [c.id for c in experiment.claims]
+
+
+def test_the_makefile_runs_every_notebook_in_the_experiments_order():
+    """The Makefile's NOTEBOOKS list is the one list of notebooks outside Python: it must name the
+    schedule gallery, every experiment in EXPERIMENTS' order, then the scorecard -- and each a file."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    line = next(l for l in (root / "Makefile").read_text().splitlines() if l.startswith("NOTEBOOKS ?="))
+    notebooks = line.split("?=", 1)[1].split()
+    assert notebooks == ["schedules", *EXPERIMENTS, "scorecard"]
+    assert {p.stem for p in (root / "notebooks").glob("*.ipynb")} == set(notebooks)

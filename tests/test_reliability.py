@@ -21,7 +21,8 @@ from lrstudy.data import DataUnavailable, load_data
 from lrstudy.experiments import clr_cifar10, get_experiment
 from lrstudy.runs import RunConfig, RunStore
 from lrstudy.schedule_specs import make_schedule
-from lrstudy.study import STANDARD_KNOBS, check_injected_parameters
+from lrstudy.notebook import check_injected_parameters
+from lrstudy.study import STANDARD_KNOBS
 from lrstudy.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -183,12 +184,12 @@ def test_disk_write_errors_name_the_path(tmp_path, monkeypatch):
 
 BAD_INPUTS = [
     (lambda: load_profile("medium"), ValueError, "unknown profile 'medium'"),
-    (lambda: clr_cifar10.settings("smoke", seeds=0), ValueError, "seeds=0"),
-    (lambda: clr_cifar10.settings("smoke", seeds=-2), ValueError, "seeds=-2"),
-    (lambda: clr_cifar10.settings("smoke", seeds="3"), ValueError, "seeds='3'"),
-    (lambda: clr_cifar10.settings("smoke", seeds=True), ValueError, "seeds=True"),
-    (lambda: clr_cifar10.settings("smoke", device="tpu"), ValueError, "device='tpu'"),
-    (lambda: get_experiment("alexnet"), ValueError, "unknown notebook/experiment 'alexnet'"),
+    (lambda: clr_cifar10.EXPERIMENT.settings("smoke", seeds=0), ValueError, "seeds=0"),
+    (lambda: clr_cifar10.EXPERIMENT.settings("smoke", seeds=-2), ValueError, "seeds=-2"),
+    (lambda: clr_cifar10.EXPERIMENT.settings("smoke", seeds="3"), ValueError, "seeds='3'"),
+    (lambda: clr_cifar10.EXPERIMENT.settings("smoke", seeds=True), ValueError, "seeds=True"),
+    (lambda: clr_cifar10.EXPERIMENT.settings("smoke", device="tpu"), ValueError, "device='tpu'"),
+    (lambda: get_experiment("alexnet"), ValueError, "unknown experiment 'alexnet'"),
     (lambda: check_section("k", {"budget_scale": 2, "eval_every": 5}, STANDARD_KNOBS), ValueError, "budget_scale=2"),
     (lambda: check_section("k", {"budget_scale": "1", "eval_every": 5}, STANDARD_KNOBS), ValueError, "budget_scale='1'"),
     (lambda: check_section("k", {"budget_scale": 1, "eval_every": 0}, STANDARD_KNOBS), ValueError, "eval_every=0"),

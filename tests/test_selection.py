@@ -8,7 +8,8 @@ from lrstudy.selection import parse_seed_range, select
 
 
 def labelled(seeds=3):
-    return clr_cifar10.run_configs(clr_cifar10.settings("smoke", seeds=seeds))
+    experiment = clr_cifar10.EXPERIMENT
+    return experiment.run_configs(experiment.settings("smoke", seeds=seeds))
 
 
 def test_only_and_seed_range_select_exactly_those_runs():

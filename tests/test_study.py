@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from lrstudy import study as study_mod
+from lrstudy import execute as execute_mod
 from lrstudy.__main__ import main
 from lrstudy.config import check_section, load_profile, resolve_device
 from lrstudy.experiments import clr_cifar10, get_experiment
@@ -21,14 +21,14 @@ def test_every_profile_loads_and_configures_every_notebook():
         for experiment in EXPERIMENTS.values():
             s = experiment.settings(name)
             assert s.profile == profile and len(s.seeds) == profile.seeds
-            assert len(experiment.run_configs(s)) == len(experiment.notebook.rows_for(s)) * profile.seeds
+            assert len(experiment.run_configs(s)) == len(experiment.scaled_rows(s)) * profile.seeds
 
 
 @pytest.mark.parametrize("call, message", [
     (lambda: load_profile("medium"), "unknown profile 'medium'"),
-    (lambda: clr_cifar10.settings("smoke", seeds=0), "seeds=0"),
-    (lambda: clr_cifar10.settings("smoke", device="tpu"), "device='tpu'"),
-    (lambda: get_experiment("sgdr_imagenet"), "unknown notebook/experiment 'sgdr_imagenet'"),
+    (lambda: clr_cifar10.EXPERIMENT.settings("smoke", seeds=0), "seeds=0"),
+    (lambda: clr_cifar10.EXPERIMENT.settings("smoke", device="tpu"), "device='tpu'"),
+    (lambda: get_experiment("sgdr_imagenet"), "unknown experiment 'sgdr_imagenet'"),
     (lambda: check_section("x", {"budget_scale": 2}, STANDARD_KNOBS), "budget_scale=2 is out of range"),
     (lambda: check_section("x", {"budget_scale": "1", "eval_every": 5}, STANDARD_KNOBS), "wrong type"),
     (lambda: check_section("x", {"budget_scale": 1, "eval_every": 5, "lr": 1}, STANDARD_KNOBS), "unknown key 'lr'"),
@@ -47,15 +47,16 @@ def test_cuda_requested_without_gpu(monkeypatch):
 
 
 def test_smoke_study_runs_then_only_reads(scratch, monkeypatch):
-    s = clr_cifar10.settings("smoke")
-    first = clr_cifar10.run(s, progress=False)
+    experiment = clr_cifar10.EXPERIMENT
+    s = experiment.settings("smoke")
+    first = experiment.run(s, progress=False)
     assert set(first.runs.status) == {"finished"}
     assert list(first.summary(clr_cifar10.paper()).index) == list(clr_cifar10.ROWS)
-    monkeypatch.setattr(study_mod, "load_data", lambda *a: pytest.fail("data loaded on a re-run"))
-    monkeypatch.setattr(study_mod, "train", lambda *a, **k: pytest.fail("trained on a re-run"))
-    again = clr_cifar10.run(s, progress=False)
+    monkeypatch.setattr(execute_mod, "load_data", lambda *a: pytest.fail("data loaded on a re-run"))
+    monkeypatch.setattr(execute_mod, "train", lambda *a, **k: pytest.fail("trained on a re-run"))
+    again = experiment.run(s, progress=False)
     assert again.runs.final_test_acc.tolist() == first.runs.final_test_acc.tolist()
-    verdicts = again.verdicts(clr_cifar10.CLAIMS, clr_cifar10.measures(s, again))
+    verdicts = experiment.verdicts(s, again)
     assert set(verdicts.verdict) <= {"confirmed", "not confirmed", "inconclusive"}
     assert (verdicts.n == 1).all()
 
@@ -63,15 +64,16 @@ def test_smoke_study_runs_then_only_reads(scratch, monkeypatch):
 def test_a_failing_run_does_not_stop_the_others(scratch, monkeypatch):
     from lrstudy.experiments import clr_range_test
 
-    real_train = study_mod.train
+    real_train = execute_mod.train
 
     def sometimes(config, *a, **k):
         if config.schedule["name"] == "exp_sweep":
             raise RuntimeError("simulated crash")
         return real_train(config, *a, **k)
 
-    monkeypatch.setattr(study_mod, "train", sometimes)
-    results = clr_range_test.run(clr_range_test.settings("smoke"), progress=False)
+    monkeypatch.setattr(execute_mod, "train", sometimes)
+    experiment = clr_range_test.EXPERIMENT
+    results = experiment.run(experiment.settings("smoke"), progress=False)
     runs = results.runs.set_index("setting")
     failed = clr_range_test.EXPONENTIAL
     assert runs.loc[failed, "status"] == "failed" and "simulated crash" in runs.loc[failed, "error"]
@@ -134,11 +136,12 @@ def test_rows_scale_every_step_count():
 def test_range_test_notebook_measures(scratch):
     from lrstudy.experiments import clr_range_test
 
-    s = clr_range_test.settings("smoke")
-    results = clr_range_test.run(s, progress=False)
+    experiment = clr_range_test.EXPERIMENT
+    s = experiment.settings("smoke")
+    results = experiment.run(s, progress=False)
     linear, exponential = clr_range_test.sweeps(results)
     assert len(linear) >= 3 and linear.lr.is_monotonic_increasing
     assert len(exponential) > 0 and exponential.lr.is_monotonic_increasing  # one row per update (trace)
-    assert set(clr_range_test.measures(s, results)) == {"Smith max_lr", "Smith base_lr"}
-    verdicts = results.verdicts(clr_range_test.CLAIMS, clr_range_test.measures(s, results))
+    assert set(clr_range_test.derive(s, results)) == {"Smith max_lr", "Smith base_lr"}
+    verdicts = experiment.verdicts(s, results)
     assert set(verdicts.verdict) <= {"confirmed", "not confirmed", "inconclusive"}

@@ -15,6 +15,7 @@ import sys
 
 from .experiments import EXPERIMENTS, get_experiment
 from .config import PROFILES
+from .study import DATA_PARAMETERS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,9 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     status.add_argument("--seeds", type=int, default=None)
     card = sub.add_parser("scorecard", help="judge every claim on the stored runs (trains nothing)")
     card.add_argument("--profile", required=True, choices=PROFILES)
-    card.add_argument("--data", default=None)
-    card.add_argument("--data-cifar100", default=None)
-    card.add_argument("--data-mnist", default=None)
+    for parameter in DATA_PARAMETERS.values():  # --data, --data-cifar100, ...
+        card.add_argument(f"--{parameter.replace('_', '-')}", default=None)
     card.add_argument("--readme", action="store_true", help="write the table into README.md's scorecard block")
     card.add_argument("--index", action="store_true", help="write results/<profile>/index.html")
     sub.add_parser("list", help="list notebooks and profiles")
@@ -58,8 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
-    from .selection import parse_seed_range, select
-    from .study import execute
+    from .selection import parse_seed_range
 
     seed_range = parse_seed_range(args.seed_range) if args.seed_range else None
     failed = 0
@@ -67,8 +66,7 @@ def _run(args) -> int:
         experiment = get_experiment(name)
         seeds = max(seed_range) if seed_range else args.seeds
         settings = experiment.settings(args.profile, data=args.data, seeds=seeds, device=args.device)
-        chosen = select(experiment.run_configs(settings), only=args.only, seeds=seed_range)
-        results = execute(settings, chosen, progress=not args.no_progress)
+        results = experiment.run(settings, only=args.only, seeds=seed_range, progress=not args.no_progress)
         runs = results.runs
         print(runs.groupby(["setting", "status"]).size().to_string())
         failed += int((runs.status == "failed").sum())
@@ -79,7 +77,7 @@ def _scorecard(args) -> int:
     from . import scorecard
     from .paths import project_root
 
-    card = scorecard.collect(args.profile, data=args.data, data_cifar100=args.data_cifar100, data_mnist=args.data_mnist)
+    card = scorecard.collect(args.profile, **{p: getattr(args, p) for p in DATA_PARAMETERS.values()})
     print(scorecard.to_markdown(card))
     if args.readme:
         scorecard.update_readme(project_root() / "README.md", card, args.profile)
@@ -102,7 +100,7 @@ def _status(args) -> int:
         experiment = get_experiment(name)
         settings = experiment.settings(args.profile, data=args.data, seeds=args.seeds, device="cpu")
         counts = dict.fromkeys(["finished", "diverged", "failed", "missing", "data unavailable"], 0)
-        local = {describe_source(src)[0]: is_local(src) for src in settings.sources.values()}
+        local = {describe_source(src)[0]: is_local(src) for src in settings.data.values()}
         for _, config in experiment.run_configs(settings):
             record = store.load(config)
             if record is not None:

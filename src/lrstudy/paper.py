@@ -10,7 +10,7 @@ from importlib import resources
 
 import pandas as pd
 
-__all__ = ["paper_table"]
+__all__ = ["paper_table", "paper_value"]
 
 
 def paper_table(paper: str | None = None, table: str | list[str] | None = None, dataset: str | None = None,
@@ -22,3 +22,12 @@ def paper_table(paper: str | None = None, table: str | list[str] | None = None, 
         if value is not None:
             df = df[df[column].isin(value if isinstance(value, list) else [value])]
     return df.reset_index(drop=True)
+
+
+def paper_value(paper: str, setting: str) -> float:
+    """The paper's number for one setting (e.g. ``paper_value("CLR", "range test max_lr")``)."""
+    table = paper_table(paper)
+    match = table[table.setting == setting]
+    if len(match) != 1:
+        raise ValueError(f"paper_tables.csv has {len(match)} rows for {paper} setting {setting!r}; expected one")
+    return float(match.value.iloc[0])

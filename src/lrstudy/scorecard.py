@@ -1,8 +1,8 @@
 """The scorecard: every claim of the three papers, the paper's number, ours, the rule, the verdict.
 
 It reads only the run store (``results/<profile>/runs``) -- nothing is trained -- so it can be
-rebuilt at any time, from any machine, once the notebooks' runs exist. Claims whose runs are
-missing are "not run".
+rebuilt at any time, from any machine, once the experiments' runs exist. Each claim is judged as
+its own notebook judges it (``experiment.verdicts``); claims whose runs are missing are "not run".
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ import pandas as pd
 
 from .experiments import EXPERIMENTS
 from .paths import results_root
+from .study import DATA_PARAMETERS
 
 __all__ = ["collect", "to_markdown", "write_index", "update_readme", "PAPERS"]
 
 PAPERS = {"clr": "CLR", "sgdr": "SGDR", "super_convergence": "Super-convergence"}
-ORDER = ["clr_range_test", "clr_cifar10", "clr_adaptive", "clr_architectures", "sgdr", "super_convergence"]
 
 
-def _paper_of(notebook: str) -> str:
-    return next(v for k, v in PAPERS.items() if notebook.startswith(k))
+def _paper_of(experiment: str) -> str:
+    return next(v for k, v in PAPERS.items() if experiment.startswith(k))
 
 
 def _paper_numbers(paper: pd.DataFrame, claim) -> str:
@@ -51,21 +51,28 @@ def _ours(row: dict, claim) -> str:
     return f"{row['difference']:+.2f}{ci}"
 
 
-def collect(profile: str, data: str | None = None, data_cifar100: str | None = None,
-            data_mnist: str | None = None, notebooks: list[str] | None = None) -> pd.DataFrame:
-    """One row per claim across the study's notebooks, judged on the stored runs of ``profile``."""
+def _kind(claim) -> str:
+    """What a claim's ``difference`` is: a paired difference of two settings in accuracy points, a
+    ratio of our value to the paper's, or a measured value against a threshold."""
+    return "ratio to paper" if hasattr(claim, "target") else "value" if hasattr(claim, "threshold") else "difference"
+
+
+def collect(profile: str, experiments: list[str] | None = None, **data: str | None) -> pd.DataFrame:
+    """One row per claim across the study's experiments, judged on the stored runs of ``profile``.
+    ``data`` holds the sources the runs were trained on, by parameter (``data=``, ``data_cifar100=``,
+    ...; None: the profile's). The numbers stay numbers (``difference``, ``ci_low``, ``ci_high``,
+    read as ``kind`` says); ``ours`` and ``paper's number`` are their printed forms."""
     rows = []
-    for name in notebooks or ORDER:
+    for name in experiments or EXPERIMENTS:
         experiment = EXPERIMENTS[name]
-        others = {k: v for k, v in (("data_cifar100", data_cifar100), ("data_mnist", data_mnist))
-                  if k[5:] in experiment.notebook.datasets}
-        s = experiment.settings(profile, data=data, **others)
+        taken = {DATA_PARAMETERS[d] for d in experiment.data_sets}
+        s = experiment.settings(profile, **{k: v for k, v in data.items() if k in taken})
         results = experiment.run(s, progress=False, train_missing=False)
-        verdicts = results.verdicts(experiment.CLAIMS, experiment.measures(s, results))
+        verdicts = experiment.verdicts(s, results)
         paper = experiment.paper()
         runs = results.runs
         done = runs[runs.status.isin(["finished", "diverged"])]
-        for claim in experiment.CLAIMS:
+        for claim in experiment.claims:
             v = verdicts.loc[claim.id].to_dict()
             rows.append({
                 "paper": _paper_of(name),
@@ -74,6 +81,10 @@ def collect(profile: str, data: str | None = None, data_cifar100: str | None = N
                 "statement": claim.text,
                 "paper's number": _paper_numbers(paper, claim),
                 "ours": _ours(v, claim),
+                "kind": _kind(claim),
+                "difference": v["difference"],
+                "ci_low": v["ci_low"],
+                "ci_high": v["ci_high"],
                 "n": int(v["n"]),
                 "verdict": v["verdict"],
                 "rule": claim.rule,

@@ -60,6 +60,11 @@ class Claim:
             raise ValueError(f"claim {self.id}: a {self.kind!r} claim needs a margin > 0")
 
     @property
+    def labels(self) -> tuple[str, ...]:
+        """The measures the claim reads (its experiment must declare them)."""
+        return (self.a, self.b)
+
+    @property
     def rule(self) -> str:
         if self.kind == "equivalent":
             return (f"confirmed if the 95% CI of {self.a} - {self.b} (paired by seed) lies within "
@@ -117,6 +122,10 @@ class Agreement:
     shown: str = ""  # how the paper states it, where that is not one number (a range, say)
 
     @property
+    def labels(self) -> tuple[str, ...]:
+        return (self.measure,)
+
+    @property
     def rule(self) -> str:
         low, high = self.target / self.factor, self.target * self.factor
         return (f"confirmed if every seed's {self.measure} lies within [{low:.3g}, {high:.3g}] (a factor "
@@ -147,6 +156,10 @@ class AtLeast:
     text: str
     measure: str
     threshold: float
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return (self.measure,)
 
     @property
     def rule(self) -> str:

@@ -1,7 +1,15 @@
-"""Running an experiment's set of runs through the run store, and the tables notebooks show.
+"""What an experiment is, and what its runs give.
 
-An experiment module (``lrstudy.experiments.*``) lists its runs as ``(label, RunConfig)`` pairs;
-:func:`execute` trains the ones the store does not have yet and returns a :class:`StudyResults`.
+Every experiment module (``lrstudy.experiments.*``; one experiment = one notebook) declares one
+:class:`Experiment`: its rows -- the settings of a paper's table at the paper's budget, as
+:class:`Row` objects -- its claims and the measures they may name, its deviations from the paper,
+the paper's own table and the knobs a profile sets. Notebooks, the command line and the scorecard
+all use it the same way::
+
+    settings = experiment.settings("cpu")               # the profile's section, checked
+    results = experiment.run(settings)                  # train what the store lacks (lrstudy.execute)
+    verdicts = experiment.verdicts(settings, results)   # every claim, judged by its rule
+
 When every run is already stored, nothing is loaded or trained: a re-executed notebook only reads.
 """
 
@@ -9,60 +17,49 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
-import torch
 
-from .config import Profile, check_section, load_profile, resolve_device
-from .data import DataUnavailable, describe_source, load_data
-from .paths import results_root
+from .config import Profile, check_section, load_profile
+from .data import describe_source
+from .execute import execute, public_source
 from .policy import scale_steps
+from .runs import RunConfig, RunRecord
 from .schedule_specs import rescale
-from .provenance import environment
-from .runs import RunConfig, RunRecord, RunStore
-from .stats import Claim, mean_ci
-from .train import train
+from .selection import select
+from .stats import mean_ci
 
-__all__ = ["Settings", "Row", "Notebook", "StudyResults", "execute", "notebook_settings", "scaled_rows",
-           "build_configs", "STANDARD_KNOBS", "BATCH_SCALE"]
+__all__ = ["Settings", "Row", "Experiment", "StudyResults", "STANDARD_KNOBS", "BATCH_SCALE", "DATA_PARAMETERS"]
+
+# Every data set a row may train on, and the parameter naming its source: the notebooks' papermill
+# parameter, the profile's key and, upper-cased, the Make variable. A new data set is one entry here.
+DATA_PARAMETERS = {"cifar10": "data", "cifar100": "data_cifar100", "mnist": "data_mnist"}
 
 
 @dataclass(frozen=True)
 class Settings:
-    """What one notebook runs under: the profile, its overrides, and the notebook's own knobs."""
+    """What one experiment runs under: the profile, its overrides, and the experiment's own knobs."""
 
-    notebook: str
+    experiment: str
     profile: Profile
-    data: str
+    data: dict[str, str]  # {data set: source}, for every data set the experiment trains on
     device: str
     precision: str
     seeds: tuple[int, ...]
     knobs: dict = field(default_factory=dict)
-    other_data: dict = field(default_factory=dict)  # {"cifar100": source, "mnist": source}
-
-    @property
-    def sources(self) -> dict[str, str]:
-        """Data source of each data set a row may name."""
-        return {"cifar10": self.data, **self.other_data}
-
-    @property
-    def data_id(self) -> str:
-        return describe_source(self.data)[0]
 
     @property
     def data_name(self) -> str:
-        return describe_source(self.data)[1]
+        """What the CIFAR-10 source is (a JPEG copy, say), as results must call it."""
+        return describe_source(self.data["cifar10"])[1]
 
     def table(self) -> pd.DataFrame:
         rows = [
             ("profile", self.profile.name, self.profile.description),
-            ("data", self.data_name, f"source: {_public_source(self.data)}"),
-            *[(f"data ({key})", describe_source(src)[1], f"source: {_public_source(src)}")
-              for key, src in self.other_data.items()],
+            *[("data" if name == "cifar10" else f"data ({name})", describe_source(source)[1],
+               f"source: {public_source(source)}") for name, source in self.data.items()],
             ("device", self.device, "where missing runs are trained"),
             ("precision", self.precision, "bf16 = bfloat16 autocast for forward passes (CUDA only)"),
             ("seeds", ", ".join(map(str, self.seeds)), "one run per setting and seed"),
@@ -72,11 +69,10 @@ class Settings:
         return pd.DataFrame(rows, columns=["setting", "value", "meaning"]).set_index("setting")
 
 
-def make_settings(notebook: str, profile: Profile, knobs: dict, data=None, seeds=None, device=None,
-                  datasets: tuple[str, ...] = (), **other_data) -> Settings:
-    """Settings from a profile plus the notebook's overrides (``None`` keeps the profile's value).
-    ``datasets`` names the data sets besides CIFAR-10 the notebook uses (``"cifar100"``,
-    ``"mnist"``); ``data_cifar100=...`` / ``data_mnist=...`` override their sources."""
+def _settings(experiment: str, profile: Profile, knobs: dict, seeds, device, data_sets: Sequence[str],
+              sources: Mapping[str, str | None]) -> Settings:
+    """Settings from a profile plus overrides (``None`` keeps the profile's value); ``sources``
+    holds a source per data parameter (``data``, ``data_cifar100``, ...) the experiment takes."""
     if seeds is None:
         seeds = profile.seeds
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
@@ -84,59 +80,15 @@ def make_settings(notebook: str, profile: Profile, knobs: dict, data=None, seeds
     device = profile.device if device in (None, "", "None") else device
     if device not in ("cpu", "cuda", "auto"):
         raise ValueError(f"device={device!r}; choose one of ['cpu', 'cuda', 'auto']")
-    data = profile.data if data in (None, "", "None") else str(data)
-    unknown = sorted(set(other_data) - {f"data_{d}" for d in datasets})
+    parameters = [DATA_PARAMETERS[name] for name in data_sets]
+    unknown = sorted(set(sources) - set(parameters))
     if unknown:
-        raise ValueError(f"unknown parameter {unknown[0]!r}; this notebook takes "
-                         f"{['data', *(f'data_{d}' for d in datasets)]}")
-    others = {}
-    for name in datasets:
-        given = other_data.get(f"data_{name}")
-        others[name] = getattr(profile, f"data_{name}") if given in (None, "", "None") else str(given)
-    return Settings(notebook, profile, data, device, profile.precision, tuple(range(1, seeds + 1)), knobs, others)
-
-
-NOTEBOOK_PARAMETERS = ("profile", "data", "data_cifar100", "data_mnist", "seeds", "device")
-
-
-def check_injected_parameters(history: Sequence[str]) -> None:
-    """Refuse a parameter papermill injected that no notebook of the study knows (``-p seed 3`` for
-    ``seeds``): papermill itself only warns, and the run would go on with the default. ``history``
-    is the kernel's executed cell sources; papermill's injected cell is the one that starts with
-    the line ``# Parameters`` alone."""
-    import ast
-
-    for source in history:
-        if source.split("\n", 1)[0].strip() != "# Parameters":
-            continue
-        names = [t.id for node in ast.parse(source).body if isinstance(node, ast.Assign)
-                 for t in node.targets if isinstance(t, ast.Name)]
-        unknown = [name for name in names if name not in NOTEBOOK_PARAMETERS]
-        if unknown:
-            raise ValueError(f"unknown notebook parameter {', '.join(map(repr, unknown))} (given with papermill -p); "
-                             f"the study's notebooks take {', '.join(NOTEBOOK_PARAMETERS)}")
-
-
-def _kernel_history() -> list[str]:
-    """The cells executed so far in the IPython kernel we run in (none outside one)."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return []
-    shell = get_ipython()
-    return list(shell.user_ns.get("In", [])) if shell is not None else []
-
-
-def notebook_settings(notebook: str, knobs: dict, profile: str, data=None, seeds=None, device=None,
-                      datasets: tuple[str, ...] = (), **other_data) -> Settings:
-    """A notebook's settings: its section of the profile, checked against ``knobs`` (the spec of
-    :func:`lrstudy.config.check_section`), then the notebook's overrides; in a notebook, after
-    refusing any unknown parameter papermill injected."""
-    check_injected_parameters(_kernel_history())
-    prof = load_profile(profile)
-    values = check_section(f"profile {profile!r}, notebook {notebook!r}", prof.section(notebook), knobs)
-    return make_settings(notebook, prof, values, data=data, seeds=seeds, device=device, datasets=datasets,
-                         **other_data)
+        raise ValueError(f"unknown parameter {unknown[0]!r}; this notebook takes {parameters}")
+    data = {}
+    for name, parameter in zip(data_sets, parameters):
+        given = sources.get(parameter)
+        data[name] = getattr(profile, parameter) if given in (None, "", "None") else str(given)
+    return Settings(experiment, profile, data, device, profile.precision, tuple(range(1, seeds + 1)), knobs)
 
 
 @dataclass(frozen=True)
@@ -151,9 +103,9 @@ class Row:
     momentum: dict | None = None
     augment: dict = field(default_factory=dict)
     normalize: str = "mean_image"
-    eval_every: int | None = None  # in paper iterations; None: the notebook's `eval_every` setting
+    eval_every: int | None = None  # in paper iterations; None: the experiment's `eval_every` setting
     trace_every: int | None = None  # in paper iterations; None: no training trace
-    dataset: str = "cifar10"  # which of the settings' sources it trains on
+    dataset: str = "cifar10"  # which of the settings' data sets it trains on
     train_subset: int | None = None  # training images (a fixed class-balanced subset); None: all
     test_subset: int | None = None  # test images likewise
     eval_at: tuple[int, ...] = ()  # further evaluation steps, in paper iterations
@@ -182,43 +134,6 @@ class Row:
         )
 
 
-def scaled_rows(s: Settings, rows: dict[str, Row]) -> dict[str, Row]:
-    """The rows at this profile's budget (its ``budget_scale`` setting, 1 if it has none), with
-    batches multiplied by its ``batch_scale`` setting where a notebook has one (cheap profiles) --
-    and the learning rate by the same factor (the linear scaling rule), so that a rate that is
-    large for the paper's batch stays as large for the smaller one."""
-    scale, batch = s.knobs.get("budget_scale", 1.0), s.knobs.get("batch_scale", 1.0)
-    out = {}
-    for label, row in rows.items():
-        row = row.scaled(scale)
-        if batch != 1:
-            new_batch = max(2, round(row.batch_size * batch))
-            factor = {"name": "fixed", "lr": new_batch / row.batch_size}
-            row = dataclasses.replace(row, batch_size=new_batch,
-                                      schedule={"name": "product", "factors": [row.schedule, factor]})
-        out[label] = row
-    return out
-
-
-def build_configs(s: Settings, rows: dict[str, Row]) -> list[tuple[str, RunConfig]]:
-    """Every run of a notebook: each row at this profile's budget, once per seed (seeds outermost,
-    so an interrupted study has complete seeds first)."""
-    out = []
-    for seed in s.seeds:
-        for label, row in scaled_rows(s, rows).items():
-            out.append((label, RunConfig(
-                profile=s.profile.name, data=describe_source(s.sources[row.dataset])[0], model=row.model,
-                optimizer=row.optimizer,
-                schedule=row.schedule, iterations=row.iterations, batch_size=row.batch_size,
-                eval_every=row.eval_every or s.knobs["eval_every"], seed=seed, normalize=row.normalize,
-                augment=row.augment, momentum=row.momentum, trace_every=row.trace_every,
-                train_subset=row.train_subset, test_subset=row.test_subset,
-                eval_at=list(row.eval_at) or None, snapshot_at=list(row.snapshot_at) or None,
-                lr_estimate=row.lr_estimate,
-            )))
-    return out
-
-
 BATCH_SCALE = {"batch_scale": ((int, float), lambda v: 0 < v <= 1,
                               "factor on every run's batch size and learning rate (linear scaling rule), "
                               "in (0, 1]; below 1 only in the cheap profiles")}
@@ -228,44 +143,121 @@ STANDARD_KNOBS = {
     "eval_every": (int, lambda v: v >= 1, "iterations between test-set evaluations, >= 1"),
 }
 
+Measures = dict[str, dict[int, float]]  # {label: {seed: value}}
 
-class Notebook:
-    """The plumbing every experiment module shares: its settings under a profile, its rows at that
-    profile's budget, its runs. A module makes one and exposes its methods as functions."""
 
-    def __init__(self, name: str, rows: dict[str, Row], knobs: dict = STANDARD_KNOBS):
-        self.name, self.rows, self.knobs = name, rows, knobs
-        self.datasets = tuple(sorted({row.dataset for row in rows.values()} - {"cifar10"}))
+class Experiment:
+    """One experiment of the study (and its notebook).
 
-    def settings(self, profile: str = "smoke", data: str | None = None, seeds: int | None = None,
-                 device: str | None = None, **other_data) -> Settings:
-        """The notebook's settings: the profile's values, then any explicit overrides
-        (``data_cifar100=``, ``data_mnist=`` for notebooks that use those sets)."""
-        return notebook_settings(self.name, self.knobs, profile, data=data, seeds=seeds, device=device,
-                                 datasets=self.datasets, **other_data)
+    ``rows`` are its settings at the paper's budget: a mapping, or a function of the profile's knobs
+    for experiments whose profiles change more than the budget (networks' depth, data subsets); called
+    with no knobs it must give the paper's own rows. ``claims`` may name a row's label or one of the
+    ``derived`` measures, which ``derive(settings, results)`` computes -- exactly those, every time.
+    A row's own value is its runs' final test accuracy, unless ``row_values(settings, results)`` reads
+    it otherwise. A claim that names anything else is an error here, when its module is imported.
+    """
 
-    def rows_for(self, s: Settings) -> dict[str, Row]:
-        """The rows under these settings (a notebook whose profile changes more than the budget,
-        e.g. the networks' depth, overrides this)."""
-        return self.rows
+    def __init__(self, name: str, rows: Mapping[str, Row] | Callable[[Mapping], dict[str, Row]],
+                 claims: Sequence, deviations: Sequence[str], paper: Callable[[], pd.DataFrame],
+                 knobs: Mapping[str, tuple] = STANDARD_KNOBS, derived: Iterable[str] = (),
+                 derive: Callable[[Settings, StudyResults], Measures] | None = None,
+                 row_values: Callable[[Settings, StudyResults], Measures] | None = None):
+        self.name, self.claims, self.deviations, self.paper, self.knobs = name, list(claims), list(deviations), paper, knobs
+        self._rows = rows if callable(rows) else (lambda knobs: dict(rows))
+        self.derived, self._derive, self._row_values = tuple(derived), derive, row_values
+        paper_rows = self.rows()
+        self.data_sets = ("cifar10", *sorted({row.dataset for row in paper_rows.values()} - {"cifar10"}))
+        self.labels = (*paper_rows, *self.derived)
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"experiment {name!r}: a derived measure has a row's label")
+        if bool(self.derived) != (derive is not None):
+            raise ValueError(f"experiment {name!r}: derived measures need a derive function, and it needs them")
+        for claim in self.claims:
+            unknown = [label for label in claim.labels if label not in self.labels]
+            if unknown:
+                raise ValueError(f"experiment {name!r}: claim {claim.id} names {unknown[0]!r}, which is neither "
+                                 "one of its rows nor a declared derived measure")
 
-    def schedules(self, s: Settings, labels: list[str] | None = None) -> dict[str, tuple[int, dict]]:
+    def rows(self, knobs: Mapping | None = None) -> dict[str, Row]:
+        """The rows at the paper's budget under a profile's ``knobs`` (None: the paper's own)."""
+        return self._rows(knobs or {})
+
+    def settings(self, profile: str = "smoke", seeds: int | None = None, device: str | None = None,
+                 **data: str | None) -> Settings:
+        """The settings under ``profile``: its section for this experiment, checked against the
+        experiment's knobs, then any overrides -- ``seeds``, ``device``, and a source for each data set
+        the experiment trains on, by its parameter (``data=`` for CIFAR-10, ``data_cifar100=``, ...).
+        None keeps the profile's value."""
+        prof = load_profile(profile)
+        knobs = check_section(f"profile {profile!r}, notebook {self.name!r}", prof.section(self.name), self.knobs)
+        return _settings(self.name, prof, knobs, seeds, device, self.data_sets, data)
+
+    def scaled_rows(self, s: Settings) -> dict[str, Row]:
+        """The rows at this profile's budget (its ``budget_scale`` knob, 1 if it has none), with
+        batches multiplied by its ``batch_scale`` knob where an experiment has one (cheap profiles) --
+        and the learning rate by the same factor (the linear scaling rule), so that a rate that is
+        large for the paper's batch stays as large for the smaller one."""
+        scale, batch = s.knobs.get("budget_scale", 1.0), s.knobs.get("batch_scale", 1.0)
+        out = {}
+        for label, row in self.rows(s.knobs).items():
+            row = row.scaled(scale)
+            if batch != 1:
+                new_batch = max(2, round(row.batch_size * batch))
+                factor = {"name": "fixed", "lr": new_batch / row.batch_size}
+                row = dataclasses.replace(row, batch_size=new_batch,
+                                          schedule={"name": "product", "factors": [row.schedule, factor]})
+            out[label] = row
+        return out
+
+    def schedules(self, s: Settings, labels: Sequence[str] | None = None) -> dict[str, tuple[int, dict]]:
         """Each row's iteration budget and schedule at this profile's budget."""
-        rows = scaled_rows(s, self.rows_for(s))
+        rows = self.scaled_rows(s)
         return {label: (rows[label].iterations, rows[label].schedule) for label in (labels or rows)}
 
     def run_configs(self, s: Settings) -> list[tuple[str, RunConfig]]:
-        return build_configs(s, self.rows_for(s))
+        """Every run: each row at this profile's budget, once per seed (seeds outermost, so an
+        interrupted study has complete seeds first)."""
+        out = []
+        for seed in s.seeds:
+            for label, row in self.scaled_rows(s).items():
+                out.append((label, RunConfig(
+                    profile=s.profile.name, data=describe_source(s.data[row.dataset])[0], model=row.model,
+                    optimizer=row.optimizer,
+                    schedule=row.schedule, iterations=row.iterations, batch_size=row.batch_size,
+                    eval_every=row.eval_every or s.knobs["eval_every"], seed=seed, normalize=row.normalize,
+                    augment=row.augment, momentum=row.momentum, trace_every=row.trace_every,
+                    train_subset=row.train_subset, test_subset=row.test_subset,
+                    eval_at=list(row.eval_at) or None, snapshot_at=list(row.snapshot_at) or None,
+                    lr_estimate=row.lr_estimate,
+                )))
+        return out
 
-    def run(self, s: Settings, progress: bool = True, train_missing: bool = True,
-            fuse: int | None = None) -> "StudyResults":
-        """Train (or read back) every run of the notebook; ``train_missing=False`` only reads."""
-        return execute(s, self.run_configs(s), progress=progress, train_missing=train_missing, fuse=fuse)
+    def run(self, s: Settings, only: Iterable[str] | None = None, seeds: Iterable[int] | None = None,
+            progress: bool = True, train_missing: bool = True, fuse: int | None = None) -> StudyResults:
+        """Train (or read back) the runs -- all of them, or those of the settings in ``only`` and
+        the seeds in ``seeds``; ``train_missing=False`` only reads."""
+        labelled = select(self.run_configs(s), only=only, seeds=seeds)
+        records, errors = execute(s, labelled, progress=progress, train_missing=train_missing, fuse=fuse)
+        return StudyResults(s, [label for label, _ in labelled], [c for _, c in labelled], records, errors)
+
+    def measures(self, s: Settings, results: StudyResults) -> Measures:
+        """Every value a claim may name, ``{label: {seed: value}}``: each row's, and the derived ones."""
+        values = self._row_values(s, results) if self._row_values else results.final_accuracy()
+        derived = self._derive(s, results) if self._derive else {}
+        if set(derived) != set(self.derived):
+            raise ValueError(f"experiment {self.name!r}: derive() gave {sorted(set(derived) ^ set(self.derived))} "
+                             "besides or instead of the declared derived measures")
+        return {**values, **derived}
+
+    def verdicts(self, s: Settings, results: StudyResults) -> pd.DataFrame:
+        """Each claim judged by its rule on :meth:`measures`."""
+        values = self.measures(s, results)
+        return pd.DataFrame([claim.judge(values) for claim in self.claims]).set_index("claim")
 
 
 @dataclass
 class StudyResults:
-    """The runs of one notebook: their records, and tables built from them."""
+    """The runs of one experiment: their records, and tables built from them."""
 
     settings: Settings
     labels: list[str]
@@ -313,9 +305,9 @@ class StudyResults:
                                          "setting", "seed"])
         return pd.concat(frames, ignore_index=True)
 
-    def final_accuracy(self) -> dict[str, dict[int, float]]:
+    def final_accuracy(self) -> Measures:
         """``{setting: {seed: final test accuracy}}`` over runs that produced a result."""
-        out: dict[str, dict[int, float]] = {}
+        out: Measures = {}
         for label, config, record in zip(self.labels, self.configs, self.records):
             if record is not None and len(record.rows):
                 out.setdefault(label, {})[config.seed] = float(record.final["test_acc"])
@@ -344,188 +336,3 @@ class StudyResults:
                 row["paper"] = float(match.value.iloc[0]) if len(match) else math.nan
             rows.append(row)
         return pd.DataFrame(rows).set_index("setting")
-
-    def verdicts(self, claims: Sequence[Claim], measures: dict | None = None) -> pd.DataFrame:
-        """Each claim judged on ``measures`` (``{label: {seed: value}}``; default: final accuracies)."""
-        values = self.final_accuracy() if measures is None else measures
-        return pd.DataFrame([c.judge(values) for c in claims]).set_index("claim")
-
-
-def execute(settings: Settings, labelled: Sequence[tuple[str, RunConfig]], progress: bool = True,
-            train_missing: bool = True, fuse: int | None = None) -> StudyResults:
-    """Make sure every run exists in the store (training the missing ones), then collect them.
-
-    Runs are trained one after another on ``settings.device``; a data set is loaded only if some run
-    on it is missing. A run that raises is recorded as failed and the others still run; runs whose
-    data cannot be had (offline, no local copy) are reported as not run, with the reason. With
-    ``train_missing=False`` nothing is trained: missing runs are reported as not run (the scorecard).
-    Up to ``fuse`` runs of one small net train as one batched computation; by default the profile's
-    ``fuse`` on a CUDA device and none elsewhere (on a CPU, K=4 fused runs train at 0.49x the rate of
-    one: results/bench).
-    """
-    store = RunStore(settings.profile.name)
-    labels, configs = [label for label, _ in labelled], [c for _, c in labelled]
-    stored = {c.id: store.load(c) for c in configs}  # each record read once
-    if not train_missing:
-        errors = {i: "not run: no stored result" for i, r in stored.items() if r is None}
-        return StudyResults(settings, labels, configs, [stored[c.id] for c in configs], errors)
-    sources = _Sources(settings)
-    records, errors = [], {}
-    missing = [(label, c) for label, c in labelled if stored[c.id] is None]
-    if missing:
-        print(f"{len(missing)} of {len(labelled)} runs to train (the rest are in {_rel(store.root)}).")
-    done = 0
-    if fuse is None:
-        fuse = settings.profile.fuse if resolve_device(settings.device).type == "cuda" else 1
-    if fuse > 1 and len(missing) > 1:
-        done = _train_fused_groups(settings, store, missing, sources, progress, fuse)
-    for label, config in labelled:
-        record = stored[config.id] or store.load(config)  # (a fused group may have stored it since)
-        if record is None:
-            data, device = sources.get(config.data), sources.device
-            done += 1
-            name = f"[{done}/{len(missing)}] {label} seed {config.seed}"
-            if isinstance(data, DataUnavailable):
-                errors[config.id] = f"not run: {str(data).splitlines()[0]}"
-                print(f"{name}: {errors[config.id]}")
-                records.append(None)
-                continue
-            checkpointer = store.checkpointer(config, settings.profile.checkpoint_every)
-            try:
-                source = sources.source_of[config.data]
-                record = store.get_or_run(
-                    config, lambda c: _train_one(c, data, source, device, settings, label, progress, name,
-                                                 checkpointer),
-                    checkpointer=checkpointer,
-                )
-                final = record.final
-                print(f"{name}: {record.status} after {int(final['step'])} iterations, "
-                      f"test accuracy {final['test_acc']:.2f}% ({record.meta['timings']['wall_s']:.0f} s)")
-            except Exception as err:  # recorded as failed by the store; go on with the others
-                errors[config.id] = f"{type(err).__name__}: {err}"
-                print(f"{name}: FAILED ({errors[config.id]})")
-                record = None
-        records.append(record)
-    return StudyResults(settings, labels, configs, records, errors)
-
-
-class _Sources:
-    """The data sets a study trains on, loaded on first need -- or the reason one cannot be --
-    keyed by data id; and the device, resolved (and tuned) once, before the first load."""
-
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        self.source_of = {describe_source(src)[0]: src for src in settings.sources.values()}
-        self.loaded: dict[str, object] = {}
-        self.device = None
-
-    def get(self, data_id: str):
-        if data_id not in self.loaded:
-            if self.device is None:
-                self.device = resolve_device(self.settings.device)
-                if self.device.type == "cuda":
-                    torch.backends.cudnn.benchmark = True  # static shapes: let cuDNN pick its fastest kernels
-            try:
-                self.loaded[data_id] = load_data(self.source_of[data_id])
-            except DataUnavailable as err:
-                self.loaded[data_id] = err
-        return self.loaded[data_id]
-
-
-def _train_fused_groups(settings: Settings, store: RunStore, missing, sources: _Sources, progress: bool,
-                        fuse: int) -> int:
-    """Train the ``missing`` runs that can share one batched computation (:mod:`lrstudy.fused`) in groups of
-    up to ``fuse``, holding every member's lock; the rest are left to the one-by-one loop.
-    A group is checkpointed as a whole; its checkpoint goes once every member's record is saved.
-    Returns how many ran."""
-    from contextlib import ExitStack
-
-    from .fused import fusable, fusable_key, group_id, train_fused
-
-    groups: dict[str, list[tuple[str, RunConfig]]] = {}
-    for label, config in missing:
-        if fusable(config):
-            groups.setdefault(fusable_key(config), []).append((label, config))
-    count = 0
-    for members in groups.values():
-        for start in range(0, len(members), fuse):
-            chunk = members[start:start + fuse]
-            if len(chunk) < 2:
-                continue
-            data = sources.get(chunk[0][1].data)
-            if isinstance(data, DataUnavailable):
-                continue  # the one-by-one loop reports these as not run
-            device = sources.device
-            with ExitStack() as stack:
-                for _, config in chunk:
-                    stack.enter_context(store.locked(config.id))
-                chunk = [(label, c) for label, c in chunk if store.load(c) is None]
-                if not chunk:
-                    continue
-                name = f"fused group of {len(chunk)} ({chunk[0][0]} ...)"
-                started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-                configs = [c for _, c in chunk]
-                checkpointer = store.checkpointer(group_id(configs), settings.profile.checkpoint_every)
-                try:
-                    results = train_fused(configs, data, device=device, precision=settings.precision,
-                                          progress=progress, description=name, checkpointer=checkpointer)
-                except Exception as err:  # fall back to one-by-one training for these runs
-                    print(f"{name}: fused training failed ({type(err).__name__}: {err}); training them one by one")
-                    continue
-                for (label, config), result in zip(chunk, results):
-                    store.save(config, result.status, result.rows,
-                               _info(settings, config, label, started, result, device, data,
-                                     sources.source_of[config.data], "fused"))
-                    final = result.rows[-1]
-                    print(f"[fused] {label} seed {config.seed}: {result.status} after {final['step']} iterations, "
-                          f"test accuracy {final['test_acc']:.2f}%")
-                checkpointer.finish()
-                count += len(chunk)
-    return count
-
-
-def _info(settings: Settings, config: RunConfig, label: str, started: str, result, device, data, source: str,
-          step_mode: str) -> dict:
-    info = {
-        "label": label,
-        "notebook": settings.notebook,
-        "started_at": started,
-        "precision": settings.precision,
-        "diverged_at": result.diverged_at,
-        "timings": result.timings,
-        "environment": environment(device),
-        "step_mode": step_mode,  # how the training step ran: "eager", "compiled" or "fused"
-        "data": {"source": _public_source(source), **data.describe()},
-    }
-    if result.snapshots:
-        info["snapshots"] = result.snapshots
-    return info
-
-
-def _train_one(config: RunConfig, data, source: str, device, settings: Settings, label: str, progress: bool,
-               name: str, checkpointer=None):
-    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    compiled = _compiles(settings, device)
-    result = train(config, data, device=device, precision=settings.precision, progress=progress, description=name,
-                   checkpointer=checkpointer, compile_model=compiled)
-    info = _info(settings, config, label, started, result, device, data, source, "compiled" if compiled else "eager")
-    return result.status, result.rows, info
-
-
-def _compiles(settings: Settings, device) -> bool:
-    """Whether runs go through ``torch.compile``: only on CUDA (on a CPU the Caffe net trains at
-    20.7 it/s compiled vs 22.2 eager with 2 threads, 10.7 vs 12.8 with 1; measured 2026-11-30)."""
-    return settings.profile.compile and torch.device(device).type == "cuda"
-
-
-def _public_source(source: str) -> str:
-    """A data source as recorded: a name as given, a path by its last component only (where the
-    files lay on one machine says nothing about what they were, and may be private)."""
-    return Path(source).name if ("/" in source or "\\" in source) else source
-
-
-def _rel(path) -> str:
-    try:
-        return str(path.relative_to(results_root().parent))
-    except ValueError:
-        return str(path)

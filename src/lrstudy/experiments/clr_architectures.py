@@ -23,19 +23,18 @@ so cycles keep their phase across the drops.
 
 from __future__ import annotations
 
-import dataclasses
+from typing import Mapping
 
 import pandas as pd
 
 from ..paper import paper_table
 from ..stats import Claim
-from ..study import BATCH_SCALE, Notebook, Row, STANDARD_KNOBS
+from ..study import BATCH_SCALE, STANDARD_KNOBS, Experiment, Row
 
-NOTEBOOK = "clr_architectures"
 AUGMENT = {"flip": True, "crop": 4, "pad_mode": "zeros"}
 TRAIN_IMAGES = 50_000
 
-# name: (paper's label, model spec, epochs, batch, drop epochs, training images, CLR bounds)
+# name: (model spec, epochs, batch, drop epochs, training images, CLR bounds)
 NETWORKS = {
     "ResNet": ({"name": "resnet", "depth": 56, "variant": "option_a"}, 164, 128, (81, 122), 50_000, (0.1, 0.3)),
     "Stochastic Depth": ({"name": "resnet_sd", "depth": 110}, 500, 128, (250, 375), 45_000, (0.1, 0.3)),
@@ -50,36 +49,42 @@ def label(network: str, dataset: str, setting: str) -> str:
     return f"{network}, {dataset}, {setting}"
 
 
-def _rows() -> dict[str, Row]:
-    rows = {}
+def rows(knobs: Mapping) -> dict[str, Row]:
+    """Every network with each fixed rate and with CLR, on both data sets, at the originals' budgets.
+    A profile's knobs may set other depths (``depths``) and train and test on subsets; absent, the
+    originals' settings."""
+    depths = knobs.get("depths", {})
+    out = {}
     for network, (model, epochs, batch, drops, images, (low, high)) in NETWORKS.items():
+        if model["name"] in depths:
+            model = {**model, "depth": depths[model["name"]]}
         per_epoch = images // batch
         iterations = epochs * per_epoch
         milestones = [e * per_epoch for e in drops]
         optimizer = {"name": "torch_sgd", "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4}
+        train = images if images < TRAIN_IMAGES else None
+        if knobs.get("train_subset") is not None:
+            train = min(knobs["train_subset"], train or TRAIN_IMAGES)
         common = dict(model=model, optimizer=optimizer, batch_size=batch, augment=AUGMENT, normalize="channel_stats",
-                      train_subset=images if images < TRAIN_IMAGES else None)
+                      train_subset=train, test_subset=knobs.get("test_subset"))
         for dataset, key in DATASETS.items():
             for rate in FIXED_RATES:
                 schedule = {"name": "multistep", "base_lr": rate, "gamma": 0.1, "milestones": milestones}
-                rows[label(network, dataset, f"fixed {rate:g}")] = Row(iterations, schedule, dataset=key, **common)
+                out[label(network, dataset, f"fixed {rate:g}")] = Row(iterations, schedule, dataset=key, **common)
             cycle = {"name": "triangular", "base_lr": low, "max_lr": high, "step_size": round(iterations / 20)}
             drops_only = {"name": "multistep", "base_lr": 1.0, "gamma": 0.1, "milestones": milestones}
-            rows[label(network, dataset, f"CLR {low:g}-{high:g}")] = Row(
+            out[label(network, dataset, f"CLR {low:g}-{high:g}")] = Row(
                 iterations, {"name": "product", "factors": [cycle, drops_only]}, dataset=key, **common)
-    return rows
+    return out
 
 
-ROWS = _rows()
-
-CLAIMS = []
-for _network, (_m, _e, _b, _d, _i, (_low, _high)) in NETWORKS.items():
-    for _dataset in DATASETS:
-        CLAIMS.append(Claim(
-            f"CLR-T4.{_network.split()[0].lower()}.{_dataset.lower()}",
-            f"{_network} on {_dataset}: CLR {_low:g}-{_high:g} at least matches the original fixed rate 0.1",
-            a=label(_network, _dataset, f"CLR {_low:g}-{_high:g}"), b=label(_network, _dataset, "fixed 0.1"),
-            kind="not_worse", margin=0.5))
+CLAIMS = [
+    Claim(f"CLR-T4.{network.split()[0].lower()}.{dataset.lower()}",
+          f"{network} on {dataset}: CLR {low:g}-{high:g} at least matches the original fixed rate 0.1",
+          a=label(network, dataset, f"CLR {low:g}-{high:g}"), b=label(network, dataset, "fixed 0.1"),
+          kind="not_worse", margin=0.5)
+    for network, (*_, (low, high)) in NETWORKS.items() for dataset in DATASETS
+]
 
 DEVIATIONS = [
     "The paper does not name the depths: ResNet-56, ResNet-110 (the Stochastic Depth code's default) "
@@ -107,34 +112,11 @@ KNOBS = {
 }
 
 
-class _Architectures(Notebook):
-    """Rows adapted to the profile's knobs: depths, and training/test subsets."""
-
-    def rows_for(self, s) -> dict[str, Row]:
-        depths = s.knobs["depths"]
-        rows = {}
-        for name, row in ROWS.items():
-            model = dict(row.model)
-            if model["name"] in depths:
-                model["depth"] = depths[model["name"]]
-            train = row.train_subset
-            if s.knobs["train_subset"] is not None:
-                train = min(s.knobs["train_subset"], train or TRAIN_IMAGES)
-            rows[name] = dataclasses.replace(row, model=model, train_subset=train, test_subset=s.knobs["test_subset"])
-        return rows
-
-
-notebook = _Architectures(NOTEBOOK, ROWS, KNOBS)
-settings, schedules, run_configs, run = notebook.settings, notebook.schedules, notebook.run_configs, notebook.run
-
-
 def paper() -> pd.DataFrame:
-    """Table 4 with each row's setting named as this notebook names it."""
+    """Table 4 with each row's setting named as this experiment names it."""
     table = paper_table("CLR", table="Table 4").copy()
     table["setting"] = [label(m, d, s) for m, d, s in zip(table.model, table.dataset, table.setting)]
     return table
 
 
-def measures(s, results) -> dict[str, dict[int, float]]:
-    """Final test accuracy per setting and seed (the claims compare final accuracies)."""
-    return results.final_accuracy()
+EXPERIMENT = Experiment("clr_architectures", rows, CLAIMS, DEVIATIONS, paper, knobs=KNOBS)

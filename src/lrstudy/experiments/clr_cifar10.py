@@ -28,9 +28,8 @@ import pandas as pd
 
 from ..paper import paper_table
 from ..stats import Claim
-from ..study import Notebook, Row, Settings, StudyResults, scaled_rows
+from ..study import Experiment, Row, Settings, StudyResults
 
-NOTEBOOK = "clr_cifar10"
 CAFFE_FULL = {"name": "caffe_cifar10_full"}
 SIGMOID_BN = {"name": "caffe_cifar10_sigmoid_bn"}
 SGD = {"name": "caffe_sgd", "momentum": 0.9, "weight_decay": 0.004}
@@ -72,6 +71,7 @@ ROWS = {
     "sigmoid+BN triangular": _row(60_000, _triangular(2000), model=SIGMOID_BN, optimizer=SGD_NO_DECAY),
 }
 TABLE1 = ["fixed", "triangular2", "decay", "exp", "exp_range"]
+# two points of the triangular run, for the stop-at-cycle-end claim
 CYCLE_END, CYCLE_PEAK = "triangular, end of last cycle", "triangular, last peak"
 
 # Written before any run; the notebook shows them before it trains.
@@ -109,24 +109,21 @@ DEVIATIONS = [
 ]
 
 
-notebook = Notebook(NOTEBOOK, ROWS)
-settings, schedules, run_configs, run = notebook.settings, notebook.schedules, notebook.run_configs, notebook.run
-
-
 def paper() -> pd.DataFrame:
     return paper_table("CLR", table=["Table 1", "Section 4.1.1 (Fig. 6)"], dataset="CIFAR-10")
 
 
-def measures(s: Settings, results: StudyResults) -> dict[str, dict[int, float]]:
-    """Final test accuracy per setting and seed, plus the two points of the stop-at-cycle-end
-    claim: the triangular run's accuracy at the end of its last cycle and at that cycle's peak."""
-    out = results.final_accuracy()
-    row = scaled_rows(s, ROWS)["triangular"]
-    end, peak = row.iterations, row.iterations - row.schedule["step_size"]
+def derive(s: Settings, results: StudyResults) -> dict[str, dict[int, float]]:
+    """The two points of the stop-at-cycle-end claim: the triangular run's test accuracy at the end
+    of its last cycle and at that cycle's peak, per seed."""
+    row = EXPERIMENT.scaled_rows(s)["triangular"]
     curves = results.curves
-    if len(curves):
-        tri = curves[(curves.setting == "triangular") & curves.test_acc.notna()]
-        for label, step in ((CYCLE_END, end), (CYCLE_PEAK, peak)):
-            at = tri[tri.step == step]
-            out[label] = dict(zip(at.seed.astype(int), at.test_acc.astype(float)))
+    tri = curves[(curves.setting == "triangular") & curves.test_acc.notna()]
+    out = {}
+    for label, step in ((CYCLE_END, row.iterations), (CYCLE_PEAK, row.iterations - row.schedule["step_size"])):
+        at = tri[tri.step == step]
+        out[label] = dict(zip(at.seed.astype(int), at.test_acc.astype(float)))
     return out
+
+
+EXPERIMENT = Experiment("clr_cifar10", ROWS, CLAIMS, DEVIATIONS, paper, derived=(CYCLE_END, CYCLE_PEAK), derive=derive)

@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 
-from ..paper import paper_table
-from ..range_test import suggest_fastai, suggest_smith
+from ..paper import paper_table, paper_value
+from ..range_test import smoothed_sweep, suggest_fastai, suggest_smith
 from ..stats import Agreement
-from ..study import Notebook, Row, StudyResults
+from ..study import Experiment, Row, Settings, StudyResults
 
-NOTEBOOK = "clr_range_test"
 CAFFE_FULL = {"name": "caffe_cifar10_full"}
 SGD = {"name": "caffe_sgd", "momentum": 0.9, "weight_decay": 0.004}
 LINEAR, EXPONENTIAL = "linear 0 to 0.02 (Smith)", "exponential 1e-6 to 10 (fastai)"
@@ -32,18 +30,14 @@ ROWS = {
     EXPONENTIAL: Row(1000, {"name": "exp_sweep", "start_lr": 1e-6, "end_lr": 10.0, "total_steps": 1000},
                      CAFFE_FULL, SGD, batch_size=100, eval_every=1000, trace_every=1),
 }
-SMOOTHING, STOP_FACTOR = 0.98, 4.0
-
-def _paper_value(setting: str) -> float:
-    table = paper_table("CLR", table="Section 3.3 (Fig. 3)")
-    return float(table[table.setting == setting].value.iloc[0])
-
+# the bounds read off Smith's sweep by lrstudy.range_test.suggest_smith, per seed
+SMITH_MAX_LR, SMITH_BASE_LR = "Smith max_lr", "Smith base_lr"
 
 CLAIMS = [
     Agreement("CLR-F3.max_lr", "the range test puts max_lr for this net where the paper found it (accuracy stops rising)",
-              measure="Smith max_lr", target=_paper_value("range test max_lr"), factor=2.0),
+              measure=SMITH_MAX_LR, target=paper_value("CLR", "range test max_lr"), factor=2.0),
     Agreement("CLR-F3.base_lr", "the range test puts base_lr where the paper found it (accuracy starts to rise)",
-              measure="Smith base_lr", target=_paper_value("range test base_lr"), factor=2.0),
+              measure=SMITH_BASE_LR, target=paper_value("CLR", "range test base_lr"), factor=2.0),
 ]
 
 DEVIATIONS = [
@@ -55,40 +49,24 @@ DEVIATIONS = [
     "The exponential sweep's range and length are ours (fastai's default range, 1000 updates).",
 ]
 
-
 RANGE_KNOBS = {"budget_scale": ((int, float), lambda v: 0 < v <= 1, "fraction of the sweeps' iterations, in (0, 1]")}
-
-notebook = Notebook(NOTEBOOK, ROWS, RANGE_KNOBS)
-settings, schedules, run_configs, run = notebook.settings, notebook.schedules, notebook.run_configs, notebook.run
 
 
 def paper() -> pd.DataFrame:
     return paper_table("CLR", table="Section 3.3 (Fig. 3)")
 
 
-def smoothed_loss(losses: np.ndarray, beta: float = SMOOTHING) -> np.ndarray:
-    """fastai's smoothed loss: an exponential moving average with bias correction."""
-    avg, out = 0.0, []
-    for i, value in enumerate(losses, start=1):
-        avg = beta * avg + (1 - beta) * value
-        out.append(avg / (1 - beta**i))
-    return np.asarray(out)
-
-
 def sweeps(results: StudyResults) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The two sweeps as tidy tables: Smith's test accuracy against rate (one row per evaluation),
-    and fastai's smoothed training loss against rate (one row per update, cut at 4x its best)."""
+    and fastai's smoothed training loss against rate (one row per update, cut where fastai's rule
+    would have stopped the sweep: the smoothed loss past 4x its best)."""
     curves = results.curves
     linear = curves[(curves.setting == LINEAR) & curves.test_acc.notna()][["seed", "step", "lr", "test_acc"]]
     frames = []
     for seed, trace in curves[(curves.setting == EXPONENTIAL) & (curves.step > 0)].groupby("seed"):
         trace = trace.sort_values("step").copy()
-        trace["smooth_loss"] = smoothed_loss(trace.train_loss.to_numpy())
-        finite = np.isfinite(trace.smooth_loss.to_numpy())
-        best = np.minimum.accumulate(np.where(finite, trace.smooth_loss, np.inf))
-        beyond = ~finite | (trace.smooth_loss.to_numpy() > STOP_FACTOR * best)
-        stop = int(np.argmax(beyond)) if beyond.any() else len(trace)
-        frames.append(trace.iloc[:stop][["seed", "step", "lr", "train_loss", "smooth_loss"]])
+        trace["smooth_loss"], keep = smoothed_sweep(trace.train_loss.to_numpy())
+        frames.append(trace.iloc[:keep][["seed", "step", "lr", "train_loss", "smooth_loss"]])
     exponential = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     return linear.reset_index(drop=True), exponential
 
@@ -114,11 +92,13 @@ def suggestions(results: StudyResults) -> pd.DataFrame:
                                        "minimum/10", "steepest", "rule"])
 
 
-def measures(s, results: StudyResults) -> dict[str, dict[int, float]]:
+def derive(s: Settings, results: StudyResults) -> dict[str, dict[int, float]]:
+    """The bounds Smith's rule reads off the linear sweep, per seed."""
     table = suggestions(results)
-    smith = table[table.method.str.startswith("Smith")] if len(table) else table
-    out = {}
-    for column, label in (("max_lr", "Smith max_lr"), ("base_lr", "Smith base_lr")):
-        if column in smith:
-            out[label] = {int(r.seed): float(r[column]) for _, r in smith.iterrows() if not math.isnan(r[column])}
-    return out
+    smith = table[table.method.str.startswith("Smith")]
+    return {label: {int(r.seed): float(r[column]) for _, r in smith.iterrows() if not math.isnan(r[column])}
+            for column, label in (("max_lr", SMITH_MAX_LR), ("base_lr", SMITH_BASE_LR))}
+
+
+EXPERIMENT = Experiment("clr_range_test", ROWS, CLAIMS, DEVIATIONS, paper, knobs=RANGE_KNOBS,
+                        derived=(SMITH_MAX_LR, SMITH_BASE_LR), derive=derive)

@@ -17,18 +17,18 @@ than storing both copies.
 
 from __future__ import annotations
 
-import dataclasses
 import math
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ..paper import paper_table
 from ..schedules import sgdr_cycle_ends
 from ..stats import AtLeast, Claim
-from ..study import Notebook, Row, Settings, StudyResults, STANDARD_KNOBS, BATCH_SCALE, scaled_rows
+from ..study import BATCH_SCALE, STANDARD_KNOBS, Experiment, Row, Settings, StudyResults
 
-NOTEBOOK = "sgdr"
 BATCH, EPOCHS = 128, 200
 OPTIMIZER = {"name": "caffe_sgd", "momentum": 0.9, "weight_decay": 1e-3}
 AUGMENT = {"flip": True, "crop": 4, "pad_mode": "zeros"}
@@ -44,18 +44,31 @@ SCHEDULES = {  # label: (kind, parameters)
     # a practice recaps of SGDR recommend: shrink both bounds at every restart
     "SGDR T0=10, Tmult=2, bounds x0.5 per restart": ("sgdr_decay", (10, 2)),
 }
+RESTARTING = [name for name, (kind, _) in SCHEDULES.items() if kind != "default"]
 BASELINE = "default, eta0=0.05"  # the better default in the paper, used for its later experiments
 ENSEMBLED = "SGDR T0=10, Tmult=2"
 SNAPSHOT_EPOCHS = (30, 70, 150)  # just before the restarts of T0=10, Tmult=2
+# Table 2's settings, as the paper names them; "M" is the snapshots a run keeps (at a budget so small
+# that two snapshot steps coincide, fewer: ensembles() says how many)
+SINGLE, ENSEMBLE = "single model N=1, M=1", f"ensemble N=1, M={len(SNAPSHOT_EPOCHS)}"
+LAST_CYCLE_END, BUDGET_END = "T0=1 at the last cycle end", "T0=1 at the budget's end"
 
 
-def label(dataset: str, schedule: str) -> str:
-    return f"{dataset}: {schedule}"
+def label(dataset: str, setting: str) -> str:
+    return f"{dataset}: {setting}"
 
 
-def _rows(model: dict, epoch_images: int) -> dict[str, Row]:
-    per_epoch = epoch_images // BATCH
-    rows = {}
+def speedup(dataset: str, schedule: str) -> str:
+    return f"{dataset}: speedup of {schedule}"
+
+
+def rows(knobs: Mapping) -> dict[str, Row]:
+    """Every schedule on both data sets at the paper's 200 epochs. A profile's knobs may shrink the
+    WRN (``model``), count epochs of 50,000 images (``epoch_images``) and train and test on subsets;
+    absent, the code's WRN-28-10, 100,000-image epochs and the whole sets."""
+    model = {"name": "wrn", "depth": 28, "width": 10, **knobs.get("model", {})}
+    per_epoch = knobs.get("epoch_images", 100_000) // BATCH
+    out = {}
     for dataset, key in DATASETS.items():
         for name, (kind, value) in SCHEDULES.items():
             ends = []
@@ -68,13 +81,12 @@ def _rows(model: dict, epoch_images: int) -> dict[str, Row]:
                             "steps_per_epoch": per_epoch, "restart_decay": 0.5 if kind == "sgdr_decay" else 1.0}
                 ends = [round(e * per_epoch) for e in sgdr_cycle_ends(t0, mult, EPOCHS)]
             snapshots = [e * per_epoch for e in SNAPSHOT_EPOCHS] if name == ENSEMBLED else []
-            rows[label(dataset, name)] = Row(
+            out[label(dataset, name)] = Row(
                 EPOCHS * per_epoch, schedule, model, OPTIMIZER, BATCH, augment=AUGMENT, normalize="mean_image_unit",
-                dataset=key, eval_at=tuple(ends), snapshot_at=tuple(snapshots))
-    return rows
+                dataset=key, train_subset=knobs.get("train_subset"), test_subset=knobs.get("test_subset"),
+                eval_at=tuple(ends), snapshot_at=tuple(snapshots))
+    return out
 
-
-ROWS = _rows({"name": "wrn", "depth": 28, "width": 10}, 100_000)
 
 CLAIMS = []
 for _dataset in DATASETS:
@@ -84,19 +96,21 @@ for _dataset in DATASETS:
         Claim(f"SGDR-T1.T0=10.{_dataset}", f"{_dataset}: SGDR T0=10, Tmult=2 is at least as good as the default schedule",
               a=label(_dataset, "SGDR T0=10, Tmult=2"), b=label(_dataset, BASELINE), kind="not_worse", margin=0.3),
         AtLeast(f"SGDR-2x.T0=1.{_dataset}", f"{_dataset}: SGDR (T0=1, Tmult=2) reaches the default's final accuracy "
-                "at least 2x sooner", measure=f"{_dataset}: speedup of SGDR T0=1, Tmult=2", threshold=2.0),
+                "at least 2x sooner", measure=speedup(_dataset, "SGDR T0=1, Tmult=2"), threshold=2.0),
         AtLeast(f"SGDR-2x.T0=10.{_dataset}", f"{_dataset}: SGDR (T0=10, Tmult=2) reaches the default's final accuracy "
-                "at least 2x sooner", measure=f"{_dataset}: speedup of SGDR T0=10, Tmult=2", threshold=2.0),
+                "at least 2x sooner", measure=speedup(_dataset, "SGDR T0=10, Tmult=2"), threshold=2.0),
         Claim(f"SGDR-T2.snapshots.{_dataset}", f"{_dataset}: an ensemble of 3 snapshots of one run beats its single model",
-              a=label(_dataset, "ensemble N=1, M=3"), b=label(_dataset, "single model N=1, M=1")),
+              a=label(_dataset, ENSEMBLE), b=label(_dataset, SINGLE)),
         Claim(f"SGDR-stop.{_dataset}", f"{_dataset}: stopping at the end of the last finished cycle (T0=1, Tmult=2) is "
               "at least as good as stopping at the budget mid-cycle",
-              a=label(_dataset, "T0=1 at the last cycle end"), b=label(_dataset, "T0=1 at the budget's end"),
-              kind="not_worse", margin=0.3),
+              a=label(_dataset, LAST_CYCLE_END), b=label(_dataset, BUDGET_END), kind="not_worse", margin=0.3),
         Claim(f"SGDR-decay.{_dataset}", f"{_dataset}: (recaps' advice) halving the bounds at each restart is at least "
               "as good as constant bounds", a=label(_dataset, "SGDR T0=10, Tmult=2, bounds x0.5 per restart"),
               b=label(_dataset, "SGDR T0=10, Tmult=2"), kind="not_worse", margin=0.3),
     ]
+DERIVED = [name for dataset in DATASETS for name in (
+    *(speedup(dataset, schedule) for schedule in RESTARTING),
+    label(dataset, SINGLE), label(dataset, ENSEMBLE), label(dataset, LAST_CYCLE_END), label(dataset, BUDGET_END))]
 
 DEVIATIONS = [
     "The released code's epoch is 100,000 images (the training set plus a flipped copy); we keep that unit "
@@ -123,19 +137,9 @@ KNOBS = {
 }
 
 
-class _SGDR(Notebook):
-    def rows_for(self, s: Settings) -> dict[str, Row]:
-        model = {"name": "wrn", "depth": 28, "width": 10, **s.knobs["model"]}
-        return {name: dataclasses.replace(row, train_subset=s.knobs["train_subset"], test_subset=s.knobs["test_subset"])
-                for name, row in _rows(model, s.knobs["epoch_images"]).items()}
-
-
-notebook = _SGDR(NOTEBOOK, ROWS, KNOBS)
-settings, schedules, run_configs, run = notebook.settings, notebook.schedules, notebook.run_configs, notebook.run
-
 
 def paper() -> pd.DataFrame:
-    """Table 1 (WRN-28-10 rows) and Table 2, named as this notebook names its settings; errors
+    """Table 1 (WRN-28-10 rows) and Table 2, named as this experiment names its settings; errors
     turned into accuracies so that every table of the study reads the same way."""
     table = paper_table("SGDR").copy()
     table["setting"] = [label(d, s) for d, s in zip(table.dataset, table.setting)]
@@ -149,12 +153,12 @@ def steps_per_epoch(s: Settings) -> float:
 def recommended(s: Settings, results: StudyResults) -> pd.DataFrame:
     """Per run: the test accuracy the paper would report -- at the end of the last cycle finished
     within the budget for SGDR, at the end for the default schedules -- and when that was."""
-    rows = scaled_rows(s, notebook.rows_for(s))
+    rows_ = EXPERIMENT.scaled_rows(s)
     out = []
     for label_, config, record in zip(results.labels, results.configs, results.records):
         if record is None:
             continue
-        row = rows[label_]
+        row = rows_[label_]
         step = max(row.eval_at) if row.eval_at else row.iterations
         at = record.rows[(record.rows.step == step) & record.rows.test_acc.notna()]
         if len(at):
@@ -163,36 +167,42 @@ def recommended(s: Settings, results: StudyResults) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def recommended_accuracy(s: Settings, results: StudyResults) -> dict[str, dict[int, float]]:
+    """Each row's value for the claims: its runs' recommended solutions, per seed."""
+    out: dict[str, dict[int, float]] = {}
+    for _, r in recommended(s, results).iterrows():
+        out.setdefault(r.setting, {})[int(r.seed)] = r.test_acc
+    return out
+
+
 def speedups(s: Settings, results: StudyResults) -> pd.DataFrame:
     """Epochs each schedule needs to first reach the default schedule's final accuracy (same data
     set and seed), and the speedup: the default's epochs over that. SGDR is read only at the end of
     its cycles, as the paper's Fig. 2 plots its recommended solutions."""
-    rows = scaled_rows(s, notebook.rows_for(s))
+    rows_ = EXPERIMENT.scaled_rows(s)
     curves = results.curves
-    if not len(curves):
-        return pd.DataFrame()
     out = []
     for dataset in DATASETS:
         base = curves[(curves.setting == label(dataset, BASELINE)) & curves.test_acc.notna()]
         for seed, base_run in base.groupby("seed"):
             target = float(base_run.sort_values("step").test_acc.iloc[-1])
             total = base_run.step.max() / steps_per_epoch(s)
-            for name, (kind, _) in SCHEDULES.items():
-                if kind == "default":
-                    continue
+            for name in RESTARTING:
                 key = label(dataset, name)
                 run_ = curves[(curves.setting == key) & (curves.seed == seed) & curves.test_acc.notna()]
-                run_ = run_[run_.step.isin(rows[key].eval_at)].sort_values("step")
+                run_ = run_[run_.step.isin(rows_[key].eval_at)].sort_values("step")
                 hit = run_[run_.test_acc >= target]
                 epochs = float(hit.step.iloc[0]) / steps_per_epoch(s) if len(hit) else math.nan
                 out.append({"data set": dataset, "schedule": name, "seed": seed, "target accuracy": target,
                             "default epochs": total, "epochs to target": epochs,
                             "speedup": total / epochs if epochs == epochs else math.nan})
-    return pd.DataFrame(out)
+    return pd.DataFrame(out, columns=["data set", "schedule", "seed", "target accuracy", "default epochs",
+                                      "epochs to target", "speedup"])
 
 
 def ensembles(s: Settings, results: StudyResults) -> pd.DataFrame:
-    """Table 2: test accuracy of N runs x M snapshots of SGDR T0=10, Tmult=2, softmax outputs averaged."""
+    """Table 2: test accuracy of N runs x M snapshots of SGDR T0=10, Tmult=2, softmax outputs
+    averaged; ``snapshots`` says how many each run kept (M, unless a small budget merged two)."""
     out = []
     for dataset in DATASETS:
         snaps = {config.seed: record.snapshots() for label_, config, record in
@@ -204,47 +214,42 @@ def ensembles(s: Settings, results: StudyResults) -> pd.DataFrame:
         labels = next(iter(snaps.values()))["labels"]
         for seed, v in snaps.items():
             probs = v["probs"].float()
-            out.append({"data set": dataset, "ensemble": "single model N=1, M=1", "seed": seed,
+            out.append({"data set": dataset, "ensemble": SINGLE, "snapshots": 1, "seed": seed,
                         "test_acc": _accuracy(probs[-1:], labels)})
-            out.append({"data set": dataset, "ensemble": f"ensemble N=1, M={len(probs)}", "seed": seed,
+            out.append({"data set": dataset, "ensemble": ENSEMBLE, "snapshots": len(probs), "seed": seed,
                         "test_acc": _accuracy(probs, labels)})
         if len(snaps) > 1:
             every = [v["probs"].float() for v in snaps.values()]
-            out.append({"data set": dataset, "ensemble": f"ensemble N={len(every)}, M={len(every[0])}", "seed": "all",
-                        "test_acc": _accuracy(np.concatenate(every), labels)})
-    return pd.DataFrame(out)
+            out.append({"data set": dataset, "ensemble": f"ensemble N={len(every)}, M={len(SNAPSHOT_EPOCHS)}",
+                        "snapshots": len(every[0]), "seed": "all", "test_acc": _accuracy(np.concatenate(every), labels)})
+    return pd.DataFrame(out, columns=["data set", "ensemble", "snapshots", "seed", "test_acc"])
 
 
 def _accuracy(probs, labels) -> float:
-    import torch
-
     mean = torch.as_tensor(probs).float().mean(0)
     return 100.0 * float((mean.argmax(1) == labels).float().mean())
 
 
-def measures(s: Settings, results: StudyResults) -> dict[str, dict[int, float]]:
-    """Recommended-solution accuracies per setting and seed, the speedups, the ensembles and the
-    stopping-rule comparison, keyed as the claims name them."""
-    out: dict[str, dict[int, float]] = {}
-    rec = recommended(s, results)
-    for _, r in rec.iterrows():
-        out.setdefault(r.setting, {})[int(r.seed)] = r.test_acc
-    sp = speedups(s, results)
-    for _, r in sp.iterrows():
-        out.setdefault(f"{r['data set']}: speedup of {r.schedule}", {})[int(r.seed)] = r.speedup
+def derive(s: Settings, results: StudyResults) -> dict[str, dict[int, float]]:
+    """The speedups, the ensembles against their single models, and the stopping rule's two points:
+    the T0=1 run at the end of its last finished cycle and at the end of the budget."""
+    out: dict[str, dict[int, float]] = {name: {} for name in DERIVED}
+    for _, r in speedups(s, results).iterrows():
+        out[speedup(r["data set"], r.schedule)][int(r.seed)] = r.speedup
     ens = ensembles(s, results)
-    for _, r in ens[ens.seed != "all"].iterrows() if len(ens) else []:
-        name = "ensemble N=1, M=3" if r.ensemble.startswith("ensemble N=1") else r.ensemble
-        out.setdefault(label(r["data set"], name), {})[int(r.seed)] = r.test_acc
+    for _, r in ens[ens.seed != "all"].iterrows():
+        out[label(r["data set"], r.ensemble)][int(r.seed)] = r.test_acc
     curves = results.curves
     for dataset in DATASETS:
         key = label(dataset, "SGDR T0=1, Tmult=2")
-        run_rows = curves[(curves.setting == key) & curves.test_acc.notna()] if len(curves) else curves
-        for seed, one in run_rows.groupby("seed") if len(run_rows) else []:
-            ends = scaled_rows(s, notebook.rows_for(s))[key].eval_at
+        ends = EXPERIMENT.scaled_rows(s)[key].eval_at
+        for seed, one in curves[(curves.setting == key) & curves.test_acc.notna()].groupby("seed"):
             last_end = one[one.step == max(ends)] if ends else one.iloc[0:0]
-            final = one.sort_values("step").iloc[-1:]
             if len(last_end):
-                out.setdefault(label(dataset, "T0=1 at the last cycle end"), {})[int(seed)] = float(last_end.test_acc.iloc[0])
-                out.setdefault(label(dataset, "T0=1 at the budget's end"), {})[int(seed)] = float(final.test_acc.iloc[0])
+                out[label(dataset, LAST_CYCLE_END)][int(seed)] = float(last_end.test_acc.iloc[0])
+                out[label(dataset, BUDGET_END)][int(seed)] = float(one.sort_values("step").test_acc.iloc[-1])
     return out
+
+
+EXPERIMENT = Experiment("sgdr", rows, CLAIMS, DEVIATIONS, paper, knobs=KNOBS, derived=DERIVED, derive=derive,
+                        row_values=recommended_accuracy)

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Mapping
 
 import pandas as pd
 
-from ..paper import paper_table
+from ..paper import paper_table, paper_value
 from ..stats import Agreement, AtLeast, Claim
-from ..study import Notebook, Row, Settings, StudyResults, STANDARD_KNOBS, BATCH_SCALE
+from ..study import BATCH_SCALE, STANDARD_KNOBS, Experiment, Row, Settings, StudyResults
 
-NOTEBOOK = "super_convergence"
 FLIPS = {"flip": True}
 OPT = {"name": "caffe_sgd", "momentum": 0.9, "weight_decay": 1e-4}
 
@@ -38,24 +38,32 @@ PC_LR = {"name": "multistep", "base_lr": 0.35, "gamma": 0.1, "milestones": [50_0
 RANGE = {"name": "triangular", "base_lr": 0.0, "max_lr": 3.0, "step_size": 5000}  # lrRangeSolver, 5k variant
 SIZES = (10_000, 20_000, 30_000, 40_000)  # limited training data (50,000 is the full set)
 TRAIN_IMAGES = 50_000
+BATCH = 1000  # the authors' total batch (8 GPUs x 125)
 
 FIG1A_CLR, FIG1A_PC = "1cycle 0.1-3, 10k iterations", "PC-LR 0.35, 80k iterations"
 RANGE_RESNET, RANGE_CAFFE = "range test 0-3: ResNet-56", "range test 0-3: Caffe CIFAR-10 net"
 CM_CYCLE = "1cycle + cyclical momentum 0.95-0.85 + annihilation"
+# measures derived from the runs (see derive())
+RETAINED_RESNET, RETAINED_CAFFE = "retained accuracy: ResNet-56", "retained accuracy: Caffe CIFAR-10 net"
+HF_EARLY = "Hessian-free estimate, first tenth of the 1cycle run"
 
 
-def _rows(depth: int, batch: int) -> dict[str, Row]:
-    """Every setting at the paper's budgets. ``depth``/``batch`` let cheap profiles shrink the net
-    and batch; iteration counts are the paper's either way (profiles scale them)."""
+def gap(images: int) -> str:
+    """The 1cycle - PC-LR difference in final accuracy with this many training images."""
+    return f"gap, {images} training images"
+
+
+def _paper_rows(depth: int) -> dict[str, Row]:
+    """Every setting at the paper's budgets, with a Caffe ResNet of ``depth`` (the paper's: 56)."""
     # the estimate of the best rate is recorded every 100 iterations (a training trace), not only
     # at test evaluations, so that its early values are seen even in short runs
-    clr = Row(10_000, ONE_CYCLE, _resnet(depth, 0.05), OPT, batch, augment=FLIPS, lr_estimate="corrected", trace_every=100)
-    pc = Row(80_000, PC_LR, _resnet(depth, 0.001), OPT, batch, augment=FLIPS)
+    clr = Row(10_000, ONE_CYCLE, _resnet(depth, 0.05), OPT, BATCH, augment=FLIPS, lr_estimate="corrected", trace_every=100)
+    pc = Row(80_000, PC_LR, _resnet(depth, 0.001), OPT, BATCH, augment=FLIPS)
     rows = {
         FIG1A_CLR: clr,
         FIG1A_PC: pc,
         # range tests: accuracy at 20 points along the sweep
-        RANGE_RESNET: Row(5000, RANGE, _resnet(depth, 0.001), OPT, batch, augment=FLIPS, eval_every=250),
+        RANGE_RESNET: Row(5000, RANGE, _resnet(depth, 0.001), OPT, BATCH, augment=FLIPS, eval_every=250),
         RANGE_CAFFE: Row(5000, RANGE, {"name": "caffe_cifar10_full"},
                          {"name": "caffe_sgd", "momentum": 0.9, "weight_decay": 0.004}, 100, eval_every=250),
     }
@@ -109,24 +117,41 @@ def _table2(depth: int) -> dict[str, Row]:
     return out
 
 
-ROWS = _rows(56, 1000)
-TABLE2 = [k for k in ROWS if k.startswith("Table 2")]
+def rows(knobs: Mapping) -> dict[str, Row]:
+    """The paper's settings. A profile's knobs may shrink the ResNet (``depth``), train on a subset
+    (the limited-data rows keep their fraction of it), test on a subset, leave Table 2 out, and give
+    the range tests their own share of the budget (``range_test_scale``); absent, the paper's."""
+    subset = knobs.get("train_subset")
+    fraction = (subset or TRAIN_IMAGES) / TRAIN_IMAGES
+    out = {}
+    for name, row in _paper_rows(knobs.get("depth", 56)).items():
+        if name.startswith("Table 2") and not knobs.get("table2", True):
+            continue
+        train = row.train_subset
+        if train is not None:  # a limited-data row: keep its fraction of the (possibly reduced) set
+            train = max(row.batch_size, round(train * fraction))
+        elif subset is not None and row.dataset == "cifar10":
+            train = subset
+        if name in (RANGE_RESNET, RANGE_CAFFE) and knobs.get("range_test_scale") is not None:
+            # every row is scaled by budget_scale afterwards: stretch these first, so that the sweep
+            # ends up at range_test_scale of its length (a sweep of a few dozen steps shows nothing)
+            row = row.scaled(knobs["range_test_scale"] / knobs["budget_scale"])
+        out[name] = dataclasses.replace(row, train_subset=train, test_subset=knobs.get("test_subset"))
+    return out
 
-def _paper_value(setting: str) -> float:
-    table = paper_table("SC")
-    return float(table[table.setting == setting].value.iloc[0])
 
+TABLE2 = list(_table2(56))
 
-_HF_LOW, _HF_HIGH = _paper_value("Hessian-free estimate low"), _paper_value("Hessian-free estimate high")
+_HF_LOW, _HF_HIGH = paper_value("SC", "Hessian-free estimate low"), paper_value("SC", "Hessian-free estimate high")
 CLAIMS = [
     Claim("SC-1a", "one cycle to LR 3 in 10k iterations beats the piecewise-constant schedule in 80k",
           a=FIG1A_CLR, b=FIG1A_PC),
     Claim("SC-2b", "ResNet-56 keeps its test accuracy up to LR 3 in the range test, unlike the Caffe net",
-          a="retained accuracy: ResNet-56", b="retained accuracy: Caffe CIFAR-10 net"),
+          a=RETAINED_RESNET, b=RETAINED_CAFFE),
     AtLeast("SC-2b.resnet", "in ResNet-56's range test, accuracy at the top of the sweep stays within 20% of its peak",
-            measure="retained accuracy: ResNet-56", threshold=0.8),
+            measure=RETAINED_RESNET, threshold=0.8),
     Agreement("SC-HF", "the Hessian-free estimate of the best rate lies in the paper's range early in training",
-              measure="Hessian-free estimate, first tenth of the 1cycle run", target=math.sqrt(_HF_LOW * _HF_HIGH),
+              measure=HF_EARLY, target=math.sqrt(_HF_LOW * _HF_HIGH),
               factor=math.sqrt(_HF_HIGH / _HF_LOW), shown=f"{_HF_LOW:g}-{_HF_HIGH:g}"),
     Claim("SC-wd.1e-3", "weight decay 1e-3 eliminates training at such large rates (1e-4 is far better)",
           a="1cycle, weight decay 0.0001", b="1cycle, weight decay 0.001"),
@@ -139,13 +164,15 @@ CLAIMS = [
     Claim("SC-data.10k", "with 10k training images 1cycle still beats PC-LR", a="1cycle, 10000 training images",
           b="PC-LR, 10000 training images"),
     Claim("SC-data.gap", "the gap between 1cycle and PC-LR grows as the training data shrinks (10k vs 50k)",
-          a="gap, 10000 training images", b="gap, 50000 training images"),
+          a=gap(10_000), b=gap(TRAIN_IMAGES)),
 ]
 for _step, _cycle in zip(TABLE2[::2], TABLE2[1::2]):
     _net = _step.split(": ", 1)[1].rsplit(", step", 1)[0]
     CLAIMS.append(Claim(f"SC-T2.{_net.split(',')[0].replace(' ', '-')}",
                         f"{_net}: 1cycle in fewer epochs at least matches the step schedule",
                         a=_cycle, b=_step, kind="not_worse", margin=0.5))
+
+DERIVED = [RETAINED_RESNET, RETAINED_CAFFE, HF_EARLY, *(gap(n) for n in (*SIZES, TRAIN_IMAGES))]
 
 DEVIATIONS = [
     "The super-convergence paper's full text was not available; settings follow the authors' Caffe "
@@ -180,31 +207,6 @@ KNOBS = {
 }
 
 
-class _SuperConvergence(Notebook):
-    def rows_for(self, s: Settings) -> dict[str, Row]:
-        rows = _rows(s.knobs["depth"], 1000)
-        subset, fraction = s.knobs["train_subset"], (s.knobs["train_subset"] or TRAIN_IMAGES) / TRAIN_IMAGES
-        out = {}
-        for name, row in rows.items():
-            if name.startswith("Table 2") and not s.knobs["table2"]:
-                continue
-            train = row.train_subset
-            if train is not None:  # a limited-data row: keep its fraction of the (possibly reduced) set
-                train = max(row.batch_size, round(train * fraction))
-            elif subset is not None and row.dataset == "cifar10":
-                train = subset
-            if name in (RANGE_RESNET, RANGE_CAFFE) and s.knobs["range_test_scale"] is not None:
-                # every row is scaled by budget_scale afterwards: stretch these first, so that the sweep
-                # ends up at range_test_scale of its length (a sweep of a few dozen steps shows nothing)
-                row = row.scaled(s.knobs["range_test_scale"] / s.knobs["budget_scale"])
-            out[name] = dataclasses.replace(row, train_subset=train, test_subset=s.knobs["test_subset"])
-        return out
-
-
-notebook = _SuperConvergence(NOTEBOOK, ROWS, KNOBS)
-settings, schedules, run_configs, run = notebook.settings, notebook.schedules, notebook.run_configs, notebook.run
-
-
 def paper() -> pd.DataFrame:
     return paper_table("SC")
 
@@ -217,35 +219,36 @@ def range_tests(results: StudyResults) -> pd.DataFrame:
     return out[["setting", "seed", "step", "lr", "test_acc"]].reset_index(drop=True)
 
 
-def measures(s: Settings, results: StudyResults) -> dict[str, dict[int, float]]:
-    """Final accuracies, plus: accuracy retained at the top of each range test (mean test accuracy
-    over the evaluations in the last tenth of the sweep, divided by the sweep's peak), the
-    Hessian-free estimate early in the 1cycle run (median over the first tenth, in the rate units of
-    the paper's batch of 1000), and the
-    1cycle - PC-LR gap per training-set size."""
-    out = results.final_accuracy()
+def derive(s: Settings, results: StudyResults) -> dict[str, dict[int, float]]:
+    """The accuracy retained at the top of each range test (mean test accuracy over the evaluations
+    in the last tenth of the sweep, divided by the sweep's peak), the Hessian-free estimate early in
+    the 1cycle run (median over the first tenth, in the rate units of the paper's batch of 1000), and
+    the 1cycle - PC-LR gap in final accuracy per training-set size."""
+    out: dict[str, dict[int, float]] = {name: {} for name in DERIVED}
     sweeps = range_tests(results)
-    for name, key in ((RANGE_RESNET, "retained accuracy: ResNet-56"), (RANGE_CAFFE, "retained accuracy: Caffe CIFAR-10 net")):
+    for name, key in ((RANGE_RESNET, RETAINED_RESNET), (RANGE_CAFFE, RETAINED_CAFFE)):
         for seed, sweep in sweeps[sweeps.setting == name].groupby("seed") if len(sweeps) else []:
             top = sweep[sweep.step >= 0.9 * sweep.step.max()]
             peak = sweep.test_acc.max()
-            out.setdefault(key, {})[int(seed)] = float(top.test_acc.mean() / peak) if peak > 0 else math.nan
+            out[key][int(seed)] = float(top.test_acc.mean() / peak) if peak > 0 else math.nan
     curves = results.curves
     if len(curves) and "lr_estimate" in curves:
         # A profile with smaller batches scales every rate by the batch ratio (linear scaling rule);
         # the estimate is a rate too, so it is divided by that ratio to compare with the paper's.
-        batch = next((c.batch_size for label, c in zip(results.labels, results.configs) if label == FIG1A_CLR),
-                     ROWS[FIG1A_CLR].batch_size)
-        to_paper_units = ROWS[FIG1A_CLR].batch_size / batch
+        batch = next((c.batch_size for label, c in zip(results.labels, results.configs) if label == FIG1A_CLR), BATCH)
+        to_paper_units = BATCH / batch
         run_ = curves[(curves.setting == FIG1A_CLR) & curves.lr_estimate.notna()]
         for seed, one in run_.groupby("seed"):
             early = one[one.step <= 0.1 * one.step.max()]
             if len(early):
-                out.setdefault("Hessian-free estimate, first tenth of the 1cycle run", {})[int(seed)] = float(
-                    early.lr_estimate.median() * to_paper_units)
+                out[HF_EARLY][int(seed)] = float(early.lr_estimate.median() * to_paper_units)
+    final = results.final_accuracy()
     for n, clr, pc in [(n, f"1cycle, {n} training images", f"PC-LR, {n} training images") for n in SIZES] + [
             (TRAIN_IMAGES, FIG1A_CLR, FIG1A_PC)]:
-        both = set(out.get(clr, {})) & set(out.get(pc, {}))
-        for seed in both:
-            out.setdefault(f"gap, {n} training images", {})[seed] = out[clr][seed] - out[pc][seed]
+        for seed in set(final.get(clr, {})) & set(final.get(pc, {})):
+            out[gap(n)][seed] = final[clr][seed] - final[pc][seed]
     return out
+
+
+EXPERIMENT = Experiment("super_convergence", rows, CLAIMS, DEVIATIONS, paper, knobs=KNOBS, derived=DERIVED,
+                        derive=derive)
