@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from .config import Profile, check_section, load_profile, resolve_device
-from .data import DataUnavailable, describe_source, load_data
+from .data import DataUnavailable, check_shape, describe_source, is_local, load_data, source_fingerprint
 from .paths import results_root
 from .schedules import rescale, scale_steps
 from .provenance import environment
@@ -262,6 +262,11 @@ class Notebook:
         return execute(s, self.run_configs(s), progress=progress, train_missing=train_missing, fuse=fuse)
 
 
+# the columns of StudyResults.runs, present even when no run has a result yet
+RUN_COLUMNS = ("setting", "seed", "run_id", "iterations", "status", "error", "final_test_acc", "final_train_acc",
+               "steps_done", "train_s", "device", "commit", "code_modified", "torch", "data", "precision")
+
+
 @dataclass
 class StudyResults:
     """The runs of one notebook: their records, and tables built from them."""
@@ -297,7 +302,7 @@ class StudyResults:
                     precision=meta.get("precision"),
                 )
             rows.append(row)
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows).reindex(columns=list(dict.fromkeys([*RUN_COLUMNS, *(k for r in rows for k in r)])))
 
     @property
     def curves(self) -> pd.DataFrame:
@@ -354,24 +359,34 @@ def execute(settings: Settings, labelled: Sequence[tuple[str, RunConfig]], progr
             train_missing: bool = True, fuse: int | None = None) -> StudyResults:
     """Make sure every run exists in the store (training the missing ones), then collect them.
 
-    Runs are trained one after another on ``settings.device``; a data set is loaded only if some run
-    on it is missing. A run that raises is recorded as failed and the others still run; runs whose
-    data cannot be had (offline, no local copy) are reported as not run, with the reason. With
+    Runs are trained one after another on ``settings.device``. A stored run is reused only if the
+    data at hand, where it is on this machine, has the fingerprint the run recorded
+    (:class:`lrstudy.runs.OtherDataError` otherwise). A run that raises is recorded as failed and the
+    others still run. If the main data set (``settings.data``) is needed and cannot be had, this
+    stops at once with one message naming the remedies; runs on another data set that cannot be
+    downloaded are reported as not run, with the reason. Data on this machine that cannot be read
+    (a broken image, images of the wrong size) is an error naming the file. With
     ``train_missing=False`` nothing is trained: missing runs are reported as not run (the scorecard).
     Up to ``fuse`` runs of one small net train as one batched computation; by default the profile's
     ``fuse`` on a CUDA device and none elsewhere (on a CPU, K=4 fused runs train at 0.49x the rate of
     one: results/bench).
     """
     store = RunStore(settings.profile.name)
+    sources = _Sources(settings)
     labels, configs = [label for label, _ in labelled], [c for _, c in labelled]
-    stored = {c.id: store.load(c) for c in configs}  # each record read once
+    stored = {c.id: store.load(c, sources.fingerprint(c.data)) for c in configs}  # each record read once
     if not train_missing:
         errors = {i: "not run: no stored result" for i, r in stored.items() if r is None}
         return StudyResults(settings, labels, configs, [stored[c.id] for c in configs], errors)
-    sources = _Sources(settings)
     records, errors = [], {}
     missing = [(label, c) for label, c in labelled if stored[c.id] is None]
     if missing:
+        main_data = describe_source(settings.data)[0]
+        if any(c.data == main_data for _, c in missing):
+            unavailable = sources.get(main_data)
+            if isinstance(unavailable, DataUnavailable):
+                raise DataUnavailable(str(unavailable)) from None
+        store.check_writable()
         print(f"{len(missing)} of {len(labelled)} runs to train (the rest are in {_rel(store.root)}).")
     done = 0
     if fuse is None:
@@ -379,7 +394,8 @@ def execute(settings: Settings, labelled: Sequence[tuple[str, RunConfig]], progr
     if fuse > 1 and len(missing) > 1:
         done = _train_fused_groups(settings, store, missing, sources, progress, fuse)
     for label, config in labelled:
-        record = stored[config.id] or store.load(config)  # (a fused group may have stored it since)
+        # (a fused group may have stored it since)
+        record = stored[config.id] or store.load(config, sources.fingerprint(config.data))
         if record is None:
             data, device = sources.get(config.data), sources.device
             done += 1
@@ -395,7 +411,7 @@ def execute(settings: Settings, labelled: Sequence[tuple[str, RunConfig]], progr
                 record = store.get_or_run(
                     config, lambda c: _train_one(c, data, source, device, settings, label, progress, name,
                                                  checkpointer),
-                    checkpointer=checkpointer,
+                    checkpointer=checkpointer, fingerprint=data.fingerprint,
                 )
                 final = record.final
                 print(f"{name}: {record.status} after {int(final['step'])} iterations, "
@@ -409,26 +425,48 @@ def execute(settings: Settings, labelled: Sequence[tuple[str, RunConfig]], progr
 
 
 class _Sources:
-    """The data sets a study trains on, loaded on first need -- or the reason one cannot be --
-    keyed by data id; and the device, resolved (and tuned) once, before the first load."""
+    """The data sets a study trains on, keyed by data id: loaded on first need, or the reason one
+    cannot be had (a download that failed); and the device, resolved (and tuned) once, before the
+    first training."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self.source_of = {describe_source(src)[0]: src for src in settings.sources.values()}
+        self.dataset_of = {describe_source(src)[0]: key for key, src in settings.sources.items()}
         self.loaded: dict[str, object] = {}
         self.device = None
 
-    def get(self, data_id: str):
+    def fingerprint(self, data_id: str) -> str | None:
+        """The fingerprint of the data at hand under this id, if it is on this machine (read from the
+        decode cache's index after the first decode); None if it is not: nothing is then checked."""
+        data = self.loaded.get(data_id)
+        if data is None:
+            return source_fingerprint(self.source_of[data_id])
+        return None if isinstance(data, DataUnavailable) else data.fingerprint
+
+    def data(self, data_id: str):
+        """The loaded data set, or the :class:`DataUnavailable` of a download that failed. Data on
+        this machine that cannot be read, or whose images the study's networks cannot take, raises."""
         if data_id not in self.loaded:
-            if self.device is None:
-                self.device = resolve_device(self.settings.device)
-                if self.device.type == "cuda":
-                    torch.backends.cudnn.benchmark = True  # static shapes: let cuDNN pick its fastest kernels
+            source = self.source_of[data_id]
             try:
-                self.loaded[data_id] = load_data(self.source_of[data_id])
+                data = load_data(source)
             except DataUnavailable as err:
+                if is_local(source):
+                    raise
                 self.loaded[data_id] = err
+                return err
+            check_shape(data, self.dataset_of[data_id], _public_source(source))
+            self.loaded[data_id] = data
         return self.loaded[data_id]
+
+    def get(self, data_id: str):
+        """:meth:`data`, with the training device resolved first."""
+        if self.device is None:
+            self.device = resolve_device(self.settings.device)
+            if self.device.type == "cuda":
+                torch.backends.cudnn.benchmark = True  # static shapes: let cuDNN pick its fastest kernels
+        return self.data(data_id)
 
 
 def _train_fused_groups(settings: Settings, store: RunStore, missing, sources: _Sources, progress: bool,
@@ -458,7 +496,7 @@ def _train_fused_groups(settings: Settings, store: RunStore, missing, sources: _
             with ExitStack() as stack:
                 for _, config in chunk:
                     stack.enter_context(store.locked(config.id))
-                chunk = [(label, c) for label, c in chunk if store.load(c) is None]
+                chunk = [(label, c) for label, c in chunk if store.load(c, data.fingerprint) is None]
                 if not chunk:
                     continue
                 name = f"fused group of {len(chunk)} ({chunk[0][0]} ...)"
