@@ -40,7 +40,7 @@ def test_folder_tree_is_decoded_once_then_cached(scratch, monkeypatch):
     assert d.train_x.shape == (6, 3, 8, 8) and d.test_x.shape == (4, 3, 8, 8)
     assert d.classes == ["cat", "dog"] and d.train_y.tolist() == [0, 0, 0, 1, 1, 1]
     assert d.id == "folder:tinyset" and "tinyset" in d.name
-    monkeypatch.setattr(data_mod, "_decode_tree", lambda tree: pytest.fail("decoded twice"))
+    monkeypatch.setattr(data_mod, "_decode_tree", lambda *a: pytest.fail("decoded twice"))
     assert torch.equal(load_data(tree).train_x, d.train_x)
 
 
@@ -50,8 +50,10 @@ def test_archive_is_unpacked_into_the_data_root(scratch):
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tree, arcname="cifar10-jpeg")
     d = load_data(archive)
-    assert (scratch / "data" / "cifar10-jpeg" / "train" / "cat").is_dir()
-    assert d.id == "cifar10-jpeg" and d.name == "CIFAR-10 (JPEG q75 copy)"
+    digest = __import__("hashlib").sha256(archive.read_bytes()).hexdigest()
+    assert (scratch / "data" / "unpacked" / f"cifar10-jpeg-{digest[:16]}" / "cifar10-jpeg" / "train" / "cat").is_dir()
+    # the known name, but not the known images: never called the CIFAR-10 JPEG copy
+    assert d.id == "cifar10-jpeg" and d.name.startswith("folder-per-class tree 'cifar10-jpeg' (not the CIFAR-10")
     assert describe_source(archive) == ("cifar10-jpeg", "CIFAR-10 (JPEG q75 copy)")
 
 

@@ -3,9 +3,12 @@
     python -m lrstudy run clr_cifar10 --profile fast --data path/to/tree
     python -m lrstudy run clr_cifar10 --profile full --only fixed,exp --seed-range 2-3
     python -m lrstudy status --profile fast clr_cifar10    # which runs are finished, diverged, failed
+    python -m lrstudy seal --profile cpu                   # add digests to records stored before they had one
     python -m lrstudy list
 
 Useful on a GPU machine without papermill: the notebooks later read the same run store.
+A bad input (an unknown notebook, a bad seed count, data that cannot be had or read, a profile that
+needs a GPU on a machine without one) prints one message and exits with status 2.
 """
 
 from __future__ import annotations
@@ -13,12 +16,25 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .config import PROFILES, DeviceUnavailable
+from .data import DataUnavailable
 from .experiments import EXPERIMENTS, get_experiment
-from .config import PROFILES
+from .runs import OtherDataError
 from .study import DATA_PARAMETERS
+
+# Notebooks of the study that train nothing (make passes every notebook's name to `status`)
+NOTEBOOKS_WITHOUT_RUNS = ("schedules", "scorecard")
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except (ValueError, DataUnavailable, OtherDataError, DeviceUnavailable, OSError) as err:
+        print(f"lrstudy: {err}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lrstudy", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train (or find) every run of one or more notebooks")
@@ -33,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--device", default=None, choices=["cpu", "cuda", "auto"])
     run.add_argument("--no-progress", action="store_true", help="no per-iteration progress bar")
     status = sub.add_parser("status", help="count each notebook's runs by status in the run store")
-    status.add_argument("notebooks", nargs="*", help="notebook names (default: all; others are skipped)")
+    status.add_argument("notebooks", nargs="*", help="notebook names (default: all)")
     status.add_argument("--profile", required=True, choices=PROFILES)
     status.add_argument("--data", default=None, help="data source the runs were asked for (default: the profile's)")
     status.add_argument("--seeds", type=int, default=None)
@@ -43,11 +59,20 @@ def main(argv: list[str] | None = None) -> int:
         card.add_argument(f"--{parameter.replace('_', '-')}", default=None)
     card.add_argument("--readme", action="store_true", help="write the table into README.md's scorecard block")
     card.add_argument("--index", action="store_true", help="write results/<profile>/index.html")
+    seal = sub.add_parser("seal", help="check the records of a store written before records carried a digest, "
+                                       "and add it")
+    seal.add_argument("--profile", required=True, choices=PROFILES)
     sub.add_parser("list", help="list notebooks and profiles")
     args = parser.parse_args(argv)
 
     if args.command == "status":
         return _status(args)
+    if args.command == "seal":
+        from .runs import RunStore
+
+        sealed = RunStore(args.profile).seal()
+        print(f"sealed {len(sealed)} records" + (f": {', '.join(sealed)}" if sealed else ""))
+        return 0
     if args.command == "scorecard":
         return _scorecard(args)
     if args.command == "list":
@@ -69,7 +94,7 @@ def _run(args) -> int:
         results = experiment.run(settings, only=args.only, seeds=seed_range, progress=not args.no_progress)
         runs = results.runs
         print(runs.groupby(["setting", "status"]).size().to_string())
-        failed += int((runs.status == "failed").sum())
+        failed += int(runs.status.isin(["failed", "not run"]).sum())
     return 1 if failed else 0
 
 
@@ -87,30 +112,43 @@ def _scorecard(args) -> int:
 
 
 def _status(args) -> int:
-    """One line per notebook: how many of its runs are finished, diverged, failed or missing.
-    Missing runs whose data is not on this machine are counted apart ("data unavailable") and do
-    not make the command fail: the notebook reports them as not run."""
+    """One line per notebook: how many of its runs are finished, diverged, failed, altered (a record
+    whose files no longer match their checksums: it will be trained again) or missing. Missing runs
+    whose data is not on this machine are counted apart ("data unavailable"), with one line saying
+    how to provide it, and do not make the command fail: the notebook reports them as not run."""
     from .data import describe_source, is_local
     from .runs import RunStore
 
     store = RunStore(args.profile)
     bad = 0
-    names = [n for n in (args.notebooks or sorted(EXPERIMENTS)) if n in EXPERIMENTS]
-    for name in names:
+    names = args.notebooks or sorted(EXPERIMENTS)
+    unknown = [n for n in names if n not in EXPERIMENTS and n not in NOTEBOOKS_WITHOUT_RUNS]
+    if unknown:
+        raise ValueError(f"unknown notebook {unknown[0]!r}; known: {sorted(EXPERIMENTS) + list(NOTEBOOKS_WITHOUT_RUNS)}")
+    unavailable = {}
+    for name in [n for n in names if n in EXPERIMENTS]:
         experiment = get_experiment(name)
         settings = experiment.settings(args.profile, data=args.data, seeds=args.seeds, device="cpu")
-        counts = dict.fromkeys(["finished", "diverged", "failed", "missing", "data unavailable"], 0)
-        local = {describe_source(src)[0]: is_local(src) for src in settings.data.values()}
+        counts = dict.fromkeys(["finished", "diverged", "failed", "altered", "missing", "data unavailable"], 0)
+        local = {describe_source(src)[0]: (src, is_local(src)) for src in settings.data.values()}
         for _, config in experiment.run_configs(settings):
-            record = store.load(config)
+            record, why = store.inspect(config)
             if record is not None:
                 counts[record.status] += 1
-            elif store.has_failed(config):
+            elif why == "failed":
                 counts["failed"] += 1
+            elif why not in ("no record", "other configuration"):
+                counts["altered"] += 1
+            elif local.get(config.data, (None, True))[1]:
+                counts["missing"] += 1
             else:
-                counts["missing" if local.get(config.data, True) else "data unavailable"] += 1
-        bad += counts["failed"] + counts["missing"]
+                counts["data unavailable"] += 1
+                unavailable[config.data] = local[config.data][0]
+        bad += counts["failed"] + counts["missing"] + counts["altered"]
         print(f"  runs    {name}: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v or k == "finished"))
+    for source in unavailable.values():
+        print(f"  data    {source}: not on this machine; give DATA=<folder-per-class tree or .tar.xz of one> "
+              "(DATA_CIFAR100=, DATA_MNIST= for those sets), or let torchvision download it (needs internet)")
     return 1 if bad else 0
 
 

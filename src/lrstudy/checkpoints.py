@@ -12,12 +12,14 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import sys
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-__all__ = ["Checkpointer", "atomic_write"]
+__all__ = ["Checkpointer", "atomic_write", "file_lock"]
 
 FORMAT = 2  # 2: one layout for lone and fused runs (lrstudy.ledger); a format-1 file is set aside
 _DIGEST = 32
@@ -49,6 +51,31 @@ def atomic_write(path: Path, data: bytes) -> None:
             os.close(dir_fd)
     except OSError:
         pass
+
+
+@contextmanager
+def file_lock(path: Path, waiting_message: str | None = None):
+    """Hold an exclusive lock on ``path`` (created if needed), shared by every process on this
+    machine; ``waiting_message`` goes to stderr if another process holds it. Without POSIX locks
+    (Windows) this does nothing: one process per store or data folder there."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            import fcntl
+        except ImportError:
+            yield
+            return
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting_message:
+                print(waiting_message, file=sys.stderr)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class Checkpointer:

@@ -9,6 +9,7 @@ work starts.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Mapping
@@ -16,11 +17,15 @@ from typing import Any, Mapping
 import torch
 import yaml
 
-__all__ = ["Profile", "PROFILES", "load_profile", "resolve_device", "check_section"]
+__all__ = ["Profile", "PROFILES", "load_profile", "resolve_device", "check_section", "DeviceUnavailable"]
 
 PROFILES = ("smoke", "cpu", "fast", "full")
 DEVICES = ("cpu", "cuda", "auto")
 PRECISIONS = ("fp32", "bf16")
+
+
+class DeviceUnavailable(RuntimeError):
+    """The profile asks for a device this machine does not have."""
 
 
 @dataclass(frozen=True)
@@ -88,13 +93,55 @@ _PROFILE_SPEC = {
 }
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, stricter where a silent reading would surprise: a key given twice is an
+    error (PyYAML keeps the last), and ``2e-2`` is a number (YAML 1.1 asks for a dot: ``2.0e-2``)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def read_yaml(text: str, where: str):
+    """Parse YAML with :class:`_StrictLoader`; an error names ``where`` (the file) and the line."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as err:
+        raise ValueError(f"{where}: not valid YAML: {err}") from None
+
+
 def load_profile(name: str) -> Profile:
-    """Read and check ``profiles/<name>.yaml``."""
+    """Read and check ``profiles/<name>.yaml``: every key, and every notebook section's name."""
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {list(PROFILES)}")
-    text = resources.files("lrstudy").joinpath("profiles", f"{name}.yaml").read_text()
-    raw = yaml.safe_load(text) or {}
-    values = check_section(f"profile {name!r}", raw, _PROFILE_SPEC)
+    return parse_profile(name, resources.files("lrstudy").joinpath("profiles", f"{name}.yaml").read_text())
+
+
+def parse_profile(name: str, text: str) -> Profile:
+    """A profile from its YAML text (see :func:`load_profile`)."""
+    where = f"profile file lrstudy/profiles/{name}.yaml"
+    raw = read_yaml(text, where) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: expected a mapping of settings, found {type(raw).__name__}")
+    values = check_section(where, raw, _PROFILE_SPEC)
+    from .experiments import EXPERIMENTS  # (here: the experiments import this module)
+
+    unknown = sorted(set(values["notebooks"]) - set(EXPERIMENTS))
+    if unknown:
+        raise ValueError(f"{where}: unknown notebook section {unknown[0]!r} (known: {sorted(EXPERIMENTS)})")
     return Profile(name=name, **values)
 
 
@@ -105,7 +152,7 @@ def resolve_device(requested: str) -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
+        raise DeviceUnavailable(
             "this profile needs a CUDA GPU, and torch sees none "
             f"(torch {torch.__version__}, CUDA build: {torch.version.cuda}). "
             "Use PROFILE=cpu (or profile='cpu'), or pass device='cpu' to run it slowly on the CPU."

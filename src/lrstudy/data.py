@@ -17,30 +17,29 @@ and each epoch is one shuffle (and, where a paper uses it, one batched crop/flip
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
-import shutil
-import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import torch
 
+from .checkpoints import atomic_write
+from .folders import DataUnavailable, content_key, decode, scan, sha256_file, tree_name, tree_root, unpack
 from .paths import data_root
 
-__all__ = ["DataUnavailable", "ImageData", "load_data", "BatchStream", "describe_source"]
+__all__ = ["DataUnavailable", "ImageData", "load_data", "BatchStream", "describe_source", "source_fingerprint"]
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
-ARCHIVE_SUFFIXES = (".tar.xz", ".tar.gz", ".tgz", ".tar")
-# Folder trees we can name exactly. The JPEG copy is lossy: results on it must say so.
-KNOWN_TREES = {"cifar10-jpeg": "CIFAR-10 (JPEG q75 copy)"}
+# Folder trees we can name exactly, with the fingerprint of their images (which a tree of that name
+# must match to be called so). The JPEG copy is lossy: results on it must say so.
+KNOWN_TREES = {"cifar10-jpeg": ("CIFAR-10 (JPEG q75 copy)", "eec90e10bd2f5438")}
 TORCHVISION_SETS = {"cifar10": ("CIFAR10", "CIFAR-10"), "cifar100": ("CIFAR100", "CIFAR-100"), "mnist": ("MNIST", "MNIST")}
+# What the study's networks for each data set take (channels, height, width)
+DATASET_SHAPES = {"cifar10": (3, 32, 32), "cifar100": (3, 32, 32), "mnist": (1, 28, 28)}
 # Stand-ins for the smoke profile, in the shapes of the real sets: (classes, channels, side).
 SYNTHETIC = {"synthetic": (10, 3, 32), "synthetic-cifar100": (100, 3, 32), "synthetic-mnist": (10, 1, 28)}
-
-
-class DataUnavailable(RuntimeError):
-    """The requested data cannot be found or fetched; the message says how to provide it."""
 
 
 @dataclass
@@ -54,6 +53,8 @@ class ImageData:
     test_x: torch.Tensor
     test_y: torch.Tensor
     classes: list[str]
+    _fingerprint: str | None = field(default=None, repr=False)  # known already (from the cache)
+    properties: dict = field(default_factory=dict)  # facts about the set, recorded with each run
     _on_device: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -63,10 +64,18 @@ class ImageData:
     @property
     def fingerprint(self) -> str:
         """SHA-256 (first 16 hex digits) of all pixels and labels: which bytes were trained on."""
-        h = hashlib.sha256()
-        for t in (self.train_x, self.train_y, self.test_x, self.test_y):
-            h.update(t.contiguous().numpy().tobytes())
-        return h.hexdigest()[:16]
+        if self._fingerprint is None:
+            h = hashlib.sha256()
+            for t in (self.train_x, self.train_y, self.test_x, self.test_y):
+                h.update(t.contiguous().cpu().numpy().tobytes())
+            self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
+
+    def shared_images(self) -> int:
+        """How many test images have exactly the pixels of some training image (CIFAR-10 itself
+        has a few): a property of the data set that results on it should state."""
+        seen = {hashlib.blake2b(img.numpy().tobytes(), digest_size=16).digest() for img in self.train_x}
+        return sum(hashlib.blake2b(img.numpy().tobytes(), digest_size=16).digest() in seen for img in self.test_x)
 
     def mean_image(self) -> torch.Tensor:
         """Per-pixel mean of the training images (0-255 scale), as Caffe's ``compute_image_mean``."""
@@ -77,7 +86,8 @@ class ImageData:
         shuffles -- the same images for every run and seed, so runs on them stay paired."""
         train_x, train_y = _balanced(self.train_x, self.train_y, train, self.num_classes, "train_subset")
         test_x, test_y = _balanced(self.test_x, self.test_y, test, self.num_classes, "test_subset")
-        return ImageData(self.id, self.name, train_x, train_y, test_x, test_y, self.classes)
+        return ImageData(self.id, self.name, train_x, train_y, test_x, test_y, self.classes,
+                         properties=self.properties)
 
     def on(self, device: torch.device | str) -> "ImageData":
         """The same split with its tensors on ``device`` (copied once, then reused)."""
@@ -87,7 +97,7 @@ class ImageData:
         if device not in self._on_device:
             self._on_device[device] = ImageData(
                 self.id, self.name, *(t.to(device) for t in (self.train_x, self.train_y, self.test_x, self.test_y)),
-                self.classes,
+                self.classes, self._fingerprint, self.properties,
             )
         return self._on_device[device]
 
@@ -99,6 +109,7 @@ class ImageData:
             "train_examples": len(self.train_y),
             "test_examples": len(self.test_y),
             "classes": self.num_classes,
+            **self.properties,
         }
 
 
@@ -123,16 +134,17 @@ def _balanced(x: torch.Tensor, y: torch.Tensor, n: int | None, classes: int, wha
 
 
 def describe_source(source: str | os.PathLike | None) -> tuple[str, str]:
-    """``(id, name)`` of a data source without loading it (the id is part of a run's identity)."""
+    """``(id, name)`` of a data source without loading it. The id is part of a run's identity; the
+    content is checked separately, against the fingerprint each stored run records."""
     source = _default_source(source)
     if source in SYNTHETIC:
         classes, channels, side = SYNTHETIC[source]
         return source, f"synthetic (random class templates, {classes} classes, {channels}x{side}x{side})"
     if source in TORCHVISION_SETS:
         return source, TORCHVISION_SETS[source][1]
-    stem = _tree_name(Path(source))
+    stem = tree_name(Path(source))
     if stem in KNOWN_TREES:
-        return stem, KNOWN_TREES[stem]
+        return stem, KNOWN_TREES[stem][0]
     return f"folder:{stem}", f"folder-per-class tree '{stem}'"
 
 
@@ -151,6 +163,22 @@ def is_local(source: str | os.PathLike | None) -> bool:
     return Path(source).expanduser().exists()
 
 
+def source_fingerprint(source: str | os.PathLike | None) -> str | None:
+    """The fingerprint of a source's images if they are on this machine, else None (nothing is
+    downloaded to answer). Read from the decode cache's small index file when the source was
+    decoded before (an archive is hashed, a tree's files are hashed: no pixels are loaded)."""
+    source = _default_source(source)
+    if not is_local(source):
+        return None
+    if source in SYNTHETIC:
+        return load_data(source).fingerprint
+    key, _ = _cache_key(source, download=False)
+    try:
+        return json.loads(_cache_path(key).with_suffix(".json").read_text())["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return load_data(source, download=False).fingerprint
+
+
 def load_data(source: str | os.PathLike | None = None, download: bool = True) -> ImageData:
     """Load a data source (see the module docstring), decoding it only the first time."""
     source = _default_source(source)
@@ -158,15 +186,34 @@ def load_data(source: str | os.PathLike | None = None, download: bool = True) ->
     if source in SYNTHETIC:
         classes, channels, side = SYNTHETIC[source]
         return synthetic(classes=classes, channels=channels, size=side, name=source)
-    if source in TORCHVISION_SETS:
-        return _cached(data_id, data_id, lambda: _torchvision(source, download), name)
+    key, decode_blob = _cache_key(source, download)
+    return _cached(data_id, key, decode_blob, name)
+
+
+def _cache_key(source: str, download: bool):
+    """``(key, decode)``: the name of a source's decoded images in the cache -- a hash of its content
+    for a tree or an archive -- and the function that decodes them."""
+    if source in TORCHVISION_SETS:  # (torchvision checks its files' MD5s when it reads them)
+        return source, lambda: _torchvision(source, download)
     path = Path(source).expanduser()
     if not path.exists():
         raise DataUnavailable(_missing_message(f"the data path {str(path)!r} does not exist"))
-    if path.is_file():
-        path = _unpack(path)
-    tree = _tree_root(path)
-    return _cached(data_id, _tree_key(tree), lambda: _decode_tree(tree), name)
+    if path.is_file():  # an archive is known by its own bytes: nothing to unpack or scan for the key
+        digest = sha256_file(path)
+        return f"{tree_name(path)}-{digest[:16]}", lambda: _decode_tree(tree_root(unpack(path, data_root(), digest)))
+    tree = tree_root(path)
+    splits, skipped = scan(tree)
+    return f"{tree.name}-{content_key(tree, splits)[:16]}", lambda: _decode_tree(tree, (splits, skipped))
+
+
+def check_shape(data: ImageData, dataset: str, source: str) -> None:
+    """Refuse images of another size than the networks for ``dataset`` take, before any training
+    (a 64x64 tree would otherwise fail deep inside a network with a shape error)."""
+    expected, got = DATASET_SHAPES.get(dataset), tuple(data.train_x.shape[1:])
+    if expected is not None and got != expected:
+        size = lambda shape: "x".join(map(str, shape))  # noqa: E731
+        raise DataUnavailable(f"{source}: its images are {size(got)} (channels x height x width); the study's "
+                              f"{dataset} networks take {size(expected)}. Resize the images first.")
 
 
 def _default_source(source) -> str:
@@ -185,7 +232,12 @@ def _missing_message(reason: str) -> str:
     )
 
 
+DOWNLOAD_TIMEOUT_S = 10  # seconds to wait for a connection: a machine without internet fails fast
+
+
 def _torchvision(name: str, download: bool) -> dict:
+    import socket
+
     import torchvision
 
     cls = getattr(torchvision.datasets, TORCHVISION_SETS[name][0])
@@ -198,7 +250,12 @@ def _torchvision(name: str, download: bool) -> dict:
             except RuntimeError:
                 if not download:
                     raise
-                ds = cls(str(root), train=train, download=True)
+                previous = socket.getdefaulttimeout()
+                socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+                try:
+                    ds = cls(str(root), train=train, download=True)
+                finally:
+                    socket.setdefaulttimeout(previous)
         except Exception as err:  # no network, proxy, checksum failure, ...
             raise DataUnavailable(
                 _missing_message(f"{TORCHVISION_SETS[name][1]} is not in {root} and could not be "
@@ -214,109 +271,46 @@ def _torchvision(name: str, download: bool) -> dict:
     }
 
 
-def _tree_name(path: Path) -> str:
-    name = path.name
-    for suffix in ARCHIVE_SUFFIXES:
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+def _decode_tree(tree: Path, scanned=None) -> dict:
+    splits, skipped = scanned or scan(tree)
+    if skipped:
+        print(f"{tree.name}: skipped {skipped} hidden files (._*, .DS_Store, Thumbs.db, ...)")
+    return {**decode(splits), "properties": {"skipped_hidden_files": skipped}}
 
 
-def _unpack(archive: Path) -> Path:
-    """Unpack an archive of a folder tree into the data root once; return the tree's folder."""
-    if not archive.name.endswith(ARCHIVE_SUFFIXES):
-        raise DataUnavailable(_missing_message(f"{archive} is a file but not a .tar/.tar.xz/.tar.gz archive"))
-    target = data_root() / _tree_name(archive)
-    if not (target / "train").is_dir():
-        data_root().mkdir(parents=True, exist_ok=True)
-        staging = data_root() / f".unpack-{os.getpid()}"
-        with tarfile.open(archive) as tar:
-            tar.extractall(staging, filter="data")
-        tops = [p for p in staging.iterdir()]
-        inner = tops[0] if len(tops) == 1 and tops[0].is_dir() else staging
-        if target.exists():  # an earlier, interrupted unpack
-            shutil.rmtree(target)
-        inner.rename(target)
-        if staging.exists():
-            staging.rmdir()
-    return target
+def _cache_path(key: str) -> Path:
+    return data_root() / "cache" / f"{key}.pt"
 
 
-def _tree_root(path: Path) -> Path:
-    for candidate in (path, *[p for p in path.iterdir() if p.is_dir()]):
-        if (candidate / "train").is_dir() and (candidate / "test").is_dir():
-            return candidate
-    raise DataUnavailable(_missing_message(f"{path} has no train/ and test/ subfolders"))
-
-
-def _tree_files(tree: Path) -> dict[str, list[tuple[str, Path]]]:
-    splits = {}
-    for split in ("train", "test"):
-        classes = sorted(p.name for p in (tree / split).iterdir() if p.is_dir())
-        if not classes:
-            raise DataUnavailable(_missing_message(f"{tree / split} has no class subfolders"))
-        files = [
-            (cls, f)
-            for cls in classes
-            for f in sorted((tree / split / cls).iterdir())
-            if f.suffix.lower() in IMAGE_SUFFIXES
-        ]
-        splits[split] = files
-    return splits
-
-
-def _tree_key(tree: Path) -> str:
-    """Identifies a tree's content cheaply: relative names and sizes of all image files."""
-    h = hashlib.sha256()
-    for split, files in _tree_files(tree).items():
-        for cls, f in files:
-            h.update(f"{split}/{cls}/{f.name}:{f.stat().st_size}\n".encode())
-    return f"{_tree_name(tree)}-{h.hexdigest()[:12]}"
-
-
-def _decode_tree(tree: Path) -> dict:
-    import numpy as np
-    from PIL import Image
-
-    files = _tree_files(tree)
-    classes = sorted({cls for cls, _ in files["train"]})
-    if sorted({cls for cls, _ in files["test"]}) != classes:
-        raise DataUnavailable(_missing_message(f"{tree}: train/ and test/ have different class folders"))
-    index = {c: i for i, c in enumerate(classes)}
-    out = {"classes": classes}
-    shape = None
-    for split, split_files in files.items():
-        images = []
-        for _, f in split_files:
-            with Image.open(f) as im:
-                img = torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1)
-            if shape is None:
-                shape = img.shape
-            elif img.shape != shape:
-                raise DataUnavailable(f"{f}: image of shape {tuple(img.shape)}, expected {tuple(shape)} "
-                                      "like the others; resize the tree to one size first")
-            images.append(img)
-        out[f"{split}_x"] = torch.stack(images)
-        out[f"{split}_y"] = torch.tensor([index[c] for c, _ in split_files], dtype=torch.int64)
-    return out
-
-
-def _cached(data_id: str, key: str, decode, name: str) -> ImageData:
-    cache = data_root() / "cache" / f"{key}.pt"
+def _cached(data_id: str, key: str, decode_blob, name: str) -> ImageData:
+    """The decoded images under ``key`` in the cache (``key`` names the content: an archive's or a
+    tree's hash), decoding and storing them the first time, with a small JSON index beside them
+    (fingerprint and properties: what a check of a stored run reads without loading pixels)."""
+    cache = _cache_path(key)
+    blob = None
     if cache.exists():
         try:
             blob = torch.load(cache, weights_only=True)
-            return ImageData(data_id, name, blob["train_x"], blob["train_y"], blob["test_x"],
-                             blob["test_y"], list(blob["classes"]))
+            if not {"train_x", "train_y", "test_x", "test_y", "classes", "fingerprint"} <= set(blob):
+                blob = None  # a cache of an older layout: decode again
         except Exception:  # a truncated or foreign cache file: decode again
-            pass
-    blob = decode()
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".tmp-{os.getpid()}")
-    torch.save(blob, tmp)
-    os.replace(tmp, cache)
+            blob = None
+    if blob is None:
+        blob = decode_blob()
+        images = ImageData(data_id, name, blob["train_x"], blob["train_y"], blob["test_x"], blob["test_y"],
+                           list(blob["classes"]))
+        blob["fingerprint"] = images.fingerprint
+        blob["properties"] = {**blob.get("properties", {}), "test_images_in_train": images.shared_images()}
+        buffer = io.BytesIO()
+        torch.save(blob, buffer)
+        atomic_write(cache, buffer.getvalue())
+        index = {"fingerprint": blob["fingerprint"], "properties": blob["properties"]}
+        atomic_write(cache.with_suffix(".json"), (json.dumps(index, sort_keys=True) + "\n").encode())
+    known = KNOWN_TREES.get(data_id)
+    if known and blob["fingerprint"] != known[1]:  # a tree by a known name, but other images
+        name = f"folder-per-class tree '{data_id}' (not the {known[0]}: other images)"
     return ImageData(data_id, name, blob["train_x"], blob["train_y"], blob["test_x"], blob["test_y"],
-                     list(blob["classes"]))
+                     list(blob["classes"]), _fingerprint=blob["fingerprint"], properties=dict(blob["properties"]))
 
 
 def synthetic(train: int = 2000, test: int = 500, classes: int = 10, size: int = 32, seed: int = 0,

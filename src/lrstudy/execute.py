@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 
 from .config import resolve_device
-from .data import DataUnavailable, describe_source, load_data
+from .data import DataUnavailable, check_shape, describe_source, is_local, load_data, source_fingerprint
 from .paths import results_root
 from .provenance import environment
 from .runs import RunConfig, RunRecord, RunStore
@@ -33,22 +33,32 @@ def execute(settings: Settings, labelled: Sequence[tuple[str, RunConfig]], progr
     """Each run's record, in order (None where there is none), and the reason for each missing one,
     by run id -- after training every run the store lacks.
 
-    Runs are trained one after another on ``settings.device``. A run that raises is recorded as
-    failed and the others still run; runs whose data cannot be had (offline, no local copy) are
-    reported as not run, with the reason. With ``train_missing=False`` nothing is trained: missing
-    runs are reported as not run (the scorecard). Up to ``fuse`` runs of one small net train as one
+    Runs are trained one after another on ``settings.device``. A stored run is reused only if the
+    data at hand, where it is on this machine, has the fingerprint the run recorded
+    (:class:`lrstudy.runs.OtherDataError` otherwise). A run that raises is recorded as failed and the
+    others still run. If CIFAR-10 (``settings.data["cifar10"]``) is needed and cannot be had, this
+    stops at once with one message naming the remedies; runs on another data set that cannot be
+    downloaded are reported as not run, with the reason. Data on this machine that cannot be read
+    (a broken image, images of the wrong size) is an error naming the file. With
+    ``train_missing=False`` nothing is trained: missing runs are reported as not run (the scorecard). Up to ``fuse`` runs of one small net train as one
     batched computation; by default the profile's ``fuse`` on a CUDA device and none elsewhere (on a
     CPU, K=4 fused runs train at 0.49x the rate of one: results/bench).
     """
     store = RunStore(settings.profile.name)
-    stored = {c.id: store.load(c) for _, c in labelled}  # each record read once
+    sources = _Sources(settings)
+    stored = {c.id: store.load(c, sources.fingerprint(c.data)) for _, c in labelled}  # each record read once
     if not train_missing:
         errors = {i: "not run: no stored result" for i, r in stored.items() if r is None}
         return [stored[c.id] for _, c in labelled], errors
-    sources = _Sources(settings)
     records, errors = [], {}
     missing = [(label, c) for label, c in labelled if stored[c.id] is None]
     if missing:
+        main_data = describe_source(settings.data["cifar10"])[0]
+        if any(c.data == main_data for _, c in missing):
+            unavailable = sources.get(main_data)
+            if isinstance(unavailable, DataUnavailable):
+                raise DataUnavailable(str(unavailable)) from None
+        store.check_writable()
         print(f"{len(missing)} of {len(labelled)} runs to train (the rest are in {_relative(store.root)}).")
     done = 0
     if fuse is None:
@@ -56,7 +66,8 @@ def execute(settings: Settings, labelled: Sequence[tuple[str, RunConfig]], progr
     if fuse > 1 and len(missing) > 1:
         done = _train_fused_groups(settings, store, missing, sources, progress, fuse)
     for label, config in labelled:
-        record = stored[config.id] or store.load(config)  # (a fused group may have stored it since)
+        # (a fused group may have stored it since)
+        record = stored[config.id] or store.load(config, sources.fingerprint(config.data))
         if record is None:
             data, device = sources.get(config.data), sources.device
             done += 1
@@ -72,7 +83,7 @@ def execute(settings: Settings, labelled: Sequence[tuple[str, RunConfig]], progr
                 record = store.get_or_run(
                     config, lambda c: _train_one(c, data, source, device, settings, label, progress, name,
                                                  checkpointer),
-                    checkpointer=checkpointer,
+                    checkpointer=checkpointer, fingerprint=data.fingerprint,
                 )
                 final = record.final
                 print(f"{name}: {record.status} after {int(final['step'])} iterations, "
@@ -86,26 +97,48 @@ def execute(settings: Settings, labelled: Sequence[tuple[str, RunConfig]], progr
 
 
 class _Sources:
-    """The data sets a study trains on, loaded on first need -- or the reason one cannot be --
-    keyed by data id; and the device, resolved (and tuned) once, before the first load."""
+    """The data sets a study trains on, keyed by data id: loaded on first need, or the reason one
+    cannot be had (a download that failed); and the device, resolved (and tuned) once, before the
+    first training."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self.source_of = {describe_source(src)[0]: src for src in settings.data.values()}
+        self.dataset_of = {describe_source(src)[0]: name for name, src in settings.data.items()}
         self.loaded: dict[str, object] = {}
         self.device = None
 
-    def get(self, data_id: str):
+    def fingerprint(self, data_id: str) -> str | None:
+        """The fingerprint of the data at hand under this id, if it is on this machine (read from the
+        decode cache's index after the first decode); None if it is not: nothing is then checked."""
+        data = self.loaded.get(data_id)
+        if data is None:
+            return source_fingerprint(self.source_of[data_id])
+        return None if isinstance(data, DataUnavailable) else data.fingerprint
+
+    def data(self, data_id: str):
+        """The loaded data set, or the :class:`DataUnavailable` of a download that failed. Data on
+        this machine that cannot be read, or whose images the study's networks cannot take, raises."""
         if data_id not in self.loaded:
-            if self.device is None:
-                self.device = resolve_device(self.settings.device)
-                if self.device.type == "cuda":
-                    torch.backends.cudnn.benchmark = True  # static shapes: let cuDNN pick its fastest kernels
+            source = self.source_of[data_id]
             try:
-                self.loaded[data_id] = load_data(self.source_of[data_id])
+                data = load_data(source)
             except DataUnavailable as err:
+                if is_local(source):
+                    raise
                 self.loaded[data_id] = err
+                return err
+            check_shape(data, self.dataset_of[data_id], public_source(source))
+            self.loaded[data_id] = data
         return self.loaded[data_id]
+
+    def get(self, data_id: str):
+        """:meth:`data`, with the training device resolved first."""
+        if self.device is None:
+            self.device = resolve_device(self.settings.device)
+            if self.device.type == "cuda":
+                torch.backends.cudnn.benchmark = True  # static shapes: let cuDNN pick its fastest kernels
+        return self.data(data_id)
 
 
 def _train_fused_groups(settings: Settings, store: RunStore, missing, sources: _Sources, progress: bool,
@@ -133,7 +166,7 @@ def _train_fused_groups(settings: Settings, store: RunStore, missing, sources: _
             with ExitStack() as stack:
                 for _, config in chunk:
                     stack.enter_context(store.locked(config.id))
-                chunk = [(label, c) for label, c in chunk if store.load(c) is None]
+                chunk = [(label, c) for label, c in chunk if store.load(c, data.fingerprint) is None]
                 if not chunk:
                     continue
                 name = f"fused group of {len(chunk)} ({chunk[0][0]} ...)"

@@ -9,7 +9,12 @@ files under ``results/<profile>/runs/``:
   data source, plus the CSV's SHA-256.
 
 Both are written atomically (temporary file, fsync, rename), the JSON last, so a run either has a
-complete record or none. Asking for a run that has a valid record returns it from disk; anything
+complete record or none. The JSON verifies itself (``record_sha256``, a digest of its canonical form
+without that field) and the CSV (``csv_sha256``): a record edited by hand counts as altered.
+
+A stored run is reused only for the data it was trained on: where the data at hand is known, its
+fingerprint must equal the one the record names, or the store refuses (:class:`OtherDataError`)
+rather than mix results of two data sets under one id or overwrite either. Asking for a run that has a valid record returns it from disk; anything
 else (no record, a record whose CSV is missing, altered or malformed, a run that failed) is trained
 again -- from its last checkpoint (``results/<profile>/checkpoints/<id>.pt``) if it has one.
 
@@ -26,9 +31,7 @@ import io
 import json
 import math
 import os
-import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -36,17 +39,27 @@ from typing import Any, Callable
 import pandas as pd
 import torch
 
-from .checkpoints import Checkpointer, atomic_write
+from .checkpoints import Checkpointer, atomic_write, file_lock
 from .paths import results_root
 from .schedule_specs import make_schedule
 
-__all__ = ["RunConfig", "RunRecord", "RunStore", "FINAL_STATUSES"]
+__all__ = ["RunConfig", "RunRecord", "RunStore", "FINAL_STATUSES", "OtherDataError"]
 
 FORMAT_VERSION = 1  # bump when the meaning of a stored run changes, so old records are not reused
 FINAL_STATUSES = ("finished", "diverged")  # records that are results; "failed" ones are redone
 # RunConfig fields added after the first results were stored (left out of the id while unset)
 _ADDED_LATER = ("momentum", "trace_every", "train_subset", "test_subset", "eval_at", "snapshot_at", "lr_estimate")
 REQUIRED_COLUMNS = {"step", "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc"}  # of every run's CSV
+
+
+class OtherDataError(RuntimeError):
+    """A stored run was trained on other images than the data given now; it is never reused."""
+
+
+def record_digest(meta: dict) -> str:
+    """SHA-256 of a record's metadata in canonical JSON, without the digest field itself."""
+    body = {k: v for k, v in meta.items() if k != "record_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -95,7 +108,8 @@ class RunConfig:
             object.__setattr__(self, name, sorted(set(value)))
         for name in ("iterations", "batch_size", "eval_every", "seed"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+            if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+                    or value != int(value)):
                 raise ValueError(f"run config: {name}={value!r} must be a whole number")
             object.__setattr__(self, name, int(value))
         for name, low in (("iterations", 1), ("batch_size", 1), ("eval_every", 1), ("seed", 0)):
@@ -170,56 +184,100 @@ class RunStore:
         run_id = config if isinstance(config, str) else config.id
         return Checkpointer(self.root.parent / "checkpoints" / f"{run_id}.pt", run_id, every, keep)
 
-    @contextmanager
     def locked(self, run_id: str):
         """Hold the run's lock (a file lock shared by every process using this store)."""
-        lock_path = self.root.parent / "locks" / f"{run_id}.lock"
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(lock_path, "a") as handle:
-            try:
-                import fcntl
-            except ImportError:  # no POSIX locks (Windows): one process per store, please
-                yield
-                return
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                print(f"run {run_id} is being trained by another process; waiting for it", file=sys.stderr)
-                fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        return file_lock(self.root.parent / "locks" / f"{run_id}.lock",
+                         f"run {run_id} is being trained by another process; waiting for it")
 
-    def load(self, config: RunConfig) -> RunRecord | None:
-        """The stored record of this run if it is complete and intact, else None."""
+    def load(self, config: RunConfig, fingerprint: str | None = None) -> RunRecord | None:
+        """The stored record of this run if it is complete and intact, else None. With the
+        ``fingerprint`` of the data at hand, a record of a run on other images raises
+        :class:`OtherDataError` instead of being reused."""
+        record, _ = self.inspect(config)
+        if record is not None and fingerprint is not None:
+            recorded = record.meta.get("data", {}).get("data_fingerprint")
+            if recorded is not None and recorded != fingerprint:
+                raise OtherDataError(
+                    f"run {config.id} ({record.meta.get('label', 'no label')}) in {self.root} was trained on other "
+                    f"data: its images have fingerprint {recorded}, the data given now has {fingerprint}. "
+                    "A result is never reused for other data, nor overwritten: give the data it was trained on, "
+                    "keep the new results apart (make RESULTS=<folder>, or LRSTUDY_RESULTS), or move that "
+                    "record's files away to train it again.")
+        return record
+
+    def inspect(self, config: RunConfig) -> tuple[RunRecord | None, str]:
+        """``(record, "ok")`` for a complete, intact record; else ``(None, why)``: "no record",
+        "failed", "unreadable", "other configuration", "metadata altered", "csv altered",
+        "csv malformed" or "snapshots altered"."""
         csv_path, json_path = self.paths(config.id)
         try:
             meta = json.loads(json_path.read_text())
-            raw = csv_path.read_bytes()
+        except FileNotFoundError:
+            return None, "no record"
         except (OSError, ValueError):
-            return None
-        if (
-            not isinstance(meta, dict)
-            or meta.get("status") not in FINAL_STATUSES
-            or meta.get("config") != config.to_dict()
-            or meta.get("csv_sha256") != hashlib.sha256(raw).hexdigest()
-        ):
-            return None
+            return None, "unreadable"
+        if not isinstance(meta, dict):
+            return None, "unreadable"
+        if meta.get("status") == "failed":
+            return None, "failed"
+        if meta.get("config") != config.to_dict():
+            return None, "other configuration"
+        try:
+            intact = meta.get("record_sha256") == record_digest(meta)
+        except ValueError:  # NaN or infinity edited into the metadata
+            intact = False
+        if not intact or meta.get("status") not in FINAL_STATUSES:
+            return None, "metadata altered"
+        try:
+            raw = csv_path.read_bytes()
+        except OSError:
+            return None, "csv altered"
+        if meta.get("csv_sha256") != hashlib.sha256(raw).hexdigest():
+            return None, "csv altered"
         try:
             rows = pd.read_csv(io.BytesIO(raw))
         except ValueError:
-            return None
+            return None, "csv malformed"
         if len(rows) == 0 or not REQUIRED_COLUMNS <= set(rows.columns):
-            return None
+            return None, "csv malformed"
         if config.snapshot_at and meta.get("status") == "finished":
             try:
                 blob = csv_path.with_suffix(".snapshots.pt").read_bytes()
             except OSError:
-                return None
+                return None, "snapshots altered"
             if hashlib.sha256(blob).hexdigest() != meta.get("snapshots_sha256"):
-                return None
-        return RunRecord(meta, rows, csv_path)
+                return None, "snapshots altered"
+        return RunRecord(meta, rows, csv_path), "ok"
+
+    def check_writable(self) -> None:
+        """Fail now, before any training, if results could not be saved here."""
+        probe = self.root / f".write-test-{os.getpid()}"
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as err:
+            raise OSError(err.errno, f"the run store {self.root} is not writable ({err.strerror or err}); "
+                          "nothing was trained. Make it writable, or point RESULTS= (LRSTUDY_RESULTS) "
+                          "at another folder") from None
+
+    def seal(self) -> list[str]:
+        """Add the metadata digest to records written before records carried one, after checking
+        each: its configuration re-hashes to its file name and its CSV matches its checksum.
+        Returns the ids sealed; a record that fails a check is left as it is and named."""
+        sealed = []
+        for json_path in sorted(self.root.glob("*.json")):
+            meta = json.loads(json_path.read_text())
+            if "record_sha256" in meta:
+                continue
+            config = RunConfig.from_dict(meta["config"])
+            raw = json_path.with_suffix(".csv").read_bytes()
+            if config.id != json_path.stem or hashlib.sha256(raw).hexdigest() != meta.get("csv_sha256"):
+                raise ValueError(f"{json_path}: its configuration or CSV does not match its record; not sealed")
+            meta["record_sha256"] = record_digest(meta)
+            atomic_write(json_path, (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode())
+            sealed.append(config.id)
+        return sealed
 
     def has_failed(self, config: RunConfig) -> bool:
         """Whether the last attempt at this run raised (its record says "failed")."""
@@ -249,22 +307,24 @@ class RunStore:
             "csv_sha256": hashlib.sha256(raw).hexdigest(),
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        atomic_write(json_path, (json.dumps(_finite(meta), indent=1, sort_keys=True) + "\n").encode())
+        meta = _finite(meta)
+        meta["record_sha256"] = record_digest(meta)
+        atomic_write(json_path, (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode())
         return RunRecord(meta, frame, csv_path)
 
     def get_or_run(self, config: RunConfig, run: Callable[[RunConfig], tuple[str, list[dict], dict]],
-                   checkpointer: Checkpointer | None = None) -> RunRecord:
+                   checkpointer: Checkpointer | None = None, fingerprint: str | None = None) -> RunRecord:
         """The stored run, or the result of ``run(config)`` -- ``(status, rows, info)`` -- saved.
 
         An exception inside ``run`` is stored as a ``"failed"`` record (with the error) and
         re-raised; failed runs are tried again the next time they are asked for. The run's
         checkpoint (if ``checkpointer`` is given) is removed only once its record is saved.
         """
-        record = self.load(config)
+        record = self.load(config, fingerprint)
         if record is not None:
             return record
         with self.locked(config.id):
-            record = self.load(config)  # another process may have finished it while we waited
+            record = self.load(config, fingerprint)  # another process may have finished it while we waited
             if record is not None:
                 return record
             try:

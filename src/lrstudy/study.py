@@ -255,6 +255,11 @@ class Experiment:
         return pd.DataFrame([claim.judge(values) for claim in self.claims]).set_index("claim")
 
 
+# the columns of StudyResults.runs, present even when no run has a result yet
+RUN_COLUMNS = ("setting", "seed", "run_id", "iterations", "status", "error", "final_test_acc", "final_train_acc",
+               "steps_done", "train_s", "device", "commit", "code_modified", "torch", "data", "precision")
+
+
 @dataclass
 class StudyResults:
     """The runs of one experiment: their records, and tables built from them."""
@@ -290,7 +295,7 @@ class StudyResults:
                     precision=meta.get("precision"),
                 )
             rows.append(row)
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows).reindex(columns=list(dict.fromkeys([*RUN_COLUMNS, *(k for r in rows for k in r)])))
 
     @property
     def curves(self) -> pd.DataFrame:
