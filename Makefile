@@ -6,6 +6,12 @@
 #                                   execute notebooks with papermill into results/<profile>/ (+ HTML)
 #   make readme PROFILE=cpu [DATA=...]   regenerate the README's scorecard table from that profile's runs
 #   make bench                      speed benchmark on this machine's device -> results/bench/<device>.{csv,md}
+#   make plans                      results/plan/{fast,full}.txt (what each profile trains, estimated time) + README table
+#   make gpu-window MINUTES=9 OUT=dir [DATA=...] [PROFILE=fast]
+#                                   a rented GPU's one command: gpu-check, bench --quick, the profile's runs in
+#                                   priority order until MINUTES are up, one archive in OUT (needs no .venv,
+#                                   papermill, jupyter, git or network: GPU_PYTHON (python3) with torch)
+#   make gpu-window-command         print the device tool's command line for a gpu-window
 #   make lab                        JupyterLab on notebooks/ with the study's kernel
 #   make clean                      remove smoke outputs, failed executions and caches (keeps results)
 #   make distclean                  also remove .venv and data/
@@ -30,7 +36,7 @@ export LRSTUDY_RESULTS := $(abspath $(RESULTS))
 export JUPYTER_PATH := $(abspath $(VENV))/share/jupyter
 export PYTHONNOUSERSITE := 1
 
-.PHONY: test reproduce notebooks readme bench lab clean distclean venv FORCE
+.PHONY: test reproduce notebooks readme bench plans gpu-window gpu-window-command lab clean distclean venv FORCE
 .DELETE_ON_ERROR:
 
 venv: $(STAMP)
@@ -87,6 +93,27 @@ FORCE:
 
 bench: $(STAMP)
 	$(BIN)/python -m lrstudy.bench --out $(RESULTS)/bench
+
+plans: $(STAMP)
+	@mkdir -p $(RESULTS)/plan
+	for profile in fast full; do $(BIN)/python -m lrstudy plan all --profile $$profile > $(RESULTS)/plan/$$profile.txt || exit 1; done
+	$(BIN)/python -m lrstudy budgets --readme > /dev/null
+
+# No $(STAMP): the GPU machine has torch but no venv and no network; the code runs from src/.
+GPU_PYTHON ?= python3
+MINUTES ?=
+GPU_WINDOW_DATA ?= .gpu-window/cifar10-jpeg.tar.xz
+gpu-window:
+	@test -n "$(MINUTES)" -a -n "$(OUT)" || { echo "make gpu-window needs MINUTES=<minutes> OUT=<folder>"; exit 2; }
+	PYTHONPATH=$(abspath src)$${PYTHONPATH:+:$$PYTHONPATH} PYTHONUNBUFFERED=1 $(GPU_PYTHON) -m lrstudy gpu-window \
+	  --minutes $(MINUTES) --out "$(OUT)" --profile $(or $(PROFILE),fast) $(if $(DATA),--data "$(DATA_PATH)")
+
+# The line to give the `device` tool (its machine copies the working tree without .git, and the
+# ignored folder .gpu-window/ when `carry` names it; LRSTUDY_COMMIT records which commit ran there).
+gpu-window-command:
+	@echo 'mkdir -p .gpu-window && cp path/to/cifar10-jpeg.tar.xz $(GPU_WINDOW_DATA)   # once; .gpu-window/ is git-ignored'
+	@echo 'run(command="LRSTUDY_COMMIT=$(shell git rev-parse HEAD 2>/dev/null) make gpu-window MINUTES=$(or $(MINUTES),9) OUT=$$OUT DATA=$(GPU_WINDOW_DATA)", carry=[".gpu-window"], timeout_s=$(shell m=$(or $(MINUTES),9); t=$$(( $${m%.*} * 60 + 60 )); echo $$(( t > 600 ? 600 : t ))))'
+	@echo '(the device tool runs a command for at most 600 s: MINUTES=9 at the most there)'
 
 readme: $(STAMP)
 	@test -n "$(PROFILE)" || { echo "make readme needs PROFILE=..."; exit 2; }

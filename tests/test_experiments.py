@@ -131,8 +131,13 @@ def test_a_claim_naming_an_unknown_label_is_refused_when_its_experiment_is_made(
     rows = clr_cifar10.ROWS
     with pytest.raises(ValueError, match="claim X names 'fixd', which is neither"):
         Experiment("x", rows, [Claim("X", "", a="fixd", b="fixed")], [], clr_cifar10.paper)
+    with pytest.raises(ValueError, match="`reads` must name the rows of exactly its derived measures.*'measured'"):
+        Experiment("x", rows, [Claim("X", "", a="measured", b="fixed")], [], clr_cifar10.paper,
+                   derived=["measured"], derive=lambda s, r: {})
     made = Experiment("x", rows, [Claim("X", "", a="measured", b="fixed")], [], clr_cifar10.paper,
-                      derived=["measured"], derive=lambda s, r: {"measured": {}, "undeclared": {}})
+                      derived=["measured"], derive=lambda s, r: {"measured": {}, "undeclared": {}},
+                      reads={"measured": ["triangular"]})
+    assert made.rows_for(["X"]) == ["fixed", "triangular"]
     with pytest.raises(ValueError, match="'undeclared'"):
         made.measures(None, type("Results", (), {"final_accuracy": lambda self: {}})())
 

@@ -152,16 +152,19 @@ class Experiment:
     ``rows`` are its settings at the paper's budget: a mapping, or a function of the profile's knobs
     for experiments whose profiles change more than the budget (networks' depth, data subsets); called
     with no knobs it must give the paper's own rows. ``claims`` may name a row's label or one of the
-    ``derived`` measures, which ``derive(settings, results)`` computes -- exactly those, every time.
-    A row's own value is its runs' final test accuracy, unless ``row_values(settings, results)`` reads
-    it otherwise. A claim that names anything else is an error here, when its module is imported.
+    ``derived`` measures, which ``derive(settings, results)`` computes -- exactly those, every time;
+    ``reads`` names the rows each derived measure is computed from, so that the runs a claim needs
+    can be chosen (``--claims``). A row's own value is its runs' final test accuracy, unless
+    ``row_values(settings, results)`` reads it otherwise. A claim that names anything else, or a
+    derived measure without the rows it reads, is an error here, when its module is imported.
     """
 
     def __init__(self, name: str, rows: Mapping[str, Row] | Callable[[Mapping], dict[str, Row]],
                  claims: Sequence, deviations: Sequence[str], paper: Callable[[], pd.DataFrame],
                  knobs: Mapping[str, tuple] = STANDARD_KNOBS, derived: Iterable[str] = (),
                  derive: Callable[[Settings, StudyResults], Measures] | None = None,
-                 row_values: Callable[[Settings, StudyResults], Measures] | None = None):
+                 row_values: Callable[[Settings, StudyResults], Measures] | None = None,
+                 reads: Mapping[str, Sequence[str]] | None = None):
         self.name, self.claims, self.deviations, self.paper, self.knobs = name, list(claims), list(deviations), paper, knobs
         self._rows = rows if callable(rows) else (lambda knobs: dict(rows))
         self.derived, self._derive, self._row_values = tuple(derived), derive, row_values
@@ -177,6 +180,32 @@ class Experiment:
             if unknown:
                 raise ValueError(f"experiment {name!r}: claim {claim.id} names {unknown[0]!r}, which is neither "
                                  "one of its rows nor a declared derived measure")
+        self.reads = {measure: tuple(inputs) for measure, inputs in (reads or {}).items()}
+        if set(self.reads) != set(self.derived):
+            raise ValueError(f"experiment {name!r}: `reads` must name the rows of exactly its derived measures; "
+                             f"these differ: {sorted(set(self.reads) ^ set(self.derived))}")
+        for measure, inputs in self.reads.items():
+            unknown = [row for row in inputs if row not in paper_rows]
+            if unknown or not inputs:
+                raise ValueError(f"experiment {name!r}: derived measure {measure!r} reads {unknown[:1] or 'no row'}; "
+                                 "it must read one or more of the experiment's rows")
+
+    def claim(self, claim_id: str):
+        """The claim with this id (an error listing this experiment's claims otherwise)."""
+        for claim in self.claims:
+            if claim.id == claim_id:
+                return claim
+        raise ValueError(f"experiment {self.name!r} has no claim {claim_id!r}; its claims: "
+                         + ", ".join(c.id for c in self.claims))
+
+    def rows_for(self, claim_ids: Iterable[str]) -> list[str]:
+        """The rows whose runs these claims need -- the rows they name, and the rows each derived
+        measure they name reads -- in the experiment's row order."""
+        needed = set()
+        for claim_id in claim_ids:
+            for label in self.claim(claim_id).labels:
+                needed.update(self.reads.get(label, (label,)))
+        return [label for label in self.rows() if label in needed]
 
     def rows(self, knobs: Mapping | None = None) -> dict[str, Row]:
         """The rows at the paper's budget under a profile's ``knobs`` (None: the paper's own)."""
@@ -232,11 +261,26 @@ class Experiment:
                 )))
         return out
 
+    def selected(self, s: Settings, only: Iterable[str] | None = None, seeds: Iterable[int] | None = None,
+                 claims: Iterable[str] | None = None) -> list[tuple[str, RunConfig]]:
+        """The ``(label, config)`` of the runs of the settings in ``only`` -- or of the rows the
+        ``claims`` need -- and of the seeds in ``seeds`` (None: no restriction), in run order."""
+        if claims is not None:
+            if only is not None:
+                raise ValueError("choose runs by settings (--only) or by claims (--claims), not both")
+            only = self.rows_for(claims)
+            present = set(self.scaled_rows(s))
+            only = [label for label in only if label in present]  # a profile may leave rows out (table2: false)
+            if not only:
+                return []
+        return select(self.run_configs(s), only=only, seeds=seeds)
+
     def run(self, s: Settings, only: Iterable[str] | None = None, seeds: Iterable[int] | None = None,
-            progress: bool = True, train_missing: bool = True, fuse: int | None = None) -> StudyResults:
-        """Train (or read back) the runs -- all of them, or those of the settings in ``only`` and
-        the seeds in ``seeds``; ``train_missing=False`` only reads."""
-        labelled = select(self.run_configs(s), only=only, seeds=seeds)
+            progress: bool = True, train_missing: bool = True, fuse: int | None = None,
+            claims: Iterable[str] | None = None) -> StudyResults:
+        """Train (or read back) the runs -- all of them, or those of the settings in ``only`` (or
+        those the ``claims`` need) and the seeds in ``seeds``; ``train_missing=False`` only reads."""
+        labelled = self.selected(s, only=only, seeds=seeds, claims=claims)
         records, errors = execute(s, labelled, progress=progress, train_missing=train_missing, fuse=fuse)
         return StudyResults(s, [label for label, _ in labelled], [c for _, c in labelled], records, errors)
 

@@ -126,4 +126,5 @@ def derive(s: Settings, results: StudyResults) -> dict[str, dict[int, float]]:
     return out
 
 
-EXPERIMENT = Experiment("clr_cifar10", ROWS, CLAIMS, DEVIATIONS, paper, derived=(CYCLE_END, CYCLE_PEAK), derive=derive)
+EXPERIMENT = Experiment("clr_cifar10", ROWS, CLAIMS, DEVIATIONS, paper, derived=(CYCLE_END, CYCLE_PEAK), derive=derive,
+                        reads={CYCLE_END: ["triangular"], CYCLE_PEAK: ["triangular"]})

@@ -101,4 +101,5 @@ def derive(s: Settings, results: StudyResults) -> dict[str, dict[int, float]]:
 
 
 EXPERIMENT = Experiment("clr_range_test", ROWS, CLAIMS, DEVIATIONS, paper, knobs=RANGE_KNOBS,
-                        derived=(SMITH_MAX_LR, SMITH_BASE_LR), derive=derive)
+                        derived=(SMITH_MAX_LR, SMITH_BASE_LR), derive=derive,
+                        reads={SMITH_MAX_LR: [LINEAR], SMITH_BASE_LR: [LINEAR]})

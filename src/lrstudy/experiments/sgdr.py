@@ -112,6 +112,15 @@ DERIVED = [name for dataset in DATASETS for name in (
     *(speedup(dataset, schedule) for schedule in RESTARTING),
     label(dataset, SINGLE), label(dataset, ENSEMBLE), label(dataset, LAST_CYCLE_END), label(dataset, BUDGET_END))]
 
+# the rows each derived measure is computed from (what --claims trains for it)
+READS = {}
+for _dataset in DATASETS:
+    READS.update({speedup(_dataset, schedule): [label(_dataset, BASELINE), label(_dataset, schedule)]
+                  for schedule in RESTARTING})
+    READS.update({label(_dataset, SINGLE): [label(_dataset, ENSEMBLED)], label(_dataset, ENSEMBLE): [label(_dataset, ENSEMBLED)],
+                  label(_dataset, LAST_CYCLE_END): [label(_dataset, "SGDR T0=1, Tmult=2")],
+                  label(_dataset, BUDGET_END): [label(_dataset, "SGDR T0=1, Tmult=2")]})
+
 DEVIATIONS = [
     "The released code's epoch is 100,000 images (the training set plus a flipped copy); we keep that unit "
     "(781 batches of 128) and flip each image at random instead of storing the copy.",
@@ -252,4 +261,4 @@ def derive(s: Settings, results: StudyResults) -> dict[str, dict[int, float]]:
 
 
 EXPERIMENT = Experiment("sgdr", rows, CLAIMS, DEVIATIONS, paper, knobs=KNOBS, derived=DERIVED, derive=derive,
-                        row_values=recommended_accuracy)
+                        row_values=recommended_accuracy, reads=READS)

@@ -173,6 +173,10 @@ for _step, _cycle in zip(TABLE2[::2], TABLE2[1::2]):
                         a=_cycle, b=_step, kind="not_worse", margin=0.5))
 
 DERIVED = [RETAINED_RESNET, RETAINED_CAFFE, HF_EARLY, *(gap(n) for n in (*SIZES, TRAIN_IMAGES))]
+# the rows each derived measure is computed from (what --claims trains for it)
+READS = {RETAINED_RESNET: [RANGE_RESNET], RETAINED_CAFFE: [RANGE_CAFFE], HF_EARLY: [FIG1A_CLR],
+         gap(TRAIN_IMAGES): [FIG1A_CLR, FIG1A_PC],
+         **{gap(n): [f"1cycle, {n} training images", f"PC-LR, {n} training images"] for n in SIZES}}
 
 DEVIATIONS = [
     "The super-convergence paper's full text was not available; settings follow the authors' Caffe "
@@ -251,4 +255,4 @@ def derive(s: Settings, results: StudyResults) -> dict[str, dict[int, float]]:
 
 
 EXPERIMENT = Experiment("super_convergence", rows, CLAIMS, DEVIATIONS, paper, knobs=KNOBS, derived=DERIVED,
-                        derive=derive)
+                        derive=derive, reads=READS)
