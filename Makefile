@@ -65,9 +65,12 @@ reproduce: $(STAMP)
 	exit $$status
 
 OUT = $(RESULTS)/$(PROFILE)
-# A path given as DATA is made absolute (papermill runs in notebooks/); a name (cifar10) is kept.
+# A path given as DATA is made absolute for the commands run here; a name (cifar10) is kept.
 DATA_PATH = $(if $(wildcard $(DATA)),$(abspath $(DATA)),$(DATA))
-DATA_ARG = $(if $(DATA),-p data "$(DATA_PATH)") $(foreach set,CIFAR100 MNIST,$(if $(DATA_$(set)),-p data_$(shell echo $(set) | tr A-Z a-z) "$(if $(wildcard $(DATA_$(set))),$(abspath $(DATA_$(set))),$(DATA_$(set)))"))
+# Papermill gets a path relative to notebooks/ (where the notebooks run), so that a rendered notebook
+# names no folder of the machine that ran it.
+nb_path = $(if $(wildcard $(1)),$(shell $(PYTHON) -c 'import os, sys; print(os.path.relpath(sys.argv[1], "notebooks"))' "$(abspath $(1))"),$(1))
+DATA_ARG = $(if $(DATA),-p data "$(call nb_path,$(DATA))") $(foreach set,CIFAR100 MNIST,$(if $(DATA_$(set)),-p data_$(shell echo $(set) | tr A-Z a-z) "$(call nb_path,$(DATA_$(set)))"))
 
 notebooks: $(NOTEBOOKS:%=$(OUT)/%.html)
 
@@ -78,7 +81,7 @@ $(OUT)/%.html: notebooks/%.ipynb $(STAMP) FORCE
 	@test -n "$(PROFILE)" || { echo "PROFILE is not set"; exit 2; }
 	@mkdir -p $(OUT)
 	@rm -f $(OUT)/$*.ipynb $@ $(OUT)/$*.failed.ipynb
-	$(BIN)/papermill -k python3 --cwd notebooks -p profile $(PROFILE) $(DATA_ARG) $< $(OUT)/$*.partial.ipynb \
+	LRSTUDY_PROGRESS=terminal $(BIN)/papermill -k python3 --cwd notebooks -p profile $(PROFILE) $(DATA_ARG) $< $(OUT)/$*.partial.ipynb \
 	  || { mv -f $(OUT)/$*.partial.ipynb $(OUT)/$*.failed.ipynb 2>/dev/null; exit 1; }
 	mv $(OUT)/$*.partial.ipynb $(OUT)/$*.ipynb
 	$(BIN)/jupyter nbconvert --to html --log-level WARN $(OUT)/$*.ipynb

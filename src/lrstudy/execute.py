@@ -86,8 +86,8 @@ def execute(settings: Settings, labelled: Sequence[tuple[str, RunConfig]], progr
                     checkpointer=checkpointer, fingerprint=data.fingerprint,
                 )
                 final = record.final
-                print(f"{name}: {record.status} after {int(final['step'])} iterations, "
-                      f"test accuracy {final['test_acc']:.2f}% ({record.meta['timings']['wall_s']:.0f} s)")
+                print(f"{name}: {record.status}, {int(final['step'])} iterations, "
+                      f"{final['test_acc']:.1f}%, {record.meta['timings']['wall_s']:.0f} s")
             except Exception as err:  # recorded as failed by the store; go on with the others
                 errors[config.id] = f"{type(err).__name__}: {err}"
                 print(f"{name}: FAILED ({errors[config.id]})")
