@@ -259,9 +259,9 @@ class Experiment:
         return out
 
     def run(self, s: Settings, only: Iterable[str] | None = None, seeds: Iterable[int] | None = None,
-            progress: bool = True, train_missing: bool = True, fuse: int | None = None) -> StudyResults:
+            progress: bool = True, train_missing: bool | None = None, fuse: int | None = None) -> StudyResults:
         """Train (or read back) the runs -- all of them, or those of the settings in ``only`` and
-        the seeds in ``seeds``; ``train_missing=False`` only reads."""
+        the seeds in ``seeds``; ``train_missing=False`` only reads (None: unless ``LRSTUDY_TRAIN=no``)."""
         labelled = select(self.run_configs(s), only=only, seeds=seeds)
         records, errors = execute(s, labelled, progress=progress, train_missing=train_missing, fuse=fuse)
         return StudyResults(s, [label for label, _ in labelled], [c for _, c in labelled], records, errors)
@@ -406,7 +406,8 @@ class StudyResults:
             row = {"setting": label, "seed": config.seed, "run_id": config.id, "iterations": config.iterations}
             if record is None:
                 error = self.errors.get(config.id, "")
-                row.update(status="not run" if error.startswith("not run") else "failed", error=error)
+                # "not run" (data that cannot be had), "not run yet" (nothing trained here), or "failed"
+                row.update(status=error.split(":")[0] if error.startswith("not run") else "failed", error=error)
             else:
                 meta = record.meta
                 row.update(
