@@ -131,8 +131,10 @@ def test_a_claim_naming_an_unknown_label_is_refused_when_its_experiment_is_made(
     rows = clr_cifar10.ROWS
     with pytest.raises(ValueError, match="claim X names 'fixd', which is neither"):
         Experiment("x", rows, [Claim("X", "", a="fixd", b="fixed")], [], clr_cifar10.paper)
+    with pytest.raises(ValueError, match="derived measure 'measured' must name the rows it reads"):
+        Experiment("x", rows, [], [], clr_cifar10.paper, derived={"measured": ("fxed",)}, derive=lambda s, r: {})
     made = Experiment("x", rows, [Claim("X", "", a="measured", b="fixed")], [], clr_cifar10.paper,
-                      derived=["measured"], derive=lambda s, r: {"measured": {}, "undeclared": {}})
+                      derived={"measured": ("fixed",)}, derive=lambda s, r: {"measured": {}, "undeclared": {}})
     with pytest.raises(ValueError, match="'undeclared'"):
         made.measures(None, type("Results", (), {"final_accuracy": lambda self: {}})())
 

@@ -9,7 +9,7 @@ from lrstudy.__main__ import main
 from lrstudy.config import check_section, load_profile, resolve_device
 from lrstudy.experiments import clr_cifar10, get_experiment
 from lrstudy.paper import paper_table
-from lrstudy.stats import Claim, mean_ci
+from lrstudy.stats import VERDICTS, Claim, mean_ci
 from lrstudy.study import STANDARD_KNOBS
 
 
@@ -147,6 +147,6 @@ def test_range_test_notebook_measures(scratch):
     linear, exponential = clr_range_test.sweeps(results)
     assert len(linear) >= 3 and linear.lr.is_monotonic_increasing
     assert len(exponential) > 0 and exponential.lr.is_monotonic_increasing  # one row per update (trace)
-    assert set(clr_range_test.derive(s, results)) == {"Smith max_lr", "Smith base_lr"}
+    assert set(clr_range_test.derive(s, results)) == {"Smith max_lr", "Smith base_lr", "Smith max_lr / base_lr"}
     verdicts = experiment.verdicts(s, results)
-    assert set(verdicts.verdict) <= {"confirmed", "not confirmed", "inconclusive"}
+    assert set(verdicts.verdict) <= set(VERDICTS) - {"not run"}
