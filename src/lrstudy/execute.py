@@ -14,6 +14,7 @@ a worker and the store written by the driver alone.
 
 from __future__ import annotations
 
+import os
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -42,7 +43,7 @@ Outcome = tuple[str, object]
 
 
 def execute(settings: Settings, labelled: Labelled, progress: bool = True,
-            train_missing: bool = True, fuse: int | None = None) -> tuple[list[RunRecord | None], dict[str, str]]:
+            train_missing: bool | None = None, fuse: int | None = None) -> tuple[list[RunRecord | None], dict[str, str]]:
     """Each run's record, in order (None where there is none), and the reason for each missing one,
     by run id -- after training every run the store lacks.
 
@@ -53,15 +54,19 @@ def execute(settings: Settings, labelled: Labelled, progress: bool = True,
     stops at once with one message naming the remedies; runs on another data set that cannot be
     downloaded are reported as not run, with the reason. Data on this machine that cannot be read
     (a broken image, images of the wrong size) is an error naming the file. With
-    ``train_missing=False`` nothing is trained: missing runs are reported as not run (the scorecard). Up to ``fuse`` runs of one small net train as one
-    batched computation; by default the profile's ``fuse`` on a CUDA device and none elsewhere (on a
+    ``train_missing=False`` nothing is trained: missing runs are reported as not run yet (the
+    scorecard; and every notebook under ``LRSTUDY_TRAIN=no``, which ``make reproduce TRAIN=no`` sets
+    to render stored runs on a machine that should not train the rest). Up to ``fuse`` runs of one
+    small net train as one batched computation; by default the profile's ``fuse`` on a CUDA device and none elsewhere (on a
     CPU, K=4 fused runs train at 0.49x the rate of one: results/bench).
     """
     store = RunStore(settings.profile.name)
     sources = Sources(settings)
     stored = {c.id: store.load(c, sources.fingerprint(c.data)) for _, c in labelled}  # each record read once
+    if train_missing is None:
+        train_missing = os.environ.get("LRSTUDY_TRAIN", "yes") != "no"
     if not train_missing:
-        errors = {i: "not run: no stored result" for i, r in stored.items() if r is None}
+        errors = {i: "not run yet: no stored result (nothing is trained here)" for i, r in stored.items() if r is None}
         return [stored[c.id] for _, c in labelled], errors
     errors: dict[str, str] = {}
     missing = [(label, c) for label, c in labelled if stored[c.id] is None]
@@ -144,9 +149,8 @@ def save_outcomes(settings: Settings, store: RunStore, task: Labelled, outcomes:
             status, rows, info = value
             record = store.save(config, status, rows, info)
             final = record.final
-            say(f"{name}: {record.status} after {int(final['step'])} iterations, "
-                f"test accuracy {final['test_acc']:.2f}% ({record.meta['timings']['wall_s']:.0f} s"
-                f"{', fused' if info.get('step_mode') == 'fused' else ''})")
+            say(f"{name}: {record.status}, {int(final['step'])} iterations, {final['test_acc']:.1f}%, "
+                f"{record.meta['timings']['wall_s']:.0f} s{' (fused)' if info.get('step_mode') == 'fused' else ''}")
         elif kind == "failed":
             store.save_failure(config, value)
             errors[config.id] = value
