@@ -300,7 +300,8 @@ def _claims_first(runs: list[QueuedRun], seconds: Mapping[str, float], stored: s
     for units in tiers:
         while units:
             def value(unit):
-                cost = sum(seconds[i] for i in unit[1] - scheduled)
+                # (fsum: exact whatever the set's order, which varies between processes, so ties break alike)
+                cost = math.fsum(seconds[i] for i in unit[1] - scheduled)
                 done = sum(1 for other in units if other[1] <= scheduled | unit[1])
                 return math.inf if cost == 0 else done / cost
             best = max(units, key=value)  # (max keeps the first of equals: the experiments' own order)
