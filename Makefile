@@ -11,7 +11,6 @@
 #                                   a rented GPU's one command: gpu-check, bench --quick, the profile's runs in
 #                                   priority order until MINUTES are up, one archive in OUT (needs no .venv,
 #                                   papermill, jupyter, git or network: GPU_PYTHON (python3) with torch)
-#   make gpu-window-command         print the device tool's command line for a gpu-window
 #   make lab                        JupyterLab on notebooks/ with the study's kernel
 #   make clean                      remove smoke outputs, failed executions and caches (keeps results)
 #   make distclean                  also remove .venv and data/
@@ -39,7 +38,7 @@ export LRSTUDY_RESULTS := $(abspath $(RESULTS))
 export JUPYTER_PATH := $(abspath $(VENV))/share/jupyter
 export PYTHONNOUSERSITE := 1
 
-.PHONY: test reproduce notebooks readme bench plans gpu-window gpu-window-command lab clean distclean venv FORCE
+.PHONY: test reproduce notebooks readme bench plans gpu-window lab clean distclean venv FORCE
 .DELETE_ON_ERROR:
 
 venv: $(STAMP)
@@ -108,18 +107,10 @@ plans: $(STAMP)
 # No $(STAMP): the GPU machine has torch but no venv and no network; the code runs from src/.
 GPU_PYTHON ?= python3
 MINUTES ?=
-GPU_WINDOW_DATA ?= .gpu-window/cifar10-jpeg.tar.xz
 gpu-window:
 	@test -n "$(MINUTES)" -a -n "$(OUT)" || { echo "make gpu-window needs MINUTES=<minutes> OUT=<folder>"; exit 2; }
 	PYTHONPATH=$(abspath src)$${PYTHONPATH:+:$$PYTHONPATH} PYTHONUNBUFFERED=1 $(GPU_PYTHON) -m lrstudy gpu-window \
 	  --minutes $(MINUTES) --out "$(OUT)" --profile $(or $(PROFILE),fast) $(if $(DATA),--data "$(DATA_PATH)")
-
-# The line to give the `device` tool (its machine copies the working tree without .git, and the
-# ignored folder .gpu-window/ when `carry` names it; LRSTUDY_COMMIT records which commit ran there).
-gpu-window-command:
-	@echo 'mkdir -p .gpu-window && cp path/to/cifar10-jpeg.tar.xz $(GPU_WINDOW_DATA)   # once; .gpu-window/ is git-ignored'
-	@echo 'run(command="LRSTUDY_COMMIT=$(shell git rev-parse HEAD 2>/dev/null) make gpu-window MINUTES=$(or $(MINUTES),9) OUT=$$OUT DATA=$(GPU_WINDOW_DATA)", carry=[".gpu-window"], timeout_s=$(shell m=$(or $(MINUTES),9); t=$$(( $${m%.*} * 60 + 60 )); echo $$(( t > 600 ? 600 : t ))))'
-	@echo '(the device tool runs a command for at most 600 s: MINUTES=9 at the most there)'
 
 readme: $(STAMP)
 	@test -n "$(PROFILE)" || { echo "make readme needs PROFILE=..."; exit 2; }

@@ -6,7 +6,8 @@ order until the time is up, and leave one archive to merge at home.
 
 Steps, each a child process with its own share of the window, its output logged:
 
-1. ``python -m lrstudy gpu-check`` -- every network, optimizer and mode on this device;
+1. ``python -m lrstudy gpu-check`` -- every network, optimizer and mode on this device (skipped,
+   with a message, where this version of the study has no such command);
 2. ``python -m lrstudy.bench --quick`` -- this device's throughput, which then drives the estimates;
 3. ``python -m lrstudy run all --profile fast --time-limit <what is left>`` -- the runs in priority
    order (the Caffe-net claims first); the run in progress at the limit saves a checkpoint.
@@ -19,6 +20,7 @@ dependencies only: no papermill, jupyter, git or network.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -36,6 +38,11 @@ CHECK = ["-m", "lrstudy", "gpu-check"]
 BENCH = ["-m", "lrstudy.bench", "--quick", "--out", "{bench}"]
 STEP_SHARE, STEP_MOST = 0.25, 150.0  # the check and the benchmark each get a quarter of the window, at most 150 s
 ARCHIVE_RESERVE = 20.0  # seconds kept at the end for the archive
+
+
+def gpu_check_available() -> bool:
+    """Whether this version of the study has ``python -m lrstudy gpu-check`` (:mod:`lrstudy.gpucheck`)."""
+    return importlib.util.find_spec("lrstudy.gpucheck") is not None
 
 
 def gpu_window(minutes: float, out: str | Path, profile: str = "fast", sources: Mapping[str, str | None] | None = None) -> int:
@@ -67,7 +74,12 @@ def gpu_window(minutes: float, out: str | Path, profile: str = "fast", sources: 
         print(f"gpu-window: {name}: exit {code} after {time.monotonic() - t0:.0f} s (log {name}.log)", flush=True)
 
     share = min(STEP_MOST, STEP_SHARE * budget)
-    step("gpu-check", CHECK, share)
+    if gpu_check_available():
+        step("gpu-check", CHECK, share)
+    else:  # a version of the study from before the check existed: the window still trains
+        summary["steps"]["gpu-check"] = {"exit": "not available", "seconds": 0.0}
+        print("gpu-window: gpu-check: not available in this version of lrstudy (no lrstudy.gpucheck module); "
+              "skipped, the window goes on with the benchmark and the runs", flush=True)
     step("bench", [a.replace("{bench}", str(work / "bench")) for a in BENCH], share)
     bench = sorted((work / "bench").glob("*.csv"))
     left = budget - (time.monotonic() - started) - ARCHIVE_RESERVE
