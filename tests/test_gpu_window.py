@@ -40,6 +40,7 @@ def test_gpu_window_leaves_one_archive_that_imports_at_home(scratch, monkeypatch
 def test_make_gpu_window_runs_the_command_from_src_without_a_venv():
     dry = subprocess.run(["make", "-n", "gpu-window", "MINUTES=9", "OUT=out", "PROFILE=smoke"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout
+    dry = " ".join(dry.replace("\\\n", " ").split())  # the recipe's continued lines as one
     assert f"PYTHONPATH={ROOT / 'src'}" in dry and "python3 -m lrstudy gpu-window --minutes 9 --out \"out\" " \
                                                      "--profile smoke" in dry
     assert ".venv" not in dry

@@ -36,8 +36,9 @@ def test_claims_select_exactly_the_runs_they_need():
         super_convergence.EXPERIMENT, {super_convergence.FIG1A_CLR, super_convergence.FIG1A_PC,
                                        "one cycle, 10000 training images", "PC-LR, 10000 training images"})
     assert sorted(r.config.id for r in runs) == sorted(expected)
-    # a derived measure's claim trains the rows the measure reads: the triangular run's cycle end and peak
-    assert [r.label for r in select_runs(["clr_cifar10"], "smoke", claims=["CLR-3.3.stop-at-cycle-end"])] == ["triangular"]
+    # a derived measure's claim trains the rows the measure reads: one run stopped at a cycle's end and mid-descent
+    assert [r.label for r in select_runs(["clr_cifar10"], "smoke", claims=["CLR-3.3.stop-at-cycle-end"])] == \
+        [clr_cifar10.STOP_RUN]
 
 
 def test_only_and_seed_range_across_experiments_and_unknown_names():
