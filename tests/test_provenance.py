@@ -5,6 +5,7 @@ committed notebook page is free of progress-bar clutter and of the paths of the 
 import hashlib
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,21 @@ import pytest
 from lrstudy.runs import RunConfig, record_digest
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
-RECORDS = sorted(RESULTS.glob("*/runs/*.json"))
-PAGES = sorted(RESULTS.glob("*/*.ipynb")) + sorted(RESULTS.glob("*/*.html"))
+
+
+def committed(pattern):
+    """The files under results/ that match pattern and are in the commit: a developer's own
+    git-ignored runs (results/smoke/, test leftovers) are not the project's evidence."""
+    found = sorted(RESULTS.glob(pattern))
+    listed = subprocess.run(["git", "ls-files", "-z", "--", "."], cwd=RESULTS, capture_output=True)
+    if listed.returncode != 0:  # not a git checkout (an unpacked release): everything is committed
+        return found
+    tracked = {RESULTS / name for name in listed.stdout.decode().split("\0") if name}
+    return [path for path in found if path in tracked]
+
+
+RECORDS = committed("*/runs/*.json")
+PAGES = committed("*/*.ipynb") + committed("*/*.html")
 # a path on a developer's or a CI machine, as it would appear in a rendered page
 MACHINE_PATH = re.compile(r"(?<![\w.])/(?:work|tmp|home|root|mnt|opt|Users|private)/[\w.-]+")
 PROGRESS_BAR = re.compile(r"\|[#\u2588-\u258f ]*\| *\d+/\d+ \[")

@@ -124,3 +124,9 @@ def test_chance_is_subtracted_from_retained_accuracy():
     out = sc.derive(None, Results())
     # a net back at chance (10%) at the top of its sweep retains nothing (it scored 0.25 before)
     assert out[sc.RETAINED_CAFFE] == {1: 0.0}
+
+
+def test_budgets_read_as_plain_percentages():
+    from lrstudy.notebook import percent
+
+    assert [percent(f) for f in (1.0, 0.25, 0.02, 0.0004)] == ["100%", "25%", "2%", "0.04%"]

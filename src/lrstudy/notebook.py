@@ -138,13 +138,18 @@ def worth(table: pd.DataFrame, s: Settings) -> str:
             "a short budget can make.")
 
 
+def percent(fraction: float) -> str:
+    """A budget fraction as a reader wants it: two significant digits, never in exponent form
+    (0.0004 -> "0.04%", 0.25 -> "25%", 1.0 -> "100%")."""
+    return f"{float(f'{fraction * 100:.2g}'):g}%"
+
+
 def budget_span(budgets: pd.Series) -> str:
     """The range of budget fractions, as a reader wants it: "2%", "0.04%-0.5%"."""
     if not len(budgets):
         return "none"
-    low, high = f"{budgets.min():.2g}", f"{budgets.max():.2g}"
-    as_percent = lambda text: f"{float(text) * 100:g}%"  # noqa: E731
-    return as_percent(low) if low == high else f"{as_percent(low)}-{as_percent(high)}"
+    low, high = percent(budgets.min()), percent(budgets.max())
+    return low if low == high else f"{low}-{high}"
 
 
 def power(experiment: Experiment, s: Settings, results: StudyResults) -> pd.DataFrame:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from .config import load_profile
 from .experiments import EXPERIMENTS
-from .notebook import budget_span
+from .notebook import budget_span, percent
 from .paths import results_root
 from .stats import VERDICTS
 from .study import DATA_PARAMETERS
@@ -139,8 +139,7 @@ def collect(profile: str, experiments: list[str] | None = None, **data: str | No
 def _printed(card: pd.DataFrame) -> pd.DataFrame:
     """The columns a reader reads, numbers formatted: budget as a percentage, power in points."""
     out = card.copy()
-    out["budget"] = [f"{b:.2g}" if b == b else "-" for b in card.budget * 100]
-    out["budget"] = [f"{b}%" if b != "-" else b for b in out.budget]
+    out["budget"] = [percent(b) if b == b else "-" for b in card.budget]
     out["detectable"] = [f"{d:.2f}" if d == d else "-" for d in card.detectable]
     return out
 
