@@ -6,6 +6,11 @@
 #                                   execute notebooks with papermill into results/<profile>/ (+ HTML)
 #   make readme PROFILE=cpu [DATA=...]   regenerate the README's scorecard table from that profile's runs
 #   make bench                      speed benchmark on this machine's device -> results/bench/<device>.{csv,md}
+#   make plans                      results/plan/{fast,full}.txt (what each profile trains, estimated time) + README table
+#   make gpu-window MINUTES=9 OUT=dir [DATA=...] [PROFILE=fast]
+#                                   a rented GPU's one command: gpu-check, bench --quick, the profile's runs in
+#                                   priority order until MINUTES are up, one archive in OUT (needs no .venv,
+#                                   papermill, jupyter, git or network: GPU_PYTHON (python3) with torch)
 #   make lab                        JupyterLab on notebooks/ with the study's kernel
 #   make clean                      remove smoke outputs, failed executions and caches (keeps results)
 #   make distclean                  also remove .venv and data/
@@ -33,7 +38,7 @@ export LRSTUDY_RESULTS := $(abspath $(RESULTS))
 export JUPYTER_PATH := $(abspath $(VENV))/share/jupyter
 export PYTHONNOUSERSITE := 1
 
-.PHONY: test reproduce notebooks readme bench lab clean distclean venv FORCE
+.PHONY: test reproduce notebooks readme bench plans gpu-window lab clean distclean venv FORCE
 .DELETE_ON_ERROR:
 
 venv: $(STAMP)
@@ -93,6 +98,19 @@ FORCE:
 
 bench: $(STAMP)
 	$(BIN)/python -m lrstudy.bench --out $(RESULTS)/bench
+
+plans: $(STAMP)
+	@mkdir -p $(RESULTS)/plan
+	for profile in fast full; do $(BIN)/python -m lrstudy plan all --profile $$profile > $(RESULTS)/plan/$$profile.txt || exit 1; done
+	$(BIN)/python -m lrstudy budgets --readme > /dev/null
+
+# No $(STAMP): the GPU machine has torch but no venv and no network; the code runs from src/.
+GPU_PYTHON ?= python3
+MINUTES ?=
+gpu-window:
+	@test -n "$(MINUTES)" -a -n "$(OUT)" || { echo "make gpu-window needs MINUTES=<minutes> OUT=<folder>"; exit 2; }
+	PYTHONPATH=$(abspath src)$${PYTHONPATH:+:$$PYTHONPATH} PYTHONUNBUFFERED=1 $(GPU_PYTHON) -m lrstudy gpu-window \
+	  --minutes $(MINUTES) --out "$(OUT)" --profile $(or $(PROFILE),fast) $(if $(DATA),--data "$(DATA_PATH)")
 
 readme: $(STAMP)
 	@test -n "$(PROFILE)" || { echo "make readme needs PROFILE=..."; exit 2; }

@@ -368,7 +368,7 @@ def test_profile_yaml_reads_exponents_and_refuses_what_it_cannot_read():
         parse_profile("smoke", PROFILE_TEXT + "seeds: 3\n")
     with pytest.raises(ValueError, match="unknown notebook section 'clr_cifar100'"):
         parse_profile("smoke", PROFILE_TEXT.replace("  clr_cifar10:", "  clr_cifar100:"))
-    with pytest.raises(ValueError, match="(?s)smoke.yaml: not valid YAML.*line 48"):
+    with pytest.raises(ValueError, match="(?s)smoke.yaml: not valid YAML.*line 49"):
         parse_profile("smoke", PROFILE_TEXT + "notebooks: [\n")
 
 

@@ -135,6 +135,7 @@ def test_a_claim_naming_an_unknown_label_is_refused_when_its_experiment_is_made(
         Experiment("x", rows, [], [], clr_cifar10.paper, derived={"measured": ("fxed",)}, derive=lambda s, r: {})
     made = Experiment("x", rows, [Claim("X", "", a="measured", b="fixed")], [], clr_cifar10.paper,
                       derived={"measured": ("fixed",)}, derive=lambda s, r: {"measured": {}, "undeclared": {}})
+    assert made.rows_for(["X"]) == ["fixed"]  # what --claims trains for it
     with pytest.raises(ValueError, match="'undeclared'"):
         made.measures(None, type("Results", (), {"final_accuracy": lambda self: {}})())
 

@@ -1,24 +1,35 @@
-"""Command line: train an experiment's runs into the run store without Jupyter.
+"""Command line: train any part of the study's runs into the run store without Jupyter.
 
     python -m lrstudy run clr_cifar10 --profile fast --data path/to/tree
+    python -m lrstudy run all --profile fast --claims CLR-T1.tri2-vs-fixed --time-limit 45m
     python -m lrstudy run clr_cifar10 --profile full --only fixed,exp --seed-range 2-3
+    python -m lrstudy run all --profile fast --executor ray          # every GPU of this machine
+    python -m lrstudy plan all --profile fast      # what would run: steps, FLOPs, estimated time
+    python -m lrstudy export runs.tar.gz --profile fast all           # finished records, for elsewhere
+    python -m lrstudy import runs.tar.gz           # merge records trained elsewhere into this store
+    python -m lrstudy gpu-window --minutes 9 --out dir --data cifar10-jpeg.tar.xz   # a rented GPU's one command
     python -m lrstudy status --profile fast clr_cifar10    # which runs are finished, diverged, failed
     python -m lrstudy seal --profile cpu                   # add digests to records stored before they had one
+    python -m lrstudy budgets --readme              # each profile's budgets and estimated times, into README.md
     python -m lrstudy list
 
 Useful on a GPU machine without papermill: the notebooks later read the same run store.
-A bad input (an unknown notebook, a bad seed count, data that cannot be had or read, a profile that
-needs a GPU on a machine without one) prints one message and exits with status 2.
+Exit status: 0 done; 1 some run failed or could not run (its data missing); 2 a bad input (an
+unknown experiment, a bad seed count, data that cannot be had or read, a profile that needs a GPU
+on a machine without one), with one message; 3 stopped by the time limit or SIGTERM, with the run in
+progress checkpointed: the same command continues it.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 from .config import PROFILES, DeviceUnavailable
 from .data import DataUnavailable
 from .experiments import EXPERIMENTS, get_experiment
+from .runqueue import ORDERS
 from .runs import OtherDataError
 from .study import DATA_PARAMETERS
 
@@ -34,20 +45,75 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _add_selection(parser: argparse.ArgumentParser) -> None:
+    """The arguments that choose runs, shared by run, plan and export."""
+    parser.add_argument("notebooks", nargs="+", help=f"experiment names, or all: {list(EXPERIMENTS)}")
+    parser.add_argument("--profile", required=True, choices=PROFILES)
+    for dataset, parameter in DATA_PARAMETERS.items():  # --data, --data-cifar100, ...
+        parser.add_argument(f"--{parameter.replace('_', '-')}", default=None,
+                            help=f"{dataset} source: {dataset}, a folder-per-class tree or an archive of one")
+    seeds = parser.add_mutually_exclusive_group()
+    seeds.add_argument("--seeds", type=int, default=None, help="number of seeds, 1..N (default: the profile's)")
+    seeds.add_argument("--seed-range", default=None, metavar="A-B", help="only seeds A to B (e.g. 2-3)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--only", action="append", default=None, metavar="SETTING[,SETTING...]",
+                       help="only these settings (the experiment's row labels; repeat for labels with commas)")
+    which.add_argument("--claims", action="append", default=None, metavar="ID[,ID...]",
+                       help="only the runs these claims need (all their arms and seeds)")
+    parser.add_argument("--device", default=None, choices=["cpu", "cuda", "auto"])
+    parser.add_argument("--order", default="claims", choices=ORDERS,
+                        help="claims: complete the claims with the most evidence per GPU-minute first (default); "
+                             "notebook: the experiments' own order")
+    parser.add_argument("--bench", default=None, metavar="CSV",
+                        help="estimate times from this `make bench` result (default: this machine's, else assumptions)")
+
+
+def _selected_plan(args):
+    from .runqueue import make_plan, select_runs
+
+    runs = select_runs(args.notebooks, args.profile, seeds=args.seeds, seed_range=args.seed_range, only=args.only,
+                       claims=args.claims, device=args.device,
+                       sources={p: getattr(args, p) for p in DATA_PARAMETERS.values()})
+    if not runs:
+        raise ValueError("the selection holds no run (a profile may leave the rows of a claim out)")
+    return make_plan(runs, order=args.order, bench=args.bench, command="python -m lrstudy " + shlex.join(args.argv))
+
+
 def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lrstudy", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="train (or find) every run of one or more notebooks")
-    run.add_argument("notebooks", nargs="+", help=f"notebook names: {sorted(EXPERIMENTS)}")
-    run.add_argument("--profile", required=True, choices=PROFILES)
-    run.add_argument("--data", default=None, help="data source: cifar10, cifar100, synthetic or a path")
-    seeds = run.add_mutually_exclusive_group()
-    seeds.add_argument("--seeds", type=int, default=None, help="number of seeds, 1..N (default: the profile's)")
-    seeds.add_argument("--seed-range", default=None, metavar="A-B", help="only seeds A to B (e.g. 2-3)")
-    run.add_argument("--only", action="append", default=None, metavar="SETTING[,SETTING...]",
-                     help="only these settings (the experiment's row labels; repeat for labels with commas)")
-    run.add_argument("--device", default=None, choices=["cpu", "cuda", "auto"])
+    run = sub.add_parser("run", help="train (or find) the selected runs, in priority order")
+    _add_selection(run)
     run.add_argument("--no-progress", action="store_true", help="no per-iteration progress bar")
+    run.add_argument("--time-limit", default=None, metavar="DURATION",
+                     help="stop by then (45m, 8h, 1h30m): the run in progress saves a checkpoint; exit status 3")
+    run.add_argument("--executor", default="local", choices=["local", "ray"],
+                     help="local: this process (default); ray: each run or fused group a Ray task")
+    run.add_argument("--address", default=None,
+                     help="a running Ray cluster to join (auto, or HOST:PORT); default: start one on this machine")
+    per_run = run.add_mutually_exclusive_group()
+    per_run.add_argument("--gpus-per-run", type=float, default=None, help="GPUs each Ray task takes (default 1 on CUDA)")
+    per_run.add_argument("--cpus-per-run", type=int, default=None, help="CPUs each Ray task takes (CPU profiles; default 1)")
+    run.add_argument("--export", default=None, metavar="FILE.tar.gz", help="afterwards, write the selection's records there")
+    run.add_argument("--with-checkpoints", action="store_true", help="also export the checkpoints of unfinished runs")
+    plan = sub.add_parser("plan", help="what `run` would train: one line per run, totals, estimated time")
+    _add_selection(plan)
+    export = sub.add_parser("export", help="write the selection's finished records into one archive")
+    export.add_argument("archive", metavar="FILE.tar.gz")
+    _add_selection(export)
+    export.add_argument("--with-checkpoints", action="store_true", help="also the checkpoints of unfinished runs")
+    merge = sub.add_parser("import", help="merge an archive of records (from `export`) into this machine's store")
+    merge.add_argument("archive", metavar="FILE.tar.gz")
+    window = sub.add_parser("gpu-window", help="a rented GPU's one command: check, bench, train the fast profile in "
+                                               "priority order until the time is up, one archive")
+    window.add_argument("--minutes", type=float, required=True, help="the whole window, check and bench included")
+    window.add_argument("--out", required=True, help="folder for the archive (nothing else is written there)")
+    window.add_argument("--profile", default="fast", choices=PROFILES)
+    for parameter in DATA_PARAMETERS.values():
+        window.add_argument(f"--{parameter.replace('_', '-')}", default=None)
+    budgets = sub.add_parser("budgets", help="each profile's budget per experiment, as a fraction of the paper's, "
+                                             "and its estimated minutes")
+    budgets.add_argument("--readme", action="store_true", help="write the table into README.md's budgets block")
     status = sub.add_parser("status", help="count each notebook's runs by status in the run store")
     status.add_argument("notebooks", nargs="*", help="notebook names (default: all)")
     status.add_argument("--profile", required=True, choices=PROFILES)
@@ -66,6 +132,7 @@ def _main(argv: list[str] | None) -> int:
     seal.add_argument("--profile", required=True, choices=PROFILES)
     sub.add_parser("list", help="list notebooks and profiles")
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
 
     if args.command == "status":
         return _status(args)
@@ -81,23 +148,69 @@ def _main(argv: list[str] | None) -> int:
         print("notebooks:", ", ".join(sorted(EXPERIMENTS)))
         print("profiles: ", ", ".join(PROFILES))
         return 0
+    if args.command == "plan":
+        print(_selected_plan(args).render(), end="")
+        return 0
+    if args.command == "export":
+        from .archive import export_runs
+
+        plan = _selected_plan(args)
+        print(export_runs(args.archive, plan.runs, with_checkpoints=args.with_checkpoints,
+                          checkpoint_ids=plan.group_ids()))
+        return 0
+    if args.command == "import":
+        from .archive import import_archive
+
+        print(import_archive(args.archive))
+        return 0
+    if args.command == "gpu-window":
+        from .gpu_window import gpu_window
+
+        return gpu_window(args.minutes, args.out, args.profile,
+                          {p: getattr(args, p) for p in DATA_PARAMETERS.values()})
+    if args.command == "budgets":
+        from .budgets import budgets_table, update_readme_budgets
+        from .paths import project_root
+
+        table = budgets_table()
+        print(table)
+        if args.readme:
+            update_readme_budgets(project_root() / "README.md", table)
+        return 0
     return _run(args)
 
 
 def _run(args) -> int:
-    from .selection import parse_seed_range
+    """Train the selection; the exit status says whether all of it is stored (0), some failed or
+    could not run (1), or the time limit or SIGTERM stopped it (3)."""
+    from .runqueue import EXIT_STOPPED, TimeBox, parse_duration, run_queue, stored_status
 
-    seed_range = parse_seed_range(args.seed_range) if args.seed_range else None
-    failed = 0
-    for name in args.notebooks:
-        experiment = get_experiment(name)
-        seeds = max(seed_range) if seed_range else args.seeds
-        settings = experiment.settings(args.profile, data=args.data, seeds=seeds, device=args.device)
-        results = experiment.run(settings, only=args.only, seeds=seed_range, progress=not args.no_progress)
-        runs = results.runs
-        print(runs.groupby(["setting", "status"]).size().to_string())
-        failed += int(runs.status.isin(["failed", "not run"]).sum())
-    return 1 if failed else 0
+    box = TimeBox(parse_duration(args.time_limit) if args.time_limit else None)  # the limit counts from now
+    plan = _selected_plan(args)
+    options = {}
+    if args.executor == "ray":
+        options = dict(address=args.address, gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run)
+    elif args.address or args.gpus_per_run or args.cpus_per_run:
+        raise ValueError("--address, --gpus-per-run and --cpus-per-run go with --executor ray")
+    result = run_queue(plan, executor=args.executor, box=box, progress=not args.no_progress, **options)
+    from .runs import RunStore
+
+    store = RunStore(args.profile)
+    counts: dict[tuple[str, str], int] = {}
+    for run in plan.runs:
+        state = stored_status(store, run.config)
+        state = "not run" if state == "missing" and run.config.id in result.errors else state
+        counts[run.experiment, state] = counts.get((run.experiment, state), 0) + 1
+    for (experiment, state), n in counts.items():
+        print(f"  {experiment}: {n} {state}")
+    if args.export:
+        from .archive import export_runs
+
+        print(export_runs(args.export, plan.runs, with_checkpoints=args.with_checkpoints,
+                          checkpoint_ids=plan.group_ids()))
+    if result.stopped:
+        return EXIT_STOPPED
+    return 1 if any(state in ("failed", "not run", "missing", "altered") for _, state in counts) else 0
 
 
 def _scorecard(args) -> int:

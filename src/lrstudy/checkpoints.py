@@ -16,10 +16,11 @@ import sys
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 import torch
 
-__all__ = ["Checkpointer", "atomic_write", "file_lock"]
+__all__ = ["Checkpointer", "StopRequested", "atomic_write", "file_lock"]
 
 FORMAT = 2  # 2: one layout for lone and fused runs (lrstudy.ledger); a format-1 file is set aside
 _DIGEST = 32
@@ -78,13 +79,25 @@ def file_lock(path: Path, waiting_message: str | None = None):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-class Checkpointer:
-    """Saves and restores one run's training state at ``path`` every ``every`` updates."""
+class StopRequested(BaseException):
+    """Training was asked to stop (a time limit, SIGTERM): the run saved its checkpoint and the
+    next call resumes it. A BaseException, like KeyboardInterrupt, so that no handler that records
+    a run as failed catches it."""
 
-    def __init__(self, path: str | os.PathLike, run_id: str, every: int, keep: bool = False):
+
+class Checkpointer:
+    """Saves and restores one run's training state at ``path`` every ``every`` updates, and at once
+    when ``stop()`` (if set) turns true: the training loop then saves and raises
+    :class:`StopRequested`."""
+
+    def __init__(self, path: str | os.PathLike, run_id: str, every: int, keep: bool = False,
+                 stop: Callable[[], bool] | None = None):
         if every < 1:
             raise ValueError(f"checkpoint every={every} must be >= 1 updates")
-        self.path, self.run_id, self.every, self.keep = Path(path), run_id, every, keep
+        self.path, self.run_id, self.every, self.keep, self.stop = Path(path), run_id, every, keep, stop
+
+    def stop_requested(self) -> bool:
+        return self.stop is not None and self.stop()
 
     def save(self, state: dict) -> None:
         buffer = io.BytesIO()

@@ -42,6 +42,7 @@ class Profile:
     fuse: int  # up to this many runs of one small net trained as one batched computation (1: never)
     compile: bool  # torch.compile the networks (worth it on a GPU, not on a CPU)
     notebooks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    priority: tuple[str, ...] = ()  # notebooks whose claims the run queue completes before any other's
 
     def section(self, notebook: str) -> dict:
         if notebook not in self.notebooks:
@@ -90,6 +91,7 @@ _PROFILE_SPEC = {
     "fuse": (int, lambda v: v >= 1, "how many runs of one small net may train as one batched computation (1: never)"),
     "compile": (bool, None, "whether to torch.compile the networks (true or false)"),
     "notebooks": (dict, None, "a mapping from notebook name to its settings"),
+    "priority": (list, None, "notebooks whose claims the run queue completes first, e.g. [clr_cifar10]; [] for none"),
 }
 
 
@@ -142,7 +144,10 @@ def parse_profile(name: str, text: str) -> Profile:
     unknown = sorted(set(values["notebooks"]) - set(EXPERIMENTS))
     if unknown:
         raise ValueError(f"{where}: unknown notebook section {unknown[0]!r} (known: {sorted(EXPERIMENTS)})")
-    return Profile(name=name, **values)
+    unknown = [n for n in values["priority"] if n not in EXPERIMENTS]
+    if unknown:
+        raise ValueError(f"{where}: priority names unknown notebook {unknown[0]!r} (known: {sorted(EXPERIMENTS)})")
+    return Profile(name=name, **{**values, "priority": tuple(values["priority"])})
 
 
 def resolve_device(requested: str) -> torch.device:

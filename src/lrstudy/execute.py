@@ -4,6 +4,12 @@ fused groups, failures recorded and reported.
 :func:`execute` makes sure every run of a list exists in the store, training the missing ones, and
 returns their records. A data set is loaded only if some run on it is missing, so a notebook whose
 runs are all stored only reads.
+
+The unit of training is a *task*: one run, or a group of runs trained as one computation
+(:mod:`lrstudy.fused`). :func:`train_task` trains a task and returns each run's outcome without
+writing the store; :func:`save_outcomes` writes them. Both executors of the run queue
+(:mod:`lrstudy.runqueue`) use the pair: the local one in one process, the Ray one with training on
+a worker and the store written by the driver alone.
 """
 
 from __future__ import annotations
@@ -12,10 +18,11 @@ import os
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 
+from .checkpoints import StopRequested
 from .config import resolve_device
 from .data import DataUnavailable, check_shape, describe_source, is_local, load_data, source_fingerprint
 from .paths import results_root
@@ -26,10 +33,16 @@ from .train import train
 if TYPE_CHECKING:
     from .study import Settings
 
-__all__ = ["execute", "public_source"]
+__all__ = ["execute", "public_source", "Sources", "group_tasks", "default_fuse", "train_task", "save_outcomes",
+           "train_task_into_store", "prepare_store", "finish_checkpoints"]
+
+Labelled = Sequence[tuple[str, RunConfig]]
+# A run's outcome: ("record", (status, rows, info)), ("failed", error), ("not run", reason) or
+# ("stopped", None) -- the last only from a worker of the Ray executor, which cannot raise it across.
+Outcome = tuple[str, object]
 
 
-def execute(settings: Settings, labelled: Sequence[tuple[str, RunConfig]], progress: bool = True,
+def execute(settings: Settings, labelled: Labelled, progress: bool = True,
             train_missing: bool | None = None, fuse: int | None = None) -> tuple[list[RunRecord | None], dict[str, str]]:
     """Each run's record, in order (None where there is none), and the reason for each missing one,
     by run id -- after training every run the store lacks.
@@ -48,69 +61,147 @@ def execute(settings: Settings, labelled: Sequence[tuple[str, RunConfig]], progr
     CPU, K=4 fused runs train at 0.49x the rate of one: results/bench).
     """
     store = RunStore(settings.profile.name)
-    sources = _Sources(settings)
+    sources = Sources(settings)
     stored = {c.id: store.load(c, sources.fingerprint(c.data)) for _, c in labelled}  # each record read once
     if train_missing is None:
         train_missing = os.environ.get("LRSTUDY_TRAIN", "yes") != "no"
     if not train_missing:
         errors = {i: "not run yet: no stored result (nothing is trained here)" for i, r in stored.items() if r is None}
         return [stored[c.id] for _, c in labelled], errors
-    records, errors = [], {}
+    errors: dict[str, str] = {}
     missing = [(label, c) for label, c in labelled if stored[c.id] is None]
     if missing:
-        main_data = describe_source(settings.data["cifar10"])[0]
-        if any(c.data == main_data for _, c in missing):
-            unavailable = sources.get(main_data)
-            if isinstance(unavailable, DataUnavailable):
-                raise DataUnavailable(str(unavailable)) from None
-        store.check_writable()
+        prepare_store(settings, store, sources, missing)
         print(f"{len(missing)} of {len(labelled)} runs to train (the rest are in {_relative(store.root)}).")
-    done = 0
-    if fuse is None:
-        fuse = settings.profile.fuse if resolve_device(settings.device).type == "cuda" else 1
-    if fuse > 1 and len(missing) > 1:
-        done = _train_fused_groups(settings, store, missing, sources, progress, fuse)
-    for label, config in labelled:
-        # (a fused group may have stored it since)
-        record = stored[config.id] or store.load(config, sources.fingerprint(config.data))
-        if record is None:
-            data, device = sources.get(config.data), sources.device
-            done += 1
-            name = f"[{done}/{len(missing)}] {label} seed {config.seed}"
-            if isinstance(data, DataUnavailable):
-                errors[config.id] = f"not run: {str(data).splitlines()[0]}"
-                print(f"{name}: {errors[config.id]}")
-                records.append(None)
-                continue
-            checkpointer = store.checkpointer(config, settings.profile.checkpoint_every)
-            try:
-                source = sources.source_of[config.data]
-                record = store.get_or_run(
-                    config, lambda c: _train_one(c, data, source, device, settings, label, progress, name,
-                                                 checkpointer),
-                    checkpointer=checkpointer, fingerprint=data.fingerprint,
-                )
-                final = record.final
-                print(f"{name}: {record.status}, {int(final['step'])} iterations, "
-                      f"{final['test_acc']:.1f}%, {record.meta['timings']['wall_s']:.0f} s")
-            except Exception as err:  # recorded as failed by the store; go on with the others
-                errors[config.id] = f"{type(err).__name__}: {err}"
-                print(f"{name}: FAILED ({errors[config.id]})")
-                record = None
-        records.append(record)
+        done = 0
+        for task in group_tasks(missing, default_fuse(settings) if fuse is None else fuse):
+            names = [f"[{done + i + 1}/{len(missing)}] {label} seed {c.seed}" for i, (label, c) in enumerate(task)]
+            errors.update(train_task_into_store(settings, task, store, sources, progress, names))
+            done += len(task)
+    records = [stored[c.id] or (None if c.id in errors else store.load(c, sources.fingerprint(c.data)))
+               for _, c in labelled]
     return records, errors
 
 
-class _Sources:
+def default_fuse(settings: Settings) -> int:
+    """How many runs may train as one computation: the profile's ``fuse`` on CUDA, one elsewhere."""
+    return settings.profile.fuse if resolve_device(settings.device).type == "cuda" else 1
+
+
+def prepare_store(settings: Settings, store: RunStore, sources: Sources, missing: Labelled) -> None:
+    """Before the first run trains: stop at once if the main data set (CIFAR-10) is needed and
+    cannot be had, and if the store cannot be written."""
+    main_data = describe_source(settings.data["cifar10"])[0]
+    if any(c.data == main_data for _, c in missing):
+        unavailable = sources.get(main_data)
+        if isinstance(unavailable, DataUnavailable):
+            raise DataUnavailable(str(unavailable)) from None
+    store.check_writable()
+
+
+def group_tasks(items: Sequence, fuse: int, config: Callable = lambda item: item[1],
+                scope: Callable = lambda item: None) -> list[list]:
+    """The ``items`` (runs, e.g. ``(label, config)`` pairs) as units of training, in order: runs that
+    can share one batched computation (:func:`lrstudy.fused.fusable_key`, within one ``scope``) in
+    groups of up to ``fuse``, each group at the place of its first run; every other run alone."""
+    from .fused import fusable, fusable_key
+
+    tasks: list[list] = []
+    open_groups: dict[tuple, list] = {}
+    for item in items:
+        if fuse > 1 and fusable(config(item)):
+            key = (scope(item), fusable_key(config(item)))
+            group = open_groups.get(key)
+            if group is not None and len(group) < fuse:
+                group.append(item)
+                continue
+            open_groups[key] = [item]
+            tasks.append(open_groups[key])
+        else:
+            tasks.append([item])
+    return tasks
+
+
+def train_task(settings: Settings, task: Labelled, sources: Sources, checkpoints: RunStore, progress: bool,
+               names: Sequence[str], stop: Callable[[], bool] | None = None) -> list[Outcome]:
+    """Train one task -- a run, or a group of runs trained as one computation -- and return each
+    run's outcome, in order, without writing any record. Checkpoints go to ``checkpoints``' folder
+    (on this machine), every ``checkpoint_every`` updates and when ``stop()`` turns true, which
+    raises :class:`~lrstudy.checkpoints.StopRequested` once the checkpoint is saved. A group that
+    fails as a whole is trained again run by one; a run that raises is a ``"failed"`` outcome."""
+    if stop is not None and stop():
+        raise StopRequested("the queue is stopping; this task did not start")
+    if len(task) > 1:
+        outcomes = _train_group(settings, task, sources, checkpoints, progress, stop)
+        if outcomes is not None:
+            return outcomes
+    return [_train_single(settings, label, config, sources, checkpoints, progress, name, stop)
+            for (label, config), name in zip(task, names)]
+
+
+def save_outcomes(settings: Settings, store: RunStore, task: Labelled, outcomes: Sequence[Outcome],
+                  names: Sequence[str], say: Callable[[str], None] = print) -> dict[str, str]:
+    """Write each finished or failed run of a task into the store (the caller holds its locks) and
+    report it in one line; returns the reason each run has no record, by run id."""
+    errors = {}
+    for (label, config), (kind, value), name in zip(task, outcomes, names):
+        if kind == "record":
+            status, rows, info = value
+            record = store.save(config, status, rows, info)
+            final = record.final
+            say(f"{name}: {record.status}, {int(final['step'])} iterations, {final['test_acc']:.1f}%, "
+                f"{record.meta['timings']['wall_s']:.0f} s{' (fused)' if info.get('step_mode') == 'fused' else ''}")
+        elif kind == "failed":
+            store.save_failure(config, value)
+            errors[config.id] = value
+            say(f"{name}: FAILED ({value})")
+        else:
+            errors[config.id] = value or "not run: stopped before it finished"
+            if kind == "not run":
+                say(f"{name}: {value}")
+    return errors
+
+
+def train_task_into_store(settings: Settings, task: Labelled, store: RunStore, sources: Sources, progress: bool,
+                          names: Sequence[str], stop: Callable[[], bool] | None = None) -> dict[str, str]:
+    """Train a task in this process and store its runs, holding every member's lock meanwhile (a
+    run another process stored while we waited is read, not trained); each run's checkpoint goes
+    once its record is saved. Returns the reason each run has no record, by run id."""
+    with ExitStack() as locks:
+        for _, config in task:
+            locks.enter_context(store.locked(config.id))
+        keep = [i for i, (_, c) in enumerate(task) if store.load(c, sources.fingerprint(c.data)) is None]
+        task, names = [task[i] for i in keep], [names[i] for i in keep]
+        if not task:
+            return {}
+        outcomes = train_task(settings, task, sources, store, progress, names, stop)
+        errors = save_outcomes(settings, store, task, outcomes, names)
+        finish_checkpoints(settings, store, task, outcomes)
+    return errors
+
+
+def finish_checkpoints(settings: Settings, checkpoints: RunStore, task: Labelled, outcomes: Sequence[Outcome]) -> None:
+    """Remove the checkpoints of a task's runs that have a result (and of its group, once all do)."""
+    finished = [c for (_, c), (kind, _) in zip(task, outcomes) if kind == "record"]
+    for config in finished:
+        checkpoints.checkpointer(config, settings.profile.checkpoint_every).finish()
+    if len(finished) == len(task) > 1:
+        from .fused import group_id
+
+        checkpoints.checkpointer(group_id([c for _, c in task]), settings.profile.checkpoint_every).finish()
+
+
+class Sources:
     """The data sets a study trains on, keyed by data id: loaded on first need, or the reason one
     cannot be had (a download that failed); and the device, resolved (and tuned) once, before the
-    first training."""
+    first training. ``loaded`` may be shared between the Sources of several experiments, so that a
+    data set they share is loaded once."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, loaded: dict | None = None):
         self.settings = settings
         self.source_of = {describe_source(src)[0]: src for src in settings.data.values()}
         self.dataset_of = {describe_source(src)[0]: name for name, src in settings.data.items()}
-        self.loaded: dict[str, object] = {}
+        self.loaded: dict[str, object] = {} if loaded is None else loaded
         self.device = None
 
     def fingerprint(self, data_id: str) -> str | None:
@@ -146,54 +237,46 @@ class _Sources:
         return self.data(data_id)
 
 
-def _train_fused_groups(settings: Settings, store: RunStore, missing, sources: _Sources, progress: bool,
-                        fuse: int) -> int:
-    """Train the ``missing`` runs that can share one batched computation (:mod:`lrstudy.fused`) in groups of
-    up to ``fuse``, holding every member's lock; the rest are left to the one-by-one loop.
-    A group is checkpointed as a whole; its checkpoint goes once every member's record is saved.
-    Returns how many ran."""
-    from .fused import fusable, fusable_key, group_id, train_fused
+def _train_single(settings: Settings, label: str, config: RunConfig, sources: Sources, checkpoints: RunStore,
+                  progress: bool, name: str, stop) -> Outcome:
+    if stop is not None and stop():
+        raise StopRequested("the queue is stopping; this run did not start")
+    data = sources.get(config.data)
+    if isinstance(data, DataUnavailable):
+        return "not run", f"not run: {str(data).splitlines()[0]}"
+    checkpointer = checkpoints.checkpointer(config, settings.profile.checkpoint_every)
+    checkpointer.stop = stop
+    try:
+        return "record", _train_one(config, data, sources.source_of[config.data], sources.device, settings, label,
+                                    progress, name, checkpointer)
+    except Exception as err:  # recorded as failed; the other runs go on
+        return "failed", f"{type(err).__name__}: {err}"
 
-    groups: dict[str, list[tuple[str, RunConfig]]] = {}
-    for label, config in missing:
-        if fusable(config):
-            groups.setdefault(fusable_key(config), []).append((label, config))
-    count = 0
-    for members in groups.values():
-        for start in range(0, len(members), fuse):
-            chunk = members[start:start + fuse]
-            if len(chunk) < 2:
-                continue
-            data = sources.get(chunk[0][1].data)
-            if isinstance(data, DataUnavailable):
-                continue  # the one-by-one loop reports these as not run
-            device = sources.device
-            with ExitStack() as stack:
-                for _, config in chunk:
-                    stack.enter_context(store.locked(config.id))
-                chunk = [(label, c) for label, c in chunk if store.load(c, data.fingerprint) is None]
-                if not chunk:
-                    continue
-                name = f"fused group of {len(chunk)} ({chunk[0][0]} ...)"
-                started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-                configs = [c for _, c in chunk]
-                checkpointer = store.checkpointer(group_id(configs), settings.profile.checkpoint_every)
-                try:
-                    results = train_fused(configs, data, device=device, precision=settings.precision,
-                                          progress=progress, description=name, checkpointer=checkpointer)
-                except Exception as err:  # fall back to one-by-one training for these runs
-                    print(f"{name}: fused training failed ({type(err).__name__}: {err}); training them one by one")
-                    continue
-                for (label, config), result in zip(chunk, results):
-                    store.save(config, result.status, result.rows,
-                               _info(settings, config, label, started, result, device, data,
-                                     sources.source_of[config.data], "fused"))
-                    final = result.rows[-1]
-                    print(f"[fused] {label} seed {config.seed}: {result.status} after {final['step']} iterations, "
-                          f"test accuracy {final['test_acc']:.2f}%")
-                checkpointer.finish()
-                count += len(chunk)
-    return count
+
+def _train_group(settings: Settings, task: Labelled, sources: Sources, checkpoints: RunStore, progress: bool,
+                 stop) -> list[Outcome] | None:
+    """A group's outcomes, or None where it cannot train as one (its data cannot be had, or the
+    fused computation raised): its runs are then trained one by one."""
+    from .fused import group_id, train_fused
+
+    data = sources.get(task[0][1].data)
+    if isinstance(data, DataUnavailable):
+        return None  # reported run by run
+    device, configs = sources.device, [c for _, c in task]
+    name = f"fused group of {len(task)} ({task[0][0]} ...)"
+    checkpointer = checkpoints.checkpointer(group_id(configs), settings.profile.checkpoint_every)
+    checkpointer.stop = stop
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    try:
+        results = train_fused(configs, data, device=device, precision=settings.precision, progress=progress,
+                              description=name, checkpointer=checkpointer)
+    except Exception as err:  # fall back to one-by-one training for these runs
+        print(f"{name}: fused training failed ({type(err).__name__}: {err}); training them one by one")
+        return None
+    source = sources.source_of[configs[0].data]
+    return [("record", (result.status, result.rows,
+                        _info(settings, config, label, started, result, device, data, source, "fused")))
+            for (label, config), result in zip(task, results)]
 
 
 def _info(settings: Settings, config: RunConfig, label: str, started: str, result, device, data, source: str,

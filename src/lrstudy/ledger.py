@@ -22,7 +22,7 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-from .checkpoints import Checkpointer
+from .checkpoints import Checkpointer, StopRequested
 
 __all__ = ["TrainResult", "Ledger", "Steps", "run_steps", "eval_steps", "DIVERGENCE_CHECK_EVERY"]
 
@@ -208,12 +208,16 @@ def run_steps(loop: Steps, ledger: Ledger, iterations: int, evals: Sequence[int]
             record(step, runs, test=False)
         if step == iterations:
             break
-        if checkpointer is not None and step > first_step and step % checkpointer.every == 0:
+        stopping = checkpointer is not None and checkpointer.stop_requested()  # a time limit or SIGTERM
+        if checkpointer is not None and step > first_step and (step % checkpointer.every == 0 or stopping):
             checkpointer.save({
                 "step": step, "ledger": ledger.state(), "loop": loop.state(),
                 "rng": {"torch": torch.get_rng_state(),
                         "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
             })
+        if stopping:
+            bar.close()
+            raise StopRequested(f"stopped after {step} of {iterations} updates; the checkpoint holds them")
         ledger.add(*loop.update(step))
         bar.update(1)
         if (step + 1) % DIVERGENCE_CHECK_EVERY == 0:

@@ -44,7 +44,7 @@ from .checkpoints import Checkpointer, atomic_write, file_lock
 from .paths import results_root
 from .schedule_specs import make_schedule
 
-__all__ = ["RunConfig", "RunRecord", "RunStore", "FINAL_STATUSES", "OtherDataError"]
+__all__ = ["RunConfig", "RunRecord", "RunStore", "FINAL_STATUSES", "OtherDataError", "record_digest", "verify_record"]
 
 FORMAT_VERSION = 1  # bump when the meaning of a stored run changes, so old records are not reused
 FINAL_STATUSES = ("finished", "diverged")  # records that are results; "failed" ones are redone
@@ -62,6 +62,45 @@ def record_digest(meta: dict) -> str:
     """SHA-256 of a record's metadata in canonical JSON, without the digest field itself."""
     body = {k: v for k, v in meta.items() if k != "record_sha256"}
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()).hexdigest()
+
+
+def verify_record(config: "RunConfig", meta, read_csv: Callable[[], bytes], read_snapshots: Callable[[], bytes],
+                  path: Path | None = None) -> tuple["RunRecord | None", str]:
+    """Check a record -- its metadata, and its CSV and snapshot files as ``read_*`` give them (an
+    OSError: missing) -- against ``config``: ``(record, "ok")``, or ``(None, why)`` as
+    :meth:`RunStore.inspect` says it."""
+    if not isinstance(meta, dict):
+        return None, "unreadable"
+    if meta.get("status") == "failed":
+        return None, "failed"
+    if meta.get("config") != config.to_dict():
+        return None, "other configuration"
+    try:
+        intact = meta.get("record_sha256") == record_digest(meta)
+    except ValueError:  # NaN or infinity edited into the metadata
+        intact = False
+    if not intact or meta.get("status") not in FINAL_STATUSES:
+        return None, "metadata altered"
+    try:
+        raw = read_csv()
+    except OSError:
+        return None, "csv altered"
+    if meta.get("csv_sha256") != hashlib.sha256(raw).hexdigest():
+        return None, "csv altered"
+    try:
+        rows = pd.read_csv(io.BytesIO(raw))
+    except ValueError:
+        return None, "csv malformed"
+    if len(rows) == 0 or not REQUIRED_COLUMNS <= set(rows.columns):
+        return None, "csv malformed"
+    if config.snapshot_at and meta.get("status") == "finished":
+        try:
+            blob = read_snapshots()
+        except OSError:
+            return None, "snapshots altered"
+        if hashlib.sha256(blob).hexdigest() != meta.get("snapshots_sha256"):
+            return None, "snapshots altered"
+    return RunRecord(meta, rows, path), "ok"
 
 
 @dataclass(frozen=True)
@@ -230,38 +269,8 @@ class RunStore:
             return None, "no record"
         except (OSError, ValueError):
             return None, "unreadable"
-        if not isinstance(meta, dict):
-            return None, "unreadable"
-        if meta.get("status") == "failed":
-            return None, "failed"
-        if meta.get("config") != config.to_dict():
-            return None, "other configuration"
-        try:
-            intact = meta.get("record_sha256") == record_digest(meta)
-        except ValueError:  # NaN or infinity edited into the metadata
-            intact = False
-        if not intact or meta.get("status") not in FINAL_STATUSES:
-            return None, "metadata altered"
-        try:
-            raw = csv_path.read_bytes()
-        except OSError:
-            return None, "csv altered"
-        if meta.get("csv_sha256") != hashlib.sha256(raw).hexdigest():
-            return None, "csv altered"
-        try:
-            rows = pd.read_csv(io.BytesIO(raw))
-        except ValueError:
-            return None, "csv malformed"
-        if len(rows) == 0 or not REQUIRED_COLUMNS <= set(rows.columns):
-            return None, "csv malformed"
-        if config.snapshot_at and meta.get("status") == "finished":
-            try:
-                blob = csv_path.with_suffix(".snapshots.pt").read_bytes()
-            except OSError:
-                return None, "snapshots altered"
-            if hashlib.sha256(blob).hexdigest() != meta.get("snapshots_sha256"):
-                return None, "snapshots altered"
-        return RunRecord(meta, rows, csv_path), "ok"
+        return verify_record(config, meta, csv_path.read_bytes, csv_path.with_suffix(".snapshots.pt").read_bytes,
+                             csv_path)
 
     def check_writable(self) -> None:
         """Fail now, before any training, if results could not be saved here."""
@@ -326,6 +335,10 @@ class RunStore:
         atomic_write(json_path, (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode())
         return RunRecord(meta, frame, csv_path)
 
+    def save_failure(self, config: RunConfig, error: str) -> RunRecord:
+        """Record that a run raised ``error``: it is tried again the next time it is asked for."""
+        return self.save(config, "failed", [], {"error": error})
+
     def get_or_run(self, config: RunConfig, run: Callable[[RunConfig], tuple[str, list[dict], dict]],
                    checkpointer: Checkpointer | None = None, fingerprint: str | None = None) -> RunRecord:
         """The stored run, or the result of ``run(config)`` -- ``(status, rows, info)`` -- saved.
@@ -344,7 +357,7 @@ class RunStore:
             try:
                 status, rows, info = run(config)
             except Exception as err:
-                self.save(config, "failed", [], {"error": f"{type(err).__name__}: {err}"})
+                self.save_failure(config, f"{type(err).__name__}: {err}")
                 raise
             record = self.save(config, status, rows, info)
             if checkpointer is not None:

@@ -1,5 +1,6 @@
-"""Choosing part of an experiment's runs: some of its settings (``--only``), some seeds
-(``--seeds N`` / ``--seed-range A-B``). The command line and Python share these functions."""
+"""Choosing part of the study's runs: some experiments (or ``all``), some of their settings
+(``--only``) or the runs some claims need (``--claims``), some seeds (``--seeds N`` /
+``--seed-range A-B``). The command line and Python share these functions."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Iterable, Sequence
 
 from .runs import RunConfig
 
-__all__ = ["parse_seed_range", "parse_labels", "select"]
+__all__ = ["parse_seed_range", "parse_labels", "select", "experiment_names", "claims_by_experiment"]
 
 
 def parse_seed_range(text: str) -> tuple[int, ...]:
@@ -51,3 +52,34 @@ def select(labelled: Sequence[tuple[str, RunConfig]], only: Iterable[str] | None
     wanted = None if seeds is None else set(seeds)
     return [(label, config) for label, config in labelled
             if (only is None or label in only) and (wanted is None or config.seed in wanted)]
+
+
+def experiment_names(names: Iterable[str], known: Sequence[str]) -> list[str]:
+    """Experiment names as given, ``all`` standing for every experiment (in ``known``'s order);
+    an unknown name is an error that lists the known ones."""
+    out: list[str] = []
+    for name in names:
+        if name == "all":
+            out += [k for k in known if k not in out]
+        elif name not in known:
+            raise ValueError(f"unknown experiment {name!r}; known: all, {', '.join(known)}")
+        elif name not in out:
+            out.append(name)
+    return out
+
+
+def claims_by_experiment(texts: Iterable[str], experiments: Sequence) -> dict[str, list[str]]:
+    """``--claims`` values (ids, several joined by commas) grouped by the experiment that declares
+    each, over ``experiments``; an id none of them declares is an error listing those they do."""
+    wanted = [t.strip() for text in texts for t in text.split(",") if t.strip()]
+    if not wanted:
+        raise ValueError("--claims needs at least one claim id")
+    owner = {claim.id: experiment.name for experiment in experiments for claim in experiment.claims}
+    unknown = [claim_id for claim_id in wanted if claim_id not in owner]
+    if unknown:
+        raise ValueError(f"unknown claim {unknown[0]!r}; the claims of {', '.join(e.name for e in experiments)} are: "
+                         + ", ".join(owner))
+    out: dict[str, list[str]] = {}
+    for claim_id in dict.fromkeys(wanted):
+        out.setdefault(owner[claim_id], []).append(claim_id)
+    return out

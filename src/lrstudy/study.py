@@ -164,7 +164,9 @@ class Experiment:
     ``derived`` measures -- a mapping from each to the rows it is computed from -- which
     ``derive(settings, results)`` computes, exactly those, every time. A row's own value is its runs'
     final test accuracy, unless ``row_values(settings, results)`` reads it otherwise. A claim that
-    names anything else is an error here, when its module is imported.
+    names anything else is an error here, when its module is imported. The rows a claim needs, and
+    so the runs ``--claims`` trains, are those it names and those its derived measures read
+    (:meth:`rows_for`).
 
     A claim with ``equal_iterations`` gets a second row, judged here: the shorter arm against the
     longer one read off its curve at the shorter arm's last iteration (:meth:`at_equal_iterations`).
@@ -203,6 +205,23 @@ class Experiment:
             if unknown:
                 raise ValueError(f"experiment {name!r}: claim {claim.id} names {unknown[0]!r}, which is neither "
                                  "one of its rows nor a declared derived measure")
+
+    def claim(self, claim_id: str):
+        """The claim with this id (an error listing this experiment's claims otherwise)."""
+        for claim in self.claims:
+            if claim.id == claim_id:
+                return claim
+        raise ValueError(f"experiment {self.name!r} has no claim {claim_id!r}; its claims: "
+                         + ", ".join(c.id for c in self.claims))
+
+    def rows_for(self, claim_ids: Iterable[str]) -> list[str]:
+        """The rows whose runs these claims need -- the rows they name, and the rows each derived
+        measure they name reads -- in the experiment's row order."""
+        needed = set()
+        for claim_id in claim_ids:
+            for label in self.claim(claim_id).labels:
+                needed.update(self.inputs(label))
+        return [label for label in self.rows() if label in needed]
 
     def rows(self, knobs: Mapping | None = None) -> dict[str, Row]:
         """The rows at the paper's budget under a profile's ``knobs`` (None: the paper's own)."""
@@ -258,11 +277,27 @@ class Experiment:
                 )))
         return out
 
+    def selected(self, s: Settings, only: Iterable[str] | None = None, seeds: Iterable[int] | None = None,
+                 claims: Iterable[str] | None = None) -> list[tuple[str, RunConfig]]:
+        """The ``(label, config)`` of the runs of the settings in ``only`` -- or of the rows the
+        ``claims`` need -- and of the seeds in ``seeds`` (None: no restriction), in run order."""
+        if claims is not None:
+            if only is not None:
+                raise ValueError("choose runs by settings (--only) or by claims (--claims), not both")
+            only = self.rows_for(claims)
+            present = set(self.scaled_rows(s))
+            only = [label for label in only if label in present]  # a profile may leave rows out (table2: false)
+            if not only:
+                return []
+        return select(self.run_configs(s), only=only, seeds=seeds)
+
     def run(self, s: Settings, only: Iterable[str] | None = None, seeds: Iterable[int] | None = None,
-            progress: bool = True, train_missing: bool | None = None, fuse: int | None = None) -> StudyResults:
-        """Train (or read back) the runs -- all of them, or those of the settings in ``only`` and
-        the seeds in ``seeds``; ``train_missing=False`` only reads (None: unless ``LRSTUDY_TRAIN=no``)."""
-        labelled = select(self.run_configs(s), only=only, seeds=seeds)
+            progress: bool = True, train_missing: bool | None = None, fuse: int | None = None,
+            claims: Iterable[str] | None = None) -> StudyResults:
+        """Train (or read back) the runs -- all of them, or those of the settings in ``only`` (or
+        those the ``claims`` need) and the seeds in ``seeds``; ``train_missing=False`` only reads
+        (None: unless ``LRSTUDY_TRAIN=no``)."""
+        labelled = self.selected(s, only=only, seeds=seeds, claims=claims)
         records, errors = execute(s, labelled, progress=progress, train_missing=train_missing, fuse=fuse)
         return StudyResults(s, [label for label, _ in labelled], [c for _, c in labelled], records, errors)
 

@@ -1,0 +1,193 @@
+"""The Ray executor of the run queue: each task (a run, or a fused group) is a Ray task.
+
+    python -m lrstudy run all --profile fast --executor ray                   # every GPU of this machine
+    python -m lrstudy run all --profile fast --executor ray --address auto    # a running cluster
+
+* **One writer.** A worker trains and returns each run's outcome -- its rows and metadata, or its
+  error -- and the driver alone writes the run store, holding each run's lock from submission to
+  its record. A cluster needs no shared filesystem, and the store keeps its atomic writes and locks.
+* **Checkpoints** stay on the worker's node (its own ``results/<profile>/checkpoints``). A retried
+  task resumes from there if it lands on that node, else it starts over; a worker removes a run's
+  checkpoint when it hands the result back, and nothing is recorded before the whole result has come.
+* **Failures.** A worker killed or a node lost: Ray runs the task again, up to :data:`MAX_RETRIES`
+  times (``max_retries``), and after that the run is reported as lost and left unrecorded. A run that
+  raises is recorded as ``failed``, as the local executor records it. Ctrl-C cancels every task
+  (``ray.cancel``) and writes nothing more; the next call resumes from the nodes' checkpoints.
+* **Time limit and SIGTERM.** Workers get the queue's deadline and a stop flag (a Ray actor the
+  driver raises on SIGTERM): the run in progress saves its checkpoint and the task returns; tasks
+  not yet started return at once.
+* **Where.** Without an address a local Ray instance starts with this machine's CPUs and GPUs (8
+  GPUs: 8 runs at once); ``address`` joins a running cluster. Ray is imported only here.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import ExitStack
+
+from .checkpoints import StopRequested
+from .execute import Sources, finish_checkpoints, save_outcomes, train_task
+from .runs import RunStore
+
+__all__ = ["run_on_ray", "MAX_RETRIES"]
+
+MAX_RETRIES = 3  # times a task runs again after its worker died or its node was lost
+_STOP_FLAG_EVERY = 2.0  # seconds between a worker's looks at the driver's stop flag
+_LOADED: dict = {}  # data sets a worker process has loaded, by id: reused by its next tasks
+
+
+def run_on_ray(plan, box, progress: bool = True, address: str | None = None, gpus_per_run: float | None = None,
+               cpus_per_run: int | None = None):
+    """Train ``plan``'s tasks as Ray tasks and write their outcomes into the store; ``box`` (a
+    :class:`~lrstudy.runqueue.TimeBox`) says when to stop. Returns a
+    :class:`~lrstudy.runqueue.QueueResult`."""
+    import ray
+
+    from .runqueue import QueueResult, planned_device
+
+    cuda = planned_device(plan.tasks[0].settings) == "cuda"
+    resources = {"num_gpus": gpus_per_run or 1, "num_cpus": 1} if cuda else {"num_cpus": cpus_per_run or 1}
+    threads = None if cuda else resources["num_cpus"]
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    result = QueueResult()
+    try:
+        flag = ray.remote(num_cpus=0)(_StopFlag).remote()
+        remote = ray.remote(_train_on_worker).options(max_retries=MAX_RETRIES, retry_exceptions=False, **resources)
+        pending = _submit(plan, remote, flag, box.wall_deadline(), threads)
+        capacity = _capacity(ray.cluster_resources(), resources)
+        _collect(pending, plan, box, flag, capacity, progress, result)
+    finally:
+        if started_here:
+            ray.shutdown()
+    return result
+
+
+def _submit(plan, remote, flag, deadline, threads) -> dict:
+    """Every task, in the queue's order (Ray starts them in that order as resources free up), each
+    with the locks of its runs held by the driver until their records are written."""
+    pending = {}
+    checked = set()
+    for number, task in enumerate(plan.tasks):
+        store = RunStore(task.settings.profile.name)
+        if store.root not in checked:
+            store.check_writable()
+            checked.add(store.root)
+        locks = ExitStack()
+        for run in task.runs:
+            locks.enter_context(store.locked(run.config.id))
+        labelled = [(label, c) for label, c in task.labelled if store.load(c) is None]  # (another process may have)
+        if not labelled:
+            locks.close()
+            continue
+        names = [f"{task.settings.experiment}: {label} seed {c.seed}" for label, c in labelled]
+        ref = remote.remote(task.settings, labelled, names, deadline, flag, threads)
+        pending[ref] = (task.settings, labelled, names, locks, store)
+    return pending
+
+
+def _capacity(cluster: dict, resources: dict) -> int:
+    """How many tasks the cluster runs at once (for the progress bar only: Ray does the scheduling)."""
+    key, per_task = ("GPU", resources["num_gpus"]) if "num_gpus" in resources else ("CPU", resources["num_cpus"])
+    return max(1, math.floor(cluster.get(key, 0) / per_task))
+
+
+def _collect(pending: dict, plan, box, flag, capacity: int, progress: bool, result) -> None:
+    """Wait for the tasks as they end, writing each outcome into the store; on Ctrl-C cancel them all."""
+    import ray
+    from tqdm import tqdm
+
+    bar = tqdm(total=sum(len(v[1]) for v in pending.values()), desc="runs", unit="run", disable=not progress,
+               dynamic_ncols=True)
+    raised = False
+    try:
+        while pending:
+            if box() and not raised:  # SIGTERM (workers watch the deadline themselves)
+                flag.set.remote()
+                raised = True
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            for ref in ready:
+                settings, labelled, names, locks, store = pending.pop(ref)
+                with locks:
+                    _store_outcomes(ref, settings, labelled, names, store, bar, result)
+                bar.update(len(labelled))
+            running = min(len(pending), capacity)
+            bar.set_postfix(running=running, queued=len(pending) - running, refresh=False)
+    except KeyboardInterrupt:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        for *_, locks, _ in pending.values():
+            locks.close()
+        bar.close()
+        raise
+    bar.close()
+
+
+def _store_outcomes(ref, settings, labelled, names, store: RunStore, bar, result) -> None:
+    import ray
+
+    try:
+        outcomes = ray.get(ref)
+    except ray.exceptions.RayError as err:
+        if isinstance(err, ray.exceptions.RayTaskError):  # the worker could not even start it (its data, say)
+            why = f"not run: {type(err.cause).__name__}: {str(err.cause).splitlines()[0]}"
+        else:  # the worker or its node died more than MAX_RETRIES times
+            why = f"lost: {type(err).__name__} (tried {MAX_RETRIES + 1} times)"
+        for (_, config), name in zip(labelled, names):
+            result.errors[config.id] = why
+            bar.write(f"{name}: {why}; not recorded, the next call tries it again")
+        return
+    result.stopped |= any(kind == "stopped" for kind, _ in outcomes)
+    errors = save_outcomes(settings, store, labelled, outcomes, names, say=bar.write)
+    result.errors.update(errors)
+    result.trained += len(labelled) - len(errors)
+
+
+class _StopFlag:
+    """Raised by the driver on SIGTERM; read by the workers."""
+
+    def __init__(self):
+        self.value = False
+
+    def set(self) -> None:
+        self.value = True
+
+    def is_set(self) -> bool:
+        return self.value
+
+
+class _WorkerStop:
+    """Whether a worker's run must stop now: the queue's deadline (wall clock) has passed, or the
+    driver has raised its stop flag (asked at most every ``_STOP_FLAG_EVERY`` seconds)."""
+
+    def __init__(self, deadline: float | None, flag):
+        self.deadline, self.flag, self.asked, self.raised = deadline, flag, -math.inf, False
+
+    def __call__(self) -> bool:
+        import ray
+
+        if self.deadline is not None and time.time() >= self.deadline:
+            return True
+        if not self.raised and time.monotonic() - self.asked >= _STOP_FLAG_EVERY:
+            self.asked = time.monotonic()
+            self.raised = ray.get(self.flag.is_set.remote())
+        return self.raised
+
+
+def _train_on_worker(settings, labelled, names, deadline, flag, threads):
+    """A Ray task: train one task on this worker and return its outcomes (records are the driver's
+    to write). Checkpoints go to this node's store folder and are removed once the results exist."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    checkpoints = RunStore(settings.profile.name)
+    try:
+        outcomes = train_task(settings, labelled, Sources(settings, _LOADED), checkpoints, False, names,
+                              _WorkerStop(deadline, flag))
+    except StopRequested:
+        return [("stopped", None)] * len(labelled)
+    finish_checkpoints(settings, checkpoints, labelled, outcomes)
+    return outcomes

@@ -1,0 +1,120 @@
+"""The Ray executor on a local 2-CPU Ray instance: records byte-identical to the local executor's,
+and a worker SIGKILLed mid-run retried into the same record with no partial file left."""
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from lrstudy.__main__ import main
+from lrstudy.runqueue import select_runs
+
+ray = pytest.importorskip("ray")
+
+# Claims whose runs cover a plain Caffe net, the Hessian-free estimate (a traced ResNet) and snapshots (a WRN)
+CLAIMS = ["--claims", "CLR-T1.tri2-vs-fixed,SC-HF,SGDR-T2.snapshots.CIFAR-10"]
+VOLATILE = {"timings", "started_at", "saved_at", "record_sha256"}  # when and how long: never equal between runs
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A local Ray instance with 2 CPUs whose workers see the store under ``<root>/results``
+    (a worker reads the environment it was started with)."""
+    root = tmp_path_factory.mktemp("ray")
+    saved = {k: os.environ.get(k) for k in ("LRSTUDY_RESULTS", "LRSTUDY_DATA_ROOT")}
+    os.environ.update(LRSTUDY_RESULTS=str(root / "results"), LRSTUDY_DATA_ROOT=str(root / "data"))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield root / "results" / "smoke"
+    ray.shutdown()
+    for key, value in saved.items():
+        os.environ[key] = value
+
+
+@pytest.fixture
+def one_thread():
+    """Float sums depend on the thread count: train in-process with one thread, as each worker does."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def local_store(tmp_path, monkeypatch, argv) -> Path:
+    """The selection trained by the local executor in another store."""
+    monkeypatch.setenv("LRSTUDY_RESULTS", str(tmp_path / "local"))
+    assert main(argv) == 0
+    monkeypatch.setenv("LRSTUDY_RESULTS", os.environ["LRSTUDY_RESULTS"])
+    monkeypatch.undo()
+    return tmp_path / "local" / "smoke" / "runs"
+
+
+def record(folder: Path, run_id: str) -> tuple:
+    meta = json.loads((folder / f"{run_id}.json").read_text())
+    snapshots = folder / f"{run_id}.snapshots.pt"
+    return ((folder / f"{run_id}.csv").read_bytes(), snapshots.read_bytes() if snapshots.exists() else None,
+            {k: v for k, v in meta.items() if k not in VOLATILE})
+
+
+def test_ray_gives_records_identical_to_the_local_executor(cluster, tmp_path, monkeypatch, one_thread):
+    argv = ["run", "all", "--profile", "smoke", *CLAIMS, "--no-progress"]
+    local = local_store(tmp_path, monkeypatch, argv)
+    assert main([*argv, "--executor", "ray", "--cpus-per-run", "1"]) == 0
+    runs = select_runs(["all"], "smoke", claims=CLAIMS[1].split(","))
+    assert len(runs) == 4 and any(r.config.snapshot_at for r in runs) and any(r.config.lr_estimate for r in runs)
+    for run in runs:
+        assert record(cluster / "runs", run.config.id) == record(local, run.config.id), run.label
+
+
+def _worker_pids() -> list[int]:
+    """Processes below this one (Ray's raylet, then its workers) running a training task."""
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid, rest = stat.read_text().split(" (", 1)
+            children.setdefault(int(rest.rsplit(") ", 1)[1].split()[1]), []).append(int(pid))
+        except (OSError, ValueError, IndexError):
+            continue
+    below, todo = [], [os.getpid()]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            below.append(child)
+            todo.append(child)
+    out = []
+    for pid in below:
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::_train_on_worker"):
+                out.append(pid)
+        except OSError:
+            continue
+    return out
+
+
+def test_a_worker_killed_mid_run_is_retried_into_the_same_record(cluster, tmp_path, monkeypatch, one_thread):
+    argv = ["run", "clr_range_test", "--profile", "smoke", "--only", "linear 0 to 0.02 (Smith)", "--no-progress"]
+    local = local_store(tmp_path, monkeypatch, argv)
+    config = select_runs(["clr_range_test"], "smoke", only=["linear 0 to 0.02 (Smith)"])[0].config
+    checkpoint = cluster / "checkpoints" / f"{config.id}.pt"
+    killed = []
+
+    def kill_once_a_checkpoint_exists():
+        deadline = time.monotonic() + 300
+        while not killed and time.monotonic() < deadline:
+            pids = _worker_pids()
+            if checkpoint.exists() and pids:
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+            time.sleep(0.01)
+    watcher = threading.Thread(target=kill_once_a_checkpoint_exists, daemon=True)
+    watcher.start()
+    assert main([*argv, "--executor", "ray", "--cpus-per-run", "1"]) == 0
+    watcher.join()
+    assert killed, "no worker was caught mid-run"
+    assert record(cluster / "runs", config.id) == record(local, config.id)
+    meta = json.loads((cluster / "runs" / f"{config.id}.json").read_text())
+    assert meta["status"] == "finished" and meta["timings"]["resumed_from_step"] == 50  # resumed on its node
+    assert not checkpoint.exists() and not list(cluster.rglob(".*.tmp-*")) and not list(cluster.rglob("*.corrupt"))
