@@ -6,6 +6,7 @@
 #                                   execute notebooks with papermill into results/<profile>/ (+ HTML)
 #   make readme PROFILE=cpu [DATA=...]   regenerate the README's scorecard table from that profile's runs
 #   make bench                      speed benchmark on this machine's device -> results/bench/<device>.{csv,md}
+#   make gpu-check                  can this machine run the study? one row per check, ~2 min -> results/gpu-check.md
 #   make lab                        JupyterLab on notebooks/ with the study's kernel
 #   make clean                      remove smoke outputs, failed executions and caches (keeps results)
 #   make distclean                  also remove .venv and data/
@@ -30,7 +31,7 @@ export LRSTUDY_RESULTS := $(abspath $(RESULTS))
 export JUPYTER_PATH := $(abspath $(VENV))/share/jupyter
 export PYTHONNOUSERSITE := 1
 
-.PHONY: test reproduce notebooks readme bench lab clean distclean venv FORCE
+.PHONY: test reproduce notebooks readme bench gpu-check lab clean distclean venv FORCE
 .DELETE_ON_ERROR:
 
 venv: $(STAMP)
@@ -59,8 +60,8 @@ reproduce: $(STAMP)
 	  if [ -f $(RESULTS)/$$profile/$$nb.html ]; then echo "  done    $$nb -> $(RESULTS)/$$profile/$$nb.html"; \
 	  else echo "  FAILED  $$nb -> $(RESULTS)/$$profile/$$nb.failed.ipynb"; status=1; fi; \
 	done; \
-	$(BIN)/python -m lrstudy status --profile $$profile $(if $(DATA),--data "$(DATA_PATH)") $(NOTEBOOKS) || status=1; \
-	$(BIN)/python -m lrstudy scorecard --profile $$profile $(if $(DATA),--data "$(DATA_PATH)") --index > /dev/null \
+	$(BIN)/python -m lrstudy status --profile $$profile $(CLI_DATA) $(NOTEBOOKS) || status=1; \
+	$(BIN)/python -m lrstudy scorecard --profile $$profile $(CLI_DATA) --index > /dev/null \
 	  && echo "  index   $(RESULTS)/$$profile/index.html" || status=1; \
 	exit $$status
 
@@ -68,6 +69,8 @@ OUT = $(RESULTS)/$(PROFILE)
 # A path given as DATA is made absolute (papermill runs in notebooks/); a name (cifar10) is kept.
 DATA_PATH = $(if $(wildcard $(DATA)),$(abspath $(DATA)),$(DATA))
 DATA_ARG = $(if $(DATA),-p data "$(DATA_PATH)") $(foreach set,CIFAR100 MNIST,$(if $(DATA_$(set)),-p data_$(shell echo $(set) | tr A-Z a-z) "$(if $(wildcard $(DATA_$(set))),$(abspath $(DATA_$(set))),$(DATA_$(set)))"))
+# The same sources for the command line (status, scorecard): --data, --data-cifar100, --data-mnist
+CLI_DATA = $(subst -p data_,--data-,$(subst -p data ,--data ,$(DATA_ARG)))
 
 notebooks: $(NOTEBOOKS:%=$(OUT)/%.html)
 
@@ -88,9 +91,12 @@ FORCE:
 bench: $(STAMP)
 	$(BIN)/python -m lrstudy.bench --out $(RESULTS)/bench
 
+gpu-check: $(STAMP)
+	$(BIN)/python -m lrstudy gpu-check --out $(RESULTS)/gpu-check.md
+
 readme: $(STAMP)
 	@test -n "$(PROFILE)" || { echo "make readme needs PROFILE=..."; exit 2; }
-	$(BIN)/python -m lrstudy scorecard --profile $(PROFILE) $(if $(DATA),--data "$(DATA_PATH)") --readme > /dev/null
+	$(BIN)/python -m lrstudy scorecard --profile $(PROFILE) $(CLI_DATA) --readme > /dev/null
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/

@@ -201,7 +201,10 @@ class CaffeAdaptive(_Foreach):
             state = self.state[p]
             t = state.get("step", 0)
             if on_device and not isinstance(t, torch.Tensor):
-                t = torch.full((), float(t), device=p.device)  # (a fill: no copy from the host)
+                # a fill, not a copy from the host; float64 so that the bias corrections
+                # 1 - m**t are as exact as with Python numbers (in float32 1 - 0.999**1 is off by
+                # 1e-5, which Adam's early, nearly sign-like updates amplify)
+                t = torch.full((), float(t), dtype=torch.float64, device=p.device)
             state["step"] = t + 1 if not isinstance(t, torch.Tensor) else t.add_(1)
             counts.append(state["step"])
         return counts
