@@ -1,7 +1,7 @@
 # lrstudy -- reproducing CLR, SGDR and super-convergence.
 #
 #   make test                       install into .venv (first time), run pytest + nbval (smoke profile)
-#   make reproduce [PROFILE=cpu|fast|full|smoke] [DATA=cifar10|path] [NOTEBOOKS="clr_cifar10 ..."]
+#   make reproduce [PROFILE=cpu|fast|full|smoke] [DATA=cifar10|path] [NOTEBOOKS="clr_cifar10 ..."] [TRAIN=no]
 #                  [DATA_CIFAR100=cifar100|path] [DATA_MNIST=mnist|path]
 #                                   execute notebooks with papermill into results/<profile>/ (+ HTML)
 #   make readme PROFILE=cpu [DATA=...]   regenerate the README's scorecard table from that profile's runs
@@ -23,6 +23,9 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 # tests/test_experiments.py checks this list against lrstudy.experiments.EXPERIMENTS and notebooks/.
 NOTEBOOKS ?= schedules clr_range_test clr_cifar10 clr_adaptive clr_architectures sgdr super_convergence scorecard
 DATA ?=
+# TRAIN=no renders what the run store holds and trains nothing (missing runs show as "not run yet"):
+# for a machine that should only render runs trained elsewhere (a GPU box, the CPU campaign).
+TRAIN ?= yes
 # Where executed notebooks and the run store go (results/<profile>/...); the tests point it elsewhere.
 RESULTS ?= results
 export LRSTUDY_RESULTS := $(abspath $(RESULTS))
@@ -60,17 +63,22 @@ reproduce: $(STAMP)
 	  if [ -f $(RESULTS)/$$profile/$$nb.html ]; then echo "  done    $$nb -> $(RESULTS)/$$profile/$$nb.html"; \
 	  else echo "  FAILED  $$nb -> $(RESULTS)/$$profile/$$nb.failed.ipynb"; status=1; fi; \
 	done; \
-	$(BIN)/python -m lrstudy status --profile $$profile $(CLI_DATA) $(NOTEBOOKS) || status=1; \
+	$(BIN)/python -m lrstudy status --profile $$profile $(CLI_DATA) $(if $(filter no,$(TRAIN)),--missing-ok) $(NOTEBOOKS) || status=1; \
 	$(BIN)/python -m lrstudy scorecard --profile $$profile $(CLI_DATA) --index > /dev/null \
 	  && echo "  index   $(RESULTS)/$$profile/index.html" || status=1; \
 	exit $$status
 
 OUT = $(RESULTS)/$(PROFILE)
-# A path given as DATA is made absolute (papermill runs in notebooks/); a name (cifar10) is kept.
+# A path given as DATA is made absolute for the commands run here; a name (cifar10) is kept.
 DATA_PATH = $(if $(wildcard $(DATA)),$(abspath $(DATA)),$(DATA))
-DATA_ARG = $(if $(DATA),-p data "$(DATA_PATH)") $(foreach set,CIFAR100 MNIST,$(if $(DATA_$(set)),-p data_$(shell echo $(set) | tr A-Z a-z) "$(if $(wildcard $(DATA_$(set))),$(abspath $(DATA_$(set))),$(DATA_$(set)))"))
-# The same sources for the command line (status, scorecard): --data, --data-cifar100, --data-mnist
-CLI_DATA = $(subst -p data_,--data-,$(subst -p data ,--data ,$(DATA_ARG)))
+# Papermill gets a path relative to notebooks/ (where the notebooks run), so that a rendered notebook
+# names no folder of the machine that ran it.
+nb_path = $(if $(wildcard $(1)),$(shell $(PYTHON) -c 'import os, sys; print(os.path.relpath(sys.argv[1], "notebooks"))' "$(abspath $(1))"),$(1))
+DATA_ARG = $(if $(DATA),-p data "$(call nb_path,$(DATA))") $(foreach set,CIFAR100 MNIST,$(if $(DATA_$(set)),-p data_$(shell echo $(set) | tr A-Z a-z) "$(call nb_path,$(DATA_$(set)))"))
+# The same sources for the commands run here (status, scorecard): --data, --data-cifar100, --data-mnist,
+# a path made absolute
+cli_path = $(if $(wildcard $(1)),$(abspath $(1)),$(1))
+CLI_DATA = $(if $(DATA),--data "$(DATA_PATH)") $(foreach set,CIFAR100 MNIST,$(if $(DATA_$(set)),--data-$(shell echo $(set) | tr A-Z a-z) "$(call cli_path,$(DATA_$(set)))"))
 
 notebooks: $(NOTEBOOKS:%=$(OUT)/%.html)
 
@@ -81,7 +89,7 @@ $(OUT)/%.html: notebooks/%.ipynb $(STAMP) FORCE
 	@test -n "$(PROFILE)" || { echo "PROFILE is not set"; exit 2; }
 	@mkdir -p $(OUT)
 	@rm -f $(OUT)/$*.ipynb $@ $(OUT)/$*.failed.ipynb
-	$(BIN)/papermill -k python3 --cwd notebooks -p profile $(PROFILE) $(DATA_ARG) $< $(OUT)/$*.partial.ipynb \
+	LRSTUDY_PROGRESS=terminal LRSTUDY_TRAIN=$(TRAIN) $(BIN)/papermill -k python3 --cwd notebooks -p profile $(PROFILE) $(DATA_ARG) $< $(OUT)/$*.partial.ipynb \
 	  || { mv -f $(OUT)/$*.partial.ipynb $(OUT)/$*.failed.ipynb 2>/dev/null; exit 1; }
 	mv $(OUT)/$*.partial.ipynb $(OUT)/$*.ipynb
 	$(BIN)/jupyter nbconvert --to html --log-level WARN $(OUT)/$*.ipynb

@@ -426,3 +426,27 @@ def test_a_crlf_checkout_keeps_every_committed_result(tmp_path):
     for json_path in some:
         config = RunConfig.from_dict(json.loads(json_path.read_text())["config"])
         assert store.inspect(config)[1] == "ok", json_path.name
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"name": "sgdr", "eta_max": 0.1, "eta_min": 0, "T_0": float("inf"), "steps_per_epoch": 5, "T_mult": 2}, "T_0=inf"),
+    ({"name": "sgdr", "eta_max": 0.1, "eta_min": 0, "T_0": 1, "steps_per_epoch": float("inf"), "T_mult": 2},
+     "steps_per_epoch=inf"),
+    ({"name": "triangular", "base_lr": 0.1, "max_lr": 0.2, "step_size": float("inf")}, "step_size=inf"),
+    ({"name": "step", "base_lr": 0.1, "gamma": 0.1, "step_size": float("inf")}, "step_size=inf"),
+])
+def test_infinite_schedule_parameters_are_refused_by_name(spec, message):
+    from lrstudy.schedule_specs import make_schedule
+
+    with pytest.raises(ValueError, match=message):
+        make_schedule(**spec)
+
+
+def test_values_that_leave_nothing_to_train_are_warned_about():
+    base = dict(profile="smoke", data="synthetic", model={"name": "caffe_cifar10_full"},
+                optimizer={"name": "caffe_sgd", "momentum": 0.9, "weight_decay": 0.004},
+                schedule={"name": "fixed", "lr": 0.001}, iterations=10, batch_size=5, eval_every=5, seed=1)
+    with pytest.warns(UserWarning, match="iterations=1"):
+        RunConfig(**{**base, "iterations": 1})
+    with pytest.warns(UserWarning, match="largest rate is 1e-300"):
+        RunConfig(**{**base, "schedule": {"name": "fixed", "lr": 1e-300}})

@@ -104,21 +104,21 @@ def test_scorecard_reads_without_training(scratch, monkeypatch, tmp_path):
     monkeypatch.setattr(execute, "train", lambda *a, **k: pytest.fail("the scorecard trained"))
     card = scorecard.collect("smoke", experiments=["clr_range_test", "super_convergence"])
     assert set(card.verdict) == {"not run"} and len(card) == len(EXPERIMENTS["clr_range_test"].claims) + len(
-        super_convergence.CLAIMS)
+        EXPERIMENTS["super_convergence"].claims)
     assert card.difference.isna().all() and set(card.kind) == {"difference", "ratio to paper", "value"}
     readme = tmp_path / "README.md"
-    readme.write_text(f"top\n{scorecard.BEGIN}\nold\n{scorecard.END}\nbottom\n")
+    readme.write_text("top\n<!-- scorecard:smoke:begin -->\nold\n<!-- scorecard:smoke:end -->\nbottom\n")
     scorecard.update_readme(readme, card, "smoke")
     text = readme.read_text()
     assert "old" not in text and "| paper | claim |" in text and text.endswith("bottom\n")
     index = scorecard.write_index("smoke", card)
-    assert index.exists() and "scorecard" in index.read_text()
+    assert index.exists() and "Scorecard" in index.read_text() and "not run" in index.read_text()
 
 
 def test_every_claim_names_only_declared_labels():
     """A claim reads a row's label or a derived measure the experiment declares, never a loose string."""
     for name, experiment in EXPERIMENTS.items():
-        declared = set(experiment.rows()) | set(experiment.derived)
+        declared = set(experiment.rows()) | set(experiment.derived) | set(experiment.equal_iterations)
         assert set(experiment.labels) == declared, name
         for claim in experiment.claims:
             assert set(claim.labels) <= declared, (name, claim.id)
@@ -131,8 +131,10 @@ def test_a_claim_naming_an_unknown_label_is_refused_when_its_experiment_is_made(
     rows = clr_cifar10.ROWS
     with pytest.raises(ValueError, match="claim X names 'fixd', which is neither"):
         Experiment("x", rows, [Claim("X", "", a="fixd", b="fixed")], [], clr_cifar10.paper)
+    with pytest.raises(ValueError, match="derived measure 'measured' must name the rows it reads"):
+        Experiment("x", rows, [], [], clr_cifar10.paper, derived={"measured": ("fxed",)}, derive=lambda s, r: {})
     made = Experiment("x", rows, [Claim("X", "", a="measured", b="fixed")], [], clr_cifar10.paper,
-                      derived=["measured"], derive=lambda s, r: {"measured": {}, "undeclared": {}})
+                      derived={"measured": ("fixed",)}, derive=lambda s, r: {"measured": {}, "undeclared": {}})
     with pytest.raises(ValueError, match="'undeclared'"):
         made.measures(None, type("Results", (), {"final_accuracy": lambda self: {}})())
 

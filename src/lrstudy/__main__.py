@@ -60,6 +60,8 @@ def _main(argv: list[str] | None) -> int:
     status.add_argument("--profile", required=True, choices=PROFILES)
     _data_options(status)
     status.add_argument("--seeds", type=int, default=None)
+    status.add_argument("--missing-ok", action="store_true",
+                        help="missing runs do not fail the command (rendering runs trained elsewhere: make TRAIN=no)")
     card = sub.add_parser("scorecard", help="judge every claim on the stored runs (trains nothing)")
     card.add_argument("--profile", required=True, choices=PROFILES)
     _data_options(card)
@@ -167,7 +169,7 @@ def _status(args) -> int:
             else:
                 counts["data unavailable"] += 1
                 unavailable[config.data] = local[config.data][0]
-        bad += counts["failed"] + counts["missing"] + counts["altered"]
+        bad += counts["failed"] + counts["altered"] + (0 if args.missing_ok else counts["missing"])
         print(f"  runs    {name}: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v or k == "finished"))
     for source in unavailable.values():
         print(f"  data    {source}: not on this machine; give DATA=<folder-per-class tree or .tar.xz of one> "

@@ -8,6 +8,7 @@ runs are all stored only reads.
 
 from __future__ import annotations
 
+import os
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -30,7 +31,7 @@ __all__ = ["execute", "public_source"]
 
 
 def execute(settings: Settings, labelled: Sequence[tuple[str, RunConfig]], progress: bool = True,
-            train_missing: bool = True, fuse: int | None = None) -> tuple[list[RunRecord | None], dict[str, str]]:
+            train_missing: bool | None = None, fuse: int | None = None) -> tuple[list[RunRecord | None], dict[str, str]]:
     """Each run's record, in order (None where there is none), and the reason for each missing one,
     by run id -- after training every run the store lacks.
 
@@ -41,15 +42,19 @@ def execute(settings: Settings, labelled: Sequence[tuple[str, RunConfig]], progr
     stops at once with one message naming the remedies; runs on another data set that cannot be
     downloaded are reported as not run, with the reason. Data on this machine that cannot be read
     (a broken image, images of the wrong size) is an error naming the file. With
-    ``train_missing=False`` nothing is trained: missing runs are reported as not run (the scorecard). Up to ``fuse`` runs of one small net train as one
-    batched computation; by default the profile's ``fuse`` on a CUDA device and none elsewhere (on a
+    ``train_missing=False`` nothing is trained: missing runs are reported as not run yet (the
+    scorecard; and every notebook under ``LRSTUDY_TRAIN=no``, which ``make reproduce TRAIN=no`` sets
+    to render stored runs on a machine that should not train the rest). Up to ``fuse`` runs of one
+    small net train as one batched computation; by default the profile's ``fuse`` on a CUDA device and none elsewhere (on a
     CPU, K=4 fused runs train at 0.49x the rate of one: results/bench).
     """
     store = RunStore(settings.profile.name)
     sources = _Sources(settings)
     stored = {c.id: store.load(c, sources.fingerprint(c.data)) for _, c in labelled}  # each record read once
+    if train_missing is None:
+        train_missing = os.environ.get("LRSTUDY_TRAIN", "yes") != "no"
     if not train_missing:
-        errors = {i: "not run: no stored result" for i, r in stored.items() if r is None}
+        errors = {i: "not run yet: no stored result (nothing is trained here)" for i, r in stored.items() if r is None}
         return [stored[c.id] for _, c in labelled], errors
     records, errors = [], {}
     missing = [(label, c) for label, c in labelled if stored[c.id] is None]
@@ -87,8 +92,8 @@ def execute(settings: Settings, labelled: Sequence[tuple[str, RunConfig]], progr
                     checkpointer=checkpointer, fingerprint=data.fingerprint,
                 )
                 final = record.final
-                print(f"{name}: {record.status} after {int(final['step'])} iterations, "
-                      f"test accuracy {final['test_acc']:.2f}% ({record.meta['timings']['wall_s']:.0f} s)")
+                print(f"{name}: {record.status}, {int(final['step'])} iterations, "
+                      f"{final['test_acc']:.1f}%, {record.meta['timings']['wall_s']:.0f} s")
             except Exception as err:  # recorded as failed by the store; go on with the others
                 errors[config.id] = f"{type(err).__name__}: {err}"
                 print(f"{name}: FAILED ({errors[config.id]})")

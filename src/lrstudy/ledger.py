@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import bisect
 import math
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
@@ -223,6 +225,13 @@ class Steps:
         raise NotImplementedError
 
 
+def progress_stream():
+    """Where the live bar goes: with ``LRSTUDY_PROGRESS=terminal`` (``make reproduce`` sets it for
+    papermill), to the process's own stderr -- the terminal running make -- so that a rendered
+    notebook keeps one line per run and no bar; otherwise where tqdm puts it (a notebook, a terminal)."""
+    return sys.__stderr__ if os.environ.get("LRSTUDY_PROGRESS") == "terminal" else None
+
+
 def run_steps(loop: Steps, ledger: Ledger, iterations: int, evals: Sequence[int], trace_every: int | None,
               checkpointer: Checkpointer | None, device: torch.device, progress: bool = True,
               description: str | None = None) -> int:
@@ -250,7 +259,7 @@ def run_steps(loop: Steps, ledger: Ledger, iterations: int, evals: Sequence[int]
         ledger.flush()
 
     bar = tqdm(total=iterations, initial=first_step, desc=description, disable=not progress, mininterval=2.0,
-               unit="it", dynamic_ncols=True, leave=False)
+               unit="it", dynamic_ncols=True, leave=False, file=progress_stream())
     # A checkpoint is written after that step's rows, so on resume they are already there.
     next_eval = bisect.bisect_right(evals, first_step) if saved is not None else 0
     chunk_end = first_step

@@ -8,15 +8,18 @@ every experiment's notebook has in common live here, so that they read the same 
 from __future__ import annotations
 
 import ast
+import math
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from .study import DATA_PARAMETERS, Experiment, Settings, StudyResults
+from .stats import Claim, binomial_se, seeds_needed
+from .study import DATA_PARAMETERS, Experiment, Settings, StudyResults, model_name
 
-__all__ = ["NOTEBOOK_PARAMETERS", "check_injected_parameters", "setup", "settings", "claims", "budget_note",
-           "verdicts", "deviations"]
+__all__ = ["NOTEBOOK_PARAMETERS", "check_injected_parameters", "setup", "settings", "claims", "what_ran", "title",
+           "budget_note", "verdicts", "worth", "power", "deviations"]
 
 # Every parameter a notebook of the study declares (papermill's -p, `make reproduce`'s variables).
 NOTEBOOK_PARAMETERS = ("profile", *DATA_PARAMETERS.values(), "seeds", "device")
@@ -61,10 +64,39 @@ def settings(experiment: Experiment, profile: str, seeds: int | None = None, dev
     return experiment.settings(profile, seeds=seeds, device=device, **data)
 
 
-def claims(experiment: Experiment) -> pd.DataFrame:
-    """The claims and their verdict rules, as fixed before any run."""
-    return pd.DataFrame([{"claim": c.id, "statement": c.text, "rule": c.rule} for c in experiment.claims]
-                        ).set_index("claim")
+def claims(experiment: Experiment, s: Settings | None = None) -> pd.DataFrame:
+    """The claims, their verdict rules and their testability rules, as fixed before any run; with
+    settings, also what each claim's arms train under this profile."""
+    rows = []
+    for c in experiment.claims:
+        row = {"claim": c.id, "statement": c.text, "rule": c.rule, "testable when": c.testable.rule()}
+        if s is not None:
+            arms = dict.fromkeys(r for label in c.labels for r in experiment.inputs(label))
+            row["what runs here"] = "; ".join(f"{arm}: {experiment.what_ran(s, arm)}" for arm in arms)
+        row["rule changed"] = c.changed
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("claim")
+
+
+def what_ran(experiment: Experiment, s: Settings, labels: Sequence[str] | None = None) -> pd.DataFrame:
+    """Each row's setting as it trains under this profile, next to the paper's where they differ."""
+    labels = list(labels or experiment.scaled_rows(s))
+    return pd.DataFrame({"setting": labels, "what runs here": [experiment.what_ran(s, label) for label in labels]}
+                        ).set_index("setting")
+
+
+def title(experiment: Experiment, s: Settings, labels: Sequence[str]) -> str:
+    """A figure's title saying what ran: each setting's iterations here against the paper's, and
+    the network where the profile changed it ("ResNet-20 (paper: ResNet-56); one cycle: 40
+    iterations (paper: 10,000); ...")."""
+    paper, ran = experiment.rows(), experiment.scaled_rows(s)
+    shown = [label for label in labels if label in ran]
+    networks = {model_name(ran[label].model): model_name(paper[label].model) for label in shown}
+    head = "; ".join(f"{here} (paper: {there})" if here != there else here for here, there in networks.items())
+    lengths = "; ".join(f"{label}: {ran[label].iterations:,} it." + (
+        f" (paper: {paper[label].iterations:,})" if ran[label].iterations != paper[label].iterations else "")
+        for label in shown)
+    return f"{head}\n{lengths}" if head else lengths
 
 
 def budget_note(s: Settings, what: str = "Final test accuracy (%)") -> Markdown:
@@ -78,16 +110,81 @@ def budget_note(s: Settings, what: str = "Final test accuracy (%)") -> Markdown:
     return Markdown(text)
 
 
+VERDICT_COLUMNS = ["text", "a", "b", "difference", "ci_low", "ci_high", "n", "budget", "detectable", "verdict",
+                   "basis"]
+
+
 def verdicts(experiment: Experiment, s: Settings, results: StudyResults) -> pd.DataFrame:
-    """Every claim judged by its rule (after a note, under a cut budget, that the verdicts describe
-    that short training only)."""
-    if s.knobs.get("budget_scale", 1) < 1:
-        display(Markdown(f"**At {s.knobs['budget_scale']:g} of the paper's budget these verdicts describe this "
-                         "short training only; they neither confirm nor refute the paper.**"))
+    """Every claim judged by its rules, after one line saying what these verdicts are worth here:
+    how many claims this profile's budget and seeds can test at all."""
     table = experiment.verdicts(s, results)
-    return table[["text", "difference", "ci_low", "ci_high", "n", "verdict", "basis"]]
+    display(Markdown(worth(table, s)))
+    return table[VERDICT_COLUMNS]
 
 
-def deviations(experiment: Experiment) -> Markdown:
-    """Where the experiment departs from the paper, and why."""
-    return Markdown("\n".join(f"- {d}" for d in experiment.deviations))
+def worth(table: pd.DataFrame, s: Settings) -> str:
+    """One sentence on what a table of verdicts can show: how many claims were judged, and why the
+    others were not."""
+    counts = table.verdict.value_counts()
+    judged = sum(counts.get(v, 0) for v in ("confirmed", "not confirmed", "inconclusive"))
+    budgets = table.budget[table.budget > 0]
+    span = budget_span(budgets)
+    equal = table.index.str.endswith("@equal-iterations").sum()
+    return (f"**What these verdicts are worth:** profile `{s.profile.name}` trains {span} of the paper's images per arm, "
+            f"with {len(s.seeds)} seed(s). {judged} of {len(table)} claims could be judged; "
+            f"{counts.get('not testable at this budget', 0)} are not testable at this budget, "
+            f"{counts.get('inconclusive (n < 2)', 0)} have one seed (never enough for a yes or a no), and "
+            f"{counts.get('not run', 0)} are not run. {equal} rows compare arms at equal iterations: the comparison "
+            "a short budget can make.")
+
+
+def budget_span(budgets: pd.Series) -> str:
+    """The range of budget fractions, as a reader wants it: "2%", "0.04%-0.5%"."""
+    if not len(budgets):
+        return "none"
+    low, high = f"{budgets.min():.2g}", f"{budgets.max():.2g}"
+    as_percent = lambda text: f"{float(text) * 100:g}%"  # noqa: E731
+    return as_percent(low) if low == high else f"{as_percent(low)}-{as_percent(high)}"
+
+
+def power(experiment: Experiment, s: Settings, results: StudyResults) -> pd.DataFrame:
+    """Per claim with the paper's numbers for both arms: the effect the seeds must resolve for those
+    numbers to pass the rule, the spread of paired differences (observed here with two seeds or
+    more, else planned from the test set's binomial error), and the seeds the fast and full profiles
+    (full test set) would need to detect it at 95% confidence four times in five."""
+    paper = experiment.paper().set_index("setting").value.astype(float)
+    table = experiment.verdicts(s, results)
+    values = experiment.measures(s, results)
+    rows = []
+    for c in experiment.claims:
+        if not isinstance(c, Claim) or c.a not in paper or c.b not in paper:
+            continue
+        effect = c.effect_to_detect(paper[c.a], paper[c.b])
+        seeds = sorted(set(values.get(c.a, {})) & set(values.get(c.b, {})))
+        if len(seeds) >= 2:
+            spread = float(np.std([values[c.a][k] - values[c.b][k] for k in seeds], ddof=1))
+            basis = f"observed over {len(seeds)} seeds"
+        else:
+            spread = math.hypot(binomial_se(paper[c.a], 10_000), binomial_se(paper[c.b], 10_000))
+            basis = "planned: binomial error of 10,000 test images"
+        need = seeds_needed(effect, spread)
+        rows.append({"claim": c.id, "paper": f"{paper[c.a]:g} vs {paper[c.b]:g}", "effect to resolve": effect,
+                     "spread of differences": spread, "spread from": basis,
+                     "seeds needed": need if need is not None else "more than 100 (or no effect to resolve)",
+                     "detectable with this profile's seeds": table.loc[c.id, "detectable"]})
+    return pd.DataFrame(rows).set_index("claim") if rows else pd.DataFrame()
+
+
+def deviations(experiment: Experiment, s: Settings | None = None) -> Markdown:
+    """Where the experiment departs from the paper, and why -- with the profile's own departures
+    (a cut budget, bf16 arithmetic) when settings are given."""
+    lines = list(experiment.deviations)
+    if s is not None:
+        if s.precision == "bf16":
+            lines.append(f"Profile `{s.profile.name}` runs forward passes under bfloat16 autocast (weights and updates "
+                         "in float32); the papers trained in float32.")
+        if s.knobs.get("budget_scale", 1) != 1 or s.knobs.get("batch_scale", 1) != 1:
+            lines.append(f"Profile `{s.profile.name}` trains {s.knobs.get('budget_scale', 1):g} of the paper's "
+                         f"iterations at {s.knobs.get('batch_scale', 1):g} of its batch (rates scaled with the "
+                         "batch); what each row trains is listed with the claims.")
+    return Markdown("\n".join(f"- {d}" for d in lines))

@@ -39,9 +39,11 @@ def _nothing_yet(ax) -> None:
 
 
 def plot_curves(curves: pd.DataFrame, schedules: dict[str, tuple[int, dict]], metric: str = "test_acc",
-                ylabel: str = "test accuracy (%)", log_lr: bool = True):
+                ylabel: str = "test accuracy (%)", log_lr: bool = True, title: str | None = None,
+                marks: dict[str, list[int]] | None = None):
     """Accuracy against iteration (mean over seeds, 95% bootstrap band) above the learning rate
-    of each policy, sharing the iteration axis."""
+    of each policy, sharing the iteration axis; ``title`` says what ran, ``marks`` puts a marker on
+    a setting's mean curve at chosen steps (the ends of SGDR's cycles, say)."""
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True, height_ratios=[3, 1.4])
     curves = curves[curves[metric].notna()] if metric in curves else curves.iloc[0:0]  # traces have no test metrics
     order = list(schedules)
@@ -51,8 +53,14 @@ def plot_curves(curves: pd.DataFrame, schedules: dict[str, tuple[int, dict]], me
                      errorbar=("ci", 95), n_boot=1000, seed=BOOTSTRAP_SEED, ax=top)
     else:
         _nothing_yet(top)
+    for label, steps in (marks or {}).items():
+        mean = curves[curves.setting == label].groupby("step")[metric].mean()
+        at = mean[mean.index.isin(steps)]
+        top.scatter(at.index, at.values, marker="v", s=36, color=palette.get(label, "k"), zorder=5)
     top.set_ylabel(ylabel)
     top.grid(alpha=0.3)
+    if title:
+        top.set_title(title, fontsize="medium")
     lr = schedule_frame(schedules)
     sns.lineplot(data=lr, x="step", y="lr", hue="setting", hue_order=order, palette=palette, ax=bottom,
                  legend=False, linewidth=1)

@@ -65,8 +65,8 @@ FACTOR = Kind(_accepting(lambda v: 0 < v <= 1, "must be in (0, 1]"))
 # a factor applied once per step (exp's gamma): stretched so the value at a fraction of training stays
 DECAY_PER_STEP = Kind(FACTOR.refuse, stretch=lambda v, factor: v ** (1.0 / factor))
 FRACTION = Kind(_accepting(lambda v: 0 < v < 1, "must be a fraction in (0, 1)"))
-DIVISOR = Kind(_accepting(lambda v: v >= 1, "must be >= 1"))
-EPOCHS = Kind(_accepting(lambda v: v > 0, "must be a number of epochs > 0"))
+DIVISOR = Kind(_accepting(lambda v: 1 <= v < math.inf, "must be a finite value >= 1"))
+EPOCHS = Kind(_accepting(lambda v: 0 < v < math.inf, "must be a finite number of epochs > 0"))
 GROWTH = Kind(_accepting(lambda v: 1 <= v < math.inf, "must be a real number >= 1"))
 STEPS = Kind(lambda v: None if _whole_step(v) else "must be a whole number of steps > 0", int, scale_steps)
 # a rate of steps, not a count: any real > 0, kept exact when stretched

@@ -32,6 +32,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -49,6 +50,7 @@ FORMAT_VERSION = 1  # bump when the meaning of a stored run changes, so old reco
 FINAL_STATUSES = ("finished", "diverged")  # records that are results; "failed" ones are redone
 # RunConfig fields added after the first results were stored (left out of the id while unset)
 _ADDED_LATER = ("momentum", "trace_every", "train_subset", "test_subset", "eval_at", "snapshot_at", "lr_estimate")
+TINY_RATE = 1e-12  # a peak learning rate below this trains nothing (a warning, not an error)
 REQUIRED_COLUMNS = {"step", "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc"}  # of every run's CSV
 
 
@@ -122,6 +124,18 @@ class RunConfig:
             if not isinstance(spec, dict) or spec.get("name") not in known:
                 name = spec.get("name") if isinstance(spec, dict) else spec
                 raise ValueError(f"run config: unknown {what} {name!r}; known: {sorted(known)}")
+        self._warn_if_extreme()
+
+    def _warn_if_extreme(self) -> None:
+        """Legal values can still make a run that shows nothing (a budget scaled to one update, a
+        rate scaled towards zero): say so once, before it trains."""
+        if self.iterations == 1:
+            warnings.warn("run config: iterations=1 -- a single update shows nothing of a schedule", stacklevel=3)
+        schedule = make_schedule(**self.schedule)
+        peak = max(schedule(step) for step in range(0, self.iterations, max(1, self.iterations // 64)))
+        if 0 <= peak < TINY_RATE:
+            warnings.warn(f"run config: the schedule's largest rate is {peak:.3g}; at rates this small the "
+                          "network does not train", stacklevel=3)
 
     def to_dict(self) -> dict:
         d = {"format": FORMAT_VERSION, **dataclasses.asdict(self)}

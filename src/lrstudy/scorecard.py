@@ -14,11 +14,29 @@ from pathlib import Path
 
 import pandas as pd
 
+from .config import load_profile
 from .experiments import EXPERIMENTS
+from .notebook import budget_span
 from .paths import results_root
+from .stats import VERDICTS
 from .study import DATA_PARAMETERS
 
-__all__ = ["collect", "to_markdown", "write_index", "update_readme", "PAPERS"]
+__all__ = ["collect", "to_markdown", "summary", "write_index", "update_readme", "PAPERS"]
+
+VERDICT_COLOURS = {"confirmed": "#c8e6c9", "not confirmed": "#ffcdd2", "inconclusive": "#fff3c4",
+                   "inconclusive (n < 2)": "#ffe9b3", "not testable at this budget": "#e0e0e0", "not run": "#f5f5f5"}
+# the notebooks in the order a reader meets them, each with what it reproduces
+NOTEBOOKS = ("scorecard", "schedules", *EXPERIMENTS)
+SUBJECTS = {
+    "scorecard": "every claim, its evidence and its verdict (this page's table, with plots)",
+    "schedules": "every schedule of the three papers, drawn next to PyTorch's built-ins",
+    "clr_range_test": "CLR Fig. 3: the LR range test, and fastai's exponential sweep beside it",
+    "clr_cifar10": "CLR Table 1 (CIFAR-10), exp_range's readings, windows, stepsize, the sigmoid+BN example",
+    "clr_adaptive": "CLR Table 3: adaptive solvers with and without CLR",
+    "clr_architectures": "CLR Table 4: ResNet, Stochastic Depth and DenseNet with CLR",
+    "sgdr": "SGDR Table 1, the 2-4x claim, snapshot ensembles, stopping and restart practices",
+    "super_convergence": "Super-convergence: Fig. 1a, range tests to LR 3, regularization, limited data, Table 2",
+}
 
 PAPERS = {"clr": "CLR", "sgdr": "SGDR", "super_convergence": "Super-convergence"}
 
@@ -33,6 +51,8 @@ def _paper_numbers(paper: pd.DataFrame, claim) -> str:
         return claim.shown or f"{claim.target:.3g}"
     if hasattr(claim, "threshold"):
         return f">= {claim.threshold:g}"
+    if claim.id.endswith("@equal-iterations"):
+        return "(not in the paper)"
     values = []
     for setting in (claim.a, claim.b):
         match = paper[paper.setting == setting] if len(paper) else paper
@@ -41,13 +61,24 @@ def _paper_numbers(paper: pd.DataFrame, claim) -> str:
 
 
 def _ours(row: dict, claim) -> str:
-    if row["verdict"] == "not run" or row["difference"] != row["difference"]:
+    """Our numbers in the units of the paper's column: "80.1 vs 79.6" for a comparison, the value
+    for an agreement or a threshold."""
+    if row["verdict"] == "not run" or row["a"] != row["a"]:
+        return "-"
+    if hasattr(claim, "target") or hasattr(claim, "threshold"):
+        return f"{row['a']:.3g}"
+    return f"{row['a']:.2f} vs {row['b']:.2f}"
+
+
+def _difference(row: dict, claim) -> str:
+    """The claim's difference with its 95% CI where there is one."""
+    if row["difference"] != row["difference"]:
         return "-"
     if hasattr(claim, "target"):
         return f"x{row['difference']:.2f} of the paper's"
     if hasattr(claim, "threshold"):
-        return f"{row['difference']:.2f}"
-    ci = (f" [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]" if not math.isnan(row["ci_low"]) else "")
+        return f"{row['difference']:.2f} (threshold {claim.threshold:g})"
+    ci = f" [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]" if row["ci_low"] == row["ci_low"] else ""
     return f"{row['difference']:+.2f}{ci}"
 
 
@@ -60,8 +91,9 @@ def _kind(claim) -> str:
 def collect(profile: str, experiments: list[str] | None = None, **data: str | None) -> pd.DataFrame:
     """One row per claim across the study's experiments, judged on the stored runs of ``profile``.
     ``data`` holds the sources the runs were trained on, by parameter (``data=``, ``data_cifar100=``,
-    ...; None: the profile's). The numbers stay numbers (``difference``, ``ci_low``, ``ci_high``,
-    read as ``kind`` says); ``ours`` and ``paper's number`` are their printed forms."""
+    ...; None: the profile's). The numbers stay numbers (``a``, ``b``, ``difference``, ``ci_low``,
+    ``ci_high``, ``budget``, ``detectable``, read as ``kind`` says); ``ours``, ``difference [CI]``
+    and ``paper's number`` are their printed forms."""
     rows = []
     for name in experiments or EXPERIMENTS:
         experiment = EXPERIMENTS[name]
@@ -81,54 +113,113 @@ def collect(profile: str, experiments: list[str] | None = None, **data: str | No
                 "statement": claim.text,
                 "paper's number": _paper_numbers(paper, claim),
                 "ours": _ours(v, claim),
+                "difference [CI]": _difference(v, claim),
                 "kind": _kind(claim),
+                "a": v["a"],
+                "b": v["b"],
                 "difference": v["difference"],
                 "ci_low": v["ci_low"],
                 "ci_high": v["ci_high"],
                 "n": int(v["n"]),
+                "budget": v["budget"],
+                "detectable": v["detectable"],
                 "verdict": v["verdict"],
                 "rule": claim.rule,
+                "testable when": claim.testable.rule(),
+                "rule changed": claim.changed,
                 "basis": v["basis"],
-                "budget": f"{s.knobs.get('budget_scale', 1):g} of the paper's",
                 "profile": profile,
+                "seeds": len(s.seeds),
                 "data": ", ".join(sorted(set(done.data.dropna()))) if "data" in done and len(done) else "-",
                 "devices": ", ".join(sorted(set(done.device.dropna()))) if "device" in done and len(done) else "-",
             })
     return pd.DataFrame(rows)
 
 
+def _printed(card: pd.DataFrame) -> pd.DataFrame:
+    """The columns a reader reads, numbers formatted: budget as a percentage, power in points."""
+    out = card.copy()
+    out["budget"] = [f"{b:.2g}" if b == b else "-" for b in card.budget * 100]
+    out["budget"] = [f"{b}%" if b != "-" else b for b in out.budget]
+    out["detectable"] = [f"{d:.2f}" if d == d else "-" for d in card.detectable]
+    return out
+
+
+READER_COLUMNS = ["paper", "claim", "statement", "paper's number", "ours", "difference [CI]", "n", "budget",
+                  "detectable", "verdict"]
+
+
 def to_markdown(card: pd.DataFrame) -> str:
     """The scorecard as a GitHub-flavoured markdown table (for the README)."""
-    columns = ["paper", "claim", "statement", "paper's number", "ours", "n", "verdict"]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for _, r in card.iterrows():
-        cells = [str(r[c]).replace("|", "/") for c in columns]
+    printed = _printed(card)
+    lines = ["| " + " | ".join(READER_COLUMNS) + " |", "|" + "---|" * len(READER_COLUMNS)]
+    for _, r in printed.iterrows():
+        cells = [str(r[c]).replace("|", "/") for c in READER_COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
+def summary(card: pd.DataFrame) -> str:
+    """One sentence on what the verdicts of a profile are worth: its budgets and seeds, how many
+    claims they could judge, and how many rows compare at equal iterations."""
+    counts = card.verdict.value_counts()
+    judged = int(sum(counts.get(v, 0) for v in ("confirmed", "not confirmed", "inconclusive")))
+    budgets = card.budget[card.budget > 0]
+    equal = int(card.claim.str.endswith("@equal-iterations").sum())
+    seeds = ", ".join(str(n) for n in sorted(set(card.seeds)))
+    verdicts = ", ".join(f"{int(counts.get(v, 0))} {v}" for v in VERDICTS if counts.get(v, 0))
+    head = (f"At {budget_span(budgets)} of the papers' budgets (training images per arm) and {seeds} seed(s), "
+            f"{judged} of {len(card)} claims can be judged")
+    return f"{head}; {equal} rows compare the arms at equal iterations. Verdicts: {verdicts}."
+
+
 def write_index(profile: str, card: pd.DataFrame | None = None, root: Path | None = None) -> Path:
-    """``results/<profile>/index.html``: the scorecard's counts and links to every rendered notebook,
-    the scorecard first."""
+    """``results/<profile>/index.html``: a landing page -- what this profile can and cannot show, the
+    scorecard with its verdicts in colour, and each notebook with its one-line subject."""
     folder = (root or results_root()) / profile
-    pages = sorted(p.name for p in folder.glob("*.html") if p.name != "index.html")
-    first = [p for p in pages if p.startswith("scorecard")]
-    links = "\n".join(f'<li><a href="{html.escape(p)}">{html.escape(p[:-5])}</a></li>'
-                      for p in first + [p for p in pages if p not in first])
-    counts = ""
+    pages = {p.stem for p in folder.glob("*.html") if p.name != "index.html"}
+    description = load_profile(profile).description
+    links = "\n".join(
+        f'<li><a href="{html.escape(name)}.html">{html.escape(name)}</a> -- {html.escape(SUBJECTS.get(name, ""))}</li>'
+        for name in NOTEBOOKS if name in pages)
+    table, head = "", ""
     if card is not None and len(card):
-        table = card.pivot_table(index="paper", columns="verdict", values="claim", aggfunc="count", fill_value=0)
-        counts = table.to_html(border=0)
+        head = f"<p><strong>{html.escape(summary(card))}</strong></p>"
+        printed = _printed(card)
+        cells = []
+        for _, r in printed.iterrows():
+            tds = "".join(f"<td>{html.escape(str(r[c]))}</td>" for c in READER_COLUMNS if c != "verdict")
+            colour = VERDICT_COLOURS.get(r.verdict, "#eee")
+            cells.append(f'<tr>{tds}<td style="background:{colour}">{html.escape(r.verdict)}</td></tr>')
+        header = "".join(f"<th>{html.escape(c)}</th>" for c in READER_COLUMNS)
+        table = f"<table><thead><tr>{header}</tr></thead><tbody>\n" + "\n".join(cells) + "\n</tbody></table>"
     text = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>lrstudy results: profile {html.escape(profile)}</title>
-<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}} td,th{{padding:0.2em 0.8em}}</style></head>
-<body><h1>lrstudy: profile <code>{html.escape(profile)}</code></h1>
-<p>Reproductions of Cyclical Learning Rates, SGDR and Super-Convergence. Open the scorecard first: one
-row per claim, with the paper's number, ours, the rule fixed before the runs, and the verdict.</p>
-{counts}
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>lrstudy results: profile {html.escape(profile)}</title>
+<style>
+body {{font-family: system-ui, sans-serif; line-height: 1.45; max-width: 72em; margin: 1.5em auto; padding: 0 1em; color: #222}}
+table {{border-collapse: collapse; font-size: 0.86em; width: 100%}}
+th, td {{border-bottom: 1px solid #ddd; padding: 0.3em 0.5em; text-align: left; vertical-align: top}}
+th {{background: #f4f4f4; position: sticky; top: 0}}
+td:nth-child(5), td:nth-child(6), td:nth-child(7), td:nth-child(8), td:nth-child(9) {{white-space: nowrap}}
+li {{margin: 0.2em 0}}
+</style></head>
+<body><h1>Cyclical learning rates, SGDR and super-convergence: profile <code>{html.escape(profile)}</code></h1>
+<p>{html.escape(description)}</p>
+{head}
+<p>A claim is judged only when its testability rule, fixed before the runs, holds: enough of the paper's
+budget, the longer arm levelled off where that matters, and at least two seeds for a yes or a no. Otherwise it
+is <em>not testable at this budget</em> or <em>inconclusive (n &lt; 2)</em>, whatever its numbers say.
+"detectable" is the smallest difference (points) the seeds could have detected; "budget" the share of the
+paper's training images the claim's arms trained. Rows ending in <code>@equal-iterations</code> compare
+the shorter arm with the longer one at the same iteration.</p>
+<h2>Notebooks</h2>
 <ul>
 {links}
-</ul></body></html>
+</ul>
+<h2>Scorecard</h2>
+{table}
+</body></html>
 """
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "index.html"
@@ -136,16 +227,13 @@ row per claim, with the paper's number, ours, the rule fixed before the runs, an
     return path
 
 
-BEGIN, END = "<!-- scorecard:begin -->", "<!-- scorecard:end -->"
-
-
 def update_readme(readme: Path, card: pd.DataFrame, profile: str) -> None:
-    """Replace the block between the scorecard markers in the README with the generated table."""
+    """Replace the block between the profile's scorecard markers in the README with the generated
+    table (``<!-- scorecard:<profile>:begin -->`` ... ``end``)."""
+    begin, end = f"<!-- scorecard:{profile}:begin -->", f"<!-- scorecard:{profile}:end -->"
     text = readme.read_text()
-    if BEGIN not in text or END not in text:
-        raise ValueError(f"{readme} has no {BEGIN} ... {END} block to fill")
-    counts = card.verdict.value_counts()
-    summary = ", ".join(f"{counts.get(v, 0)} {v}" for v in ("confirmed", "not confirmed", "inconclusive", "not run"))
-    block = (f"{BEGIN}\n_Generated by `python -m lrstudy scorecard --profile {profile} --readme` from the run store; "
-             f"profile `{profile}`: {summary}._\n\n{to_markdown(card)}\n{END}")
-    readme.write_text(re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S))
+    if begin not in text or end not in text:
+        raise ValueError(f"{readme} has no {begin} ... {end} block to fill")
+    block = (f"{begin}\n_Generated by `python -m lrstudy scorecard --profile {profile} --readme` from the run store "
+             f"(profile `{profile}`). {summary(card)}_\n\n{to_markdown(card)}\n{end}")
+    readme.write_text(re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S))

@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from .config import Profile, check_section, load_profile
@@ -29,9 +30,10 @@ from .policy import scale_steps
 from .runs import RunConfig, RunRecord
 from .schedule_specs import rescale
 from .selection import select
-from .stats import mean_ci
+from .stats import companion_at_equal_iterations, mean_ci
 
-__all__ = ["Settings", "Row", "Experiment", "StudyResults", "STANDARD_KNOBS", "BATCH_SCALE", "DATA_PARAMETERS"]
+__all__ = ["Settings", "Row", "Experiment", "StudyResults", "STANDARD_KNOBS", "BATCH_SCALE", "DATA_PARAMETERS",
+           "model_name"]
 
 # Every data set a row may train on, and the parameter naming its source: the notebooks' papermill
 # parameter, the profile's key and, upper-cased, the Make variable. A new data set is one entry here.
@@ -91,6 +93,9 @@ def _settings(experiment: str, profile: Profile, knobs: dict, seeds, device, dat
     return Settings(experiment, profile, data, device, profile.precision, tuple(range(1, seeds + 1)), knobs)
 
 
+BN_MOMENTUM_CAP = 0.1  # the largest BN moving-average weight a shortened run gets (see Row.scaled)
+
+
 @dataclass(frozen=True)
 class Row:
     """One setting of a paper's table at the paper's own budget (profiles scale it)."""
@@ -115,13 +120,17 @@ class Row:
     def scaled(self, scale: float) -> "Row":
         """The same row with every step count multiplied by ``scale`` (schedules stretched to match),
         and a network's BN moving-average weight (``bn_momentum``, where the row sets one) divided by
-        it, capped at 1: the running statistics span ~1/momentum updates, and that span must stay the
-        same fraction of a shortened run, or a short run is tested with statistics still at init."""
+        it: the running statistics span ~1/momentum updates, and that span must stay the same fraction
+        of a shortened run, or a short run is tested with statistics still at init. The weight is
+        capped at :data:`BN_MOMENTUM_CAP` (a span of at least ~10 updates): uncapped, a very short run
+        would test with the last batch's statistics alone, and two arms of one comparison with
+        different weights would test with spans of 1 and of several updates."""
         if scale == 1:
             return self
         model = self.model
         if "bn_momentum" in model:
-            model = {**model, "bn_momentum": min(1.0, model["bn_momentum"] / scale)}
+            m = model["bn_momentum"]
+            model = {**model, "bn_momentum": min(max(BN_MOMENTUM_CAP, m), m / scale)}
         steps = lambda n: None if n is None else scale_steps(n, scale)  # noqa: E731
         iterations = scale_steps(self.iterations, scale)
         # a point such as a cycle's end falls after the update that crosses it: round up
@@ -152,26 +161,43 @@ class Experiment:
     ``rows`` are its settings at the paper's budget: a mapping, or a function of the profile's knobs
     for experiments whose profiles change more than the budget (networks' depth, data subsets); called
     with no knobs it must give the paper's own rows. ``claims`` may name a row's label or one of the
-    ``derived`` measures, which ``derive(settings, results)`` computes -- exactly those, every time.
-    A row's own value is its runs' final test accuracy, unless ``row_values(settings, results)`` reads
-    it otherwise. A claim that names anything else is an error here, when its module is imported.
+    ``derived`` measures -- a mapping from each to the rows it is computed from -- which
+    ``derive(settings, results)`` computes, exactly those, every time. A row's own value is its runs'
+    final test accuracy, unless ``row_values(settings, results)`` reads it otherwise. A claim that
+    names anything else is an error here, when its module is imported.
+
+    A claim with ``equal_iterations`` gets a second row, judged here: the shorter arm against the
+    longer one read off its curve at the shorter arm's last iteration (:meth:`at_equal_iterations`).
     """
 
     def __init__(self, name: str, rows: Mapping[str, Row] | Callable[[Mapping], dict[str, Row]],
                  claims: Sequence, deviations: Sequence[str], paper: Callable[[], pd.DataFrame],
-                 knobs: Mapping[str, tuple] = STANDARD_KNOBS, derived: Iterable[str] = (),
+                 knobs: Mapping[str, tuple] = STANDARD_KNOBS, derived: Mapping[str, Sequence[str]] | None = None,
                  derive: Callable[[Settings, StudyResults], Measures] | None = None,
                  row_values: Callable[[Settings, StudyResults], Measures] | None = None):
-        self.name, self.claims, self.deviations, self.paper, self.knobs = name, list(claims), list(deviations), paper, knobs
+        self.name, self.deviations, self.paper, self.knobs = name, list(deviations), paper, knobs
         self._rows = rows if callable(rows) else (lambda knobs: dict(rows))
-        self.derived, self._derive, self._row_values = tuple(derived), derive, row_values
+        self.derived, self._derive, self._row_values = dict(derived or {}), derive, row_values
         paper_rows = self.rows()
         self.data_sets = ("cifar10", *sorted({row.dataset for row in paper_rows.values()} - {"cifar10"}))
-        self.labels = (*paper_rows, *self.derived)
-        if len(set(self.labels)) != len(self.labels):
-            raise ValueError(f"experiment {name!r}: a derived measure has a row's label")
         if bool(self.derived) != (derive is not None):
             raise ValueError(f"experiment {name!r}: derived measures need a derive function, and it needs them")
+        for measure, inputs in self.derived.items():
+            unknown = [label for label in inputs if label not in paper_rows]
+            if unknown or not inputs:
+                raise ValueError(f"experiment {name!r}: derived measure {measure!r} must name the rows it reads "
+                                 f"({unknown[0]!r} is not one)" if unknown else "(it names none)")
+        self.claims, self.equal_iterations = [], {}  # {measure: (short arm, long arm)}
+        for claim in claims:
+            self.claims.append(claim)
+            if getattr(claim, "equal_iterations", False):
+                short, long = sorted((claim.a, claim.b), key=lambda label: paper_rows[label].iterations)
+                measure = f"{long} at {short}'s last iteration"
+                self.equal_iterations[measure] = (short, long)
+                self.claims.append(companion_at_equal_iterations(claim, short, long, measure))
+        self.labels = (*paper_rows, *self.derived, *self.equal_iterations)
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"experiment {name!r}: a derived measure has a row's label")
         for claim in self.claims:
             unknown = [label for label in claim.labels if label not in self.labels]
             if unknown:
@@ -233,26 +259,128 @@ class Experiment:
         return out
 
     def run(self, s: Settings, only: Iterable[str] | None = None, seeds: Iterable[int] | None = None,
-            progress: bool = True, train_missing: bool = True, fuse: int | None = None) -> StudyResults:
+            progress: bool = True, train_missing: bool | None = None, fuse: int | None = None) -> StudyResults:
         """Train (or read back) the runs -- all of them, or those of the settings in ``only`` and
-        the seeds in ``seeds``; ``train_missing=False`` only reads."""
+        the seeds in ``seeds``; ``train_missing=False`` only reads (None: unless ``LRSTUDY_TRAIN=no``)."""
         labelled = select(self.run_configs(s), only=only, seeds=seeds)
         records, errors = execute(s, labelled, progress=progress, train_missing=train_missing, fuse=fuse)
         return StudyResults(s, [label for label, _ in labelled], [c for _, c in labelled], records, errors)
 
+    def inputs(self, label: str) -> tuple[str, ...]:
+        """The rows a measure is read from: a row itself, a derived measure's declared rows, or an
+        equal-iteration measure's two arms."""
+        if label in self.derived:
+            return tuple(self.derived[label])
+        return self.equal_iterations.get(label, (label,))
+
+    def budgets(self, s: Settings) -> dict[str, float]:
+        """Per row: the fraction of the paper's training images (iterations x batch) it trains under
+        this profile; 0 for a row the profile leaves out."""
+        paper, ran = self.rows(), self.scaled_rows(s)
+        return {label: (ran[label].iterations * ran[label].batch_size / (row.iterations * row.batch_size)
+                        if label in ran else 0.0) for label, row in paper.items()}
+
+    def at_equal_iterations(self, s: Settings, results: StudyResults) -> Measures:
+        """Each equal-iteration measure: the longer arm's test accuracy at the shorter arm's last
+        iteration, per seed, interpolated linearly between the evaluations around it."""
+        rows = self.scaled_rows(s)
+        curves = results.curves
+        out: Measures = {}
+        for measure, (short, long) in self.equal_iterations.items():
+            out[measure] = {}
+            if short not in rows or not len(curves):
+                continue
+            step = rows[short].iterations
+            long_curves = curves[(curves.setting == long) & curves.test_acc.notna()]
+            for seed, one in long_curves.groupby("seed"):
+                one = one.sort_values("step")
+                if one.step.min() <= step <= one.step.max():
+                    out[measure][int(seed)] = float(np.interp(step, one.step, one.test_acc))
+        return out
+
     def measures(self, s: Settings, results: StudyResults) -> Measures:
-        """Every value a claim may name, ``{label: {seed: value}}``: each row's, and the derived ones."""
+        """Every value a claim may name, ``{label: {seed: value}}``: each row's, the derived ones and
+        the equal-iteration ones."""
         values = self._row_values(s, results) if self._row_values else results.final_accuracy()
         derived = self._derive(s, results) if self._derive else {}
         if set(derived) != set(self.derived):
             raise ValueError(f"experiment {self.name!r}: derive() gave {sorted(set(derived) ^ set(self.derived))} "
                              "besides or instead of the declared derived measures")
-        return {**values, **derived}
+        return {**values, **derived, **self.at_equal_iterations(s, results)}
+
+    def late_gain(self, results: StudyResults, label: str, window: float) -> float:
+        """How many points a row's test accuracy gained over the last ``window`` of its evaluations
+        (mean over seeds; NaN with fewer than two evaluations in the window)."""
+        curves = results.curves
+        gains = []
+        for _, one in curves[(curves.setting == label) & curves.test_acc.notna()].groupby("seed"):
+            one = one.sort_values("step")
+            late = one[one.step >= (1 - window) * one.step.max()]
+            if len(late) >= 2:
+                gains.append(float(late.test_acc.iloc[-1] - late.test_acc.iloc[0]))
+        return float(np.mean(gains)) if gains else math.nan
 
     def verdicts(self, s: Settings, results: StudyResults) -> pd.DataFrame:
-        """Each claim judged by its rule on :meth:`measures`."""
-        values = self.measures(s, results)
-        return pd.DataFrame([claim.judge(values) for claim in self.claims]).set_index("claim")
+        """Each claim judged by its rule on :meth:`measures` -- once its testability rule holds
+        (budget, levelled arms), and with a yes or a no only from two seeds or more -- with the
+        smallest difference its seeds could detect and the budget its arms trained."""
+        values, budgets = self.measures(s, results), self.budgets(s)
+        images = _test_images(results)
+        rows = []
+        for claim in self.claims:
+            budget = min(budgets.get(row, 0.0) for label in claim.labels for row in self.inputs(label))
+            gains = {label: self.late_gain(results, label, claim.testable.window) for label in claim.testable.levelled}
+            row = claim.judge(values, claim.testable.reason(budget, gains), images)
+            rows.append({**row, "budget": budget, "changed": claim.changed})
+        return pd.DataFrame(rows).set_index("claim")
+
+    def what_ran(self, s: Settings, label: str) -> str:
+        """What a row trained under this profile, next to the paper's setting where they differ:
+        "ResNet-20 (paper: ResNet-56), 40 iterations (paper: 10,000), ..."."""
+        paper, ran = self.rows()[label], self.scaled_rows(s).get(label)
+        if ran is None:
+            return "not in this profile"
+        parts = []
+        if model_name(ran.model) != model_name(paper.model):
+            parts.append(f"{model_name(ran.model)} (paper: {model_name(paper.model)})")
+        parts.append(f"{ran.iterations:,} iterations" + (f" (paper: {paper.iterations:,})"
+                                                          if ran.iterations != paper.iterations else ""))
+        if ran.batch_size != paper.batch_size:
+            parts.append(f"batch {ran.batch_size} (paper: {paper.batch_size}; rates x{ran.batch_size / paper.batch_size:g})")
+        full = TRAIN_IMAGES[ran.dataset]
+        if (ran.train_subset or full) != (paper.train_subset or full):
+            parts.append(f"{ran.train_subset or full:,} training images (paper: {paper.train_subset or full:,})")
+        if ran.test_subset:
+            parts.append(f"{ran.test_subset:,} test images (paper: all)")
+        return ", ".join(parts)
+
+
+def model_name(model: Mapping) -> str:
+    """A network's usual name from its spec ("ResNet-56", "WRN-28-10", "DenseNet-BC-100")."""
+    name = model["name"]
+    if name == "resnet":
+        return f"ResNet-{model['depth']}"
+    if name == "resnet_sd":
+        return f"stochastic-depth ResNet-{model['depth']}"
+    if name == "wrn":
+        return f"WRN-{model['depth']}-{model['width']}"
+    if name == "densenet":
+        return f"DenseNet{'-BC' if model.get('bottleneck', True) else ''}-{model['depth']}"
+    return {"caffe_cifar10_full": "Caffe CIFAR-10 net", "caffe_cifar10_sigmoid_bn": "Caffe CIFAR-10 sigmoid+BN net",
+            "lenet": "LeNet"}.get(name, name)
+
+
+TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "mnist": 60_000}
+
+
+def _test_images(results: "StudyResults") -> int | None:
+    """The test-set size the runs were evaluated on (for the power of a single seed)."""
+    for config, record in zip(results.configs, results.records):
+        if config.test_subset:
+            return config.test_subset
+        if record is not None and record.meta.get("data", {}).get("test_examples"):
+            return int(record.meta["data"]["test_examples"])
+    return None
 
 
 # the columns of StudyResults.runs, present even when no run has a result yet
@@ -278,7 +406,8 @@ class StudyResults:
             row = {"setting": label, "seed": config.seed, "run_id": config.id, "iterations": config.iterations}
             if record is None:
                 error = self.errors.get(config.id, "")
-                row.update(status="not run" if error.startswith("not run") else "failed", error=error)
+                # "not run" (data that cannot be had), "not run yet" (nothing trained here), or "failed"
+                row.update(status=error.split(":")[0] if error.startswith("not run") else "failed", error=error)
             else:
                 meta = record.meta
                 row.update(

@@ -30,14 +30,23 @@ ROWS = {
     EXPONENTIAL: Row(1000, {"name": "exp_sweep", "start_lr": 1e-6, "end_lr": 10.0, "total_steps": 1000},
                      CAFFE_FULL, SGD, batch_size=100, eval_every=1000, trace_every=1),
 }
-# the bounds read off Smith's sweep by lrstudy.range_test.suggest_smith, per seed
-SMITH_MAX_LR, SMITH_BASE_LR = "Smith max_lr", "Smith base_lr"
+# the bounds read off Smith's sweep by lrstudy.range_test.suggest_smith, per seed, and their ratio
+SMITH_MAX_LR, SMITH_BASE_LR, SMITH_RATIO = "Smith max_lr", "Smith base_lr", "Smith max_lr / base_lr"
+DERIVED = {SMITH_MAX_LR: (LINEAR,), SMITH_BASE_LR: (LINEAR,), SMITH_RATIO: (LINEAR,)}
+# the rule of thumb: base_lr = max_lr / 3 or / 4, i.e. a ratio of 3 to 4 (geometric middle sqrt 12)
+RULE_LOW, RULE_HIGH = paper_value("CLR", "rule of thumb max_lr / base_lr, low"), \
+    paper_value("CLR", "rule of thumb max_lr / base_lr, high")
 
 CLAIMS = [
     Agreement("CLR-F3.max_lr", "the range test puts max_lr for this net where the paper found it (accuracy stops rising)",
               measure=SMITH_MAX_LR, target=paper_value("CLR", "range test max_lr"), factor=2.0),
     Agreement("CLR-F3.base_lr", "the range test puts base_lr where the paper found it (accuracy starts to rise)",
               measure=SMITH_BASE_LR, target=paper_value("CLR", "range test base_lr"), factor=2.0),
+    # within 1.5x of the rule's own range [3, 4]: [2, 6] (the paper's Fig. 3 reads 0.006 / 0.001 = 6)
+    Agreement("CLR-3.3.rule-of-thumb", "the rule of thumb base_lr = max_lr/3 to max_lr/4 agrees with where the "
+              "range test's accuracy starts to rise", measure=SMITH_RATIO, target=math.sqrt(RULE_LOW * RULE_HIGH),
+              factor=1.5 * math.sqrt(RULE_HIGH / RULE_LOW), shown=f"{RULE_LOW:g}-{RULE_HIGH:g}",
+              changed="added in this version of the study (a claim of the paper's Section 3.3 not judged before)"),
 ]
 
 DEVIATIONS = [
@@ -96,9 +105,12 @@ def derive(s: Settings, results: StudyResults) -> dict[str, dict[int, float]]:
     """The bounds Smith's rule reads off the linear sweep, per seed."""
     table = suggestions(results)
     smith = table[table.method.str.startswith("Smith")]
-    return {label: {int(r.seed): float(r[column]) for _, r in smith.iterrows() if not math.isnan(r[column])}
-            for column, label in (("max_lr", SMITH_MAX_LR), ("base_lr", SMITH_BASE_LR))}
+    out = {label: {int(r.seed): float(r[column]) for _, r in smith.iterrows() if not math.isnan(r[column])}
+           for column, label in (("max_lr", SMITH_MAX_LR), ("base_lr", SMITH_BASE_LR))}
+    out[SMITH_RATIO] = {seed: out[SMITH_MAX_LR][seed] / base for seed, base in out[SMITH_BASE_LR].items()
+                        if seed in out[SMITH_MAX_LR] and base > 0}
+    return out
 
 
 EXPERIMENT = Experiment("clr_range_test", ROWS, CLAIMS, DEVIATIONS, paper, knobs=RANGE_KNOBS,
-                        derived=(SMITH_MAX_LR, SMITH_BASE_LR), derive=derive)
+                        derived=DERIVED, derive=derive)

@@ -45,7 +45,12 @@ SCHEDULES = {  # label: (kind, parameters)
     "SGDR T0=10, Tmult=2, bounds x0.5 per restart": ("sgdr_decay", (10, 2)),
 }
 RESTARTING = [name for name, (kind, _) in SCHEDULES.items() if kind != "default"]
-BASELINE = "default, eta0=0.05"  # the better default in the paper, used for its later experiments
+DEFAULTS = [name for name, (kind, _) in SCHEDULES.items() if kind == "default"]
+# the better of the two defaults in these runs (higher mean over seeds): what SGDR must match
+BEST_DEFAULT = "the better default schedule"
+COMPARABLE = 0.3  # points: "comparable" results, the margin of every not-worse claim here
+T0_200, ANYTIME = "SGDR T0=200, Tmult=1", "anytime accuracy"
+WORST_OTHER_ANYTIME, BEST_OTHER = "worst anytime accuracy of the other schedules", "best other schedule"
 ENSEMBLED = "SGDR T0=10, Tmult=2"
 SNAPSHOT_EPOCHS = (30, 70, 150)  # just before the restarts of T0=10, Tmult=2
 # Table 2's settings, as the paper names them; "M" is the snapshots a run keeps (at a budget so small
@@ -60,6 +65,10 @@ def label(dataset: str, setting: str) -> str:
 
 def speedup(dataset: str, schedule: str) -> str:
     return f"{dataset}: speedup of {schedule}"
+
+
+def anytime(dataset: str, schedule: str) -> str:
+    return f"{dataset}: {ANYTIME} of {schedule}"
 
 
 def rows(knobs: Mapping) -> dict[str, Row]:
@@ -92,25 +101,53 @@ CLAIMS = []
 for _dataset in DATASETS:
     CLAIMS += [
         Claim(f"SGDR-T1.T0=1.{_dataset}", f"{_dataset}: SGDR T0=1, Tmult=2 is at least as good as the default schedule",
-              a=label(_dataset, "SGDR T0=1, Tmult=2"), b=label(_dataset, BASELINE), kind="not_worse", margin=0.3),
+              a=label(_dataset, "SGDR T0=1, Tmult=2"), b=label(_dataset, BEST_DEFAULT), kind="not_worse",
+              margin=COMPARABLE, changed="compared with the better of the two defaults (eta0 = 0.1 or 0.05), not 0.05 only"),
         Claim(f"SGDR-T1.T0=10.{_dataset}", f"{_dataset}: SGDR T0=10, Tmult=2 is at least as good as the default schedule",
-              a=label(_dataset, "SGDR T0=10, Tmult=2"), b=label(_dataset, BASELINE), kind="not_worse", margin=0.3),
-        AtLeast(f"SGDR-2x.T0=1.{_dataset}", f"{_dataset}: SGDR (T0=1, Tmult=2) reaches the default's final accuracy "
-                "at least 2x sooner", measure=speedup(_dataset, "SGDR T0=1, Tmult=2"), threshold=2.0),
-        AtLeast(f"SGDR-2x.T0=10.{_dataset}", f"{_dataset}: SGDR (T0=10, Tmult=2) reaches the default's final accuracy "
-                "at least 2x sooner", measure=speedup(_dataset, "SGDR T0=10, Tmult=2"), threshold=2.0),
+              a=label(_dataset, "SGDR T0=10, Tmult=2"), b=label(_dataset, BEST_DEFAULT), kind="not_worse",
+              margin=COMPARABLE, changed="compared with the better of the two defaults (eta0 = 0.1 or 0.05), not 0.05 only"),
+        AtLeast(f"SGDR-2x.T0=1.{_dataset}", f"{_dataset}: SGDR (T0=1, Tmult=2) reaches results comparable to the "
+                "default's at least 2x sooner", measure=speedup(_dataset, "SGDR T0=1, Tmult=2"), threshold=2.0,
+                changed=f"'comparable' is now within {COMPARABLE:g} points of the better default's final accuracy, "
+                        "as in the other not-worse claims; before, SGDR had to reach it exactly"),
+        AtLeast(f"SGDR-2x.T0=10.{_dataset}", f"{_dataset}: SGDR (T0=10, Tmult=2) reaches results comparable to the "
+                "default's at least 2x sooner", measure=speedup(_dataset, "SGDR T0=10, Tmult=2"), threshold=2.0,
+                changed=f"'comparable' is now within {COMPARABLE:g} points (see SGDR-2x.T0=1)"),
         Claim(f"SGDR-T2.snapshots.{_dataset}", f"{_dataset}: an ensemble of 3 snapshots of one run beats its single model",
               a=label(_dataset, ENSEMBLE), b=label(_dataset, SINGLE)),
-        Claim(f"SGDR-stop.{_dataset}", f"{_dataset}: stopping at the end of the last finished cycle (T0=1, Tmult=2) is "
-              "at least as good as stopping at the budget mid-cycle",
-              a=label(_dataset, LAST_CYCLE_END), b=label(_dataset, BUDGET_END), kind="not_worse", margin=0.3),
+        Claim(f"SGDR-stop.{_dataset}", f"{_dataset}: SGDR is read at the end of a cycle (its 'recommended solution'): "
+              "halfway through the next cycle (the budget's end) it is worse, even after 57% more training",
+              a=label(_dataset, LAST_CYCLE_END), b=label(_dataset, BUDGET_END),
+              changed="stated as the paper does: the extra training of the mid-cycle point works against the "
+                      "claim, so a yes is not bought by it; before, 'at least as good' let the extra training decide"),
         Claim(f"SGDR-decay.{_dataset}", f"{_dataset}: (recaps' advice) halving the bounds at each restart is at least "
               "as good as constant bounds", a=label(_dataset, "SGDR T0=10, Tmult=2, bounds x0.5 per restart"),
-              b=label(_dataset, "SGDR T0=10, Tmult=2"), kind="not_worse", margin=0.3),
+              b=label(_dataset, "SGDR T0=10, Tmult=2"), kind="not_worse", margin=COMPARABLE),
     ]
-DERIVED = [name for dataset in DATASETS for name in (
-    *(speedup(dataset, schedule) for schedule in RESTARTING),
-    label(dataset, SINGLE), label(dataset, ENSEMBLE), label(dataset, LAST_CYCLE_END), label(dataset, BUDGET_END))]
+CLAIMS += [  # Section 4.1, on CIFAR-10 (Table 1): T0 = 200 has the best final error, the worst anytime error
+    Claim("SGDR-T0=200.final", "CIFAR-10: SGDR T0=200 ends at least as well as the best other schedule",
+          a=label("CIFAR-10", T0_200), b=label("CIFAR-10", BEST_OTHER), kind="not_worse", margin=COMPARABLE,
+          changed="added in this version of the study"),
+    Claim("SGDR-T0=200.anytime", "CIFAR-10: SGDR T0=200 has the worst anytime accuracy: its mean test accuracy "
+          "over the first 90% of training is below every other schedule's",
+          a=label("CIFAR-10", WORST_OTHER_ANYTIME), b=anytime("CIFAR-10", T0_200),
+          changed="added in this version of the study"),
+]
+# each derived measure and the rows it is computed from
+_ALL = {dataset: [label(dataset, name) for name in SCHEDULES] for dataset in DATASETS}
+DERIVED = {}
+for _dataset in DATASETS:
+    _defaults = tuple(label(_dataset, name) for name in DEFAULTS)
+    DERIVED.update({
+        label(_dataset, BEST_DEFAULT): _defaults,
+        **{speedup(_dataset, name): (*_defaults, label(_dataset, name)) for name in RESTARTING},
+        label(_dataset, SINGLE): (label(_dataset, ENSEMBLED),), label(_dataset, ENSEMBLE): (label(_dataset, ENSEMBLED),),
+        label(_dataset, LAST_CYCLE_END): (label(_dataset, "SGDR T0=1, Tmult=2"),),
+        label(_dataset, BUDGET_END): (label(_dataset, "SGDR T0=1, Tmult=2"),),
+    })
+DERIVED.update({label("CIFAR-10", BEST_OTHER): tuple(_ALL["CIFAR-10"]),
+                label("CIFAR-10", WORST_OTHER_ANYTIME): tuple(_ALL["CIFAR-10"]),
+                anytime("CIFAR-10", T0_200): (label("CIFAR-10", T0_200),)})
 
 DEVIATIONS = [
     "The released code's epoch is 100,000 images (the training set plus a flipped copy); we keep that unit "
@@ -175,17 +212,27 @@ def recommended_accuracy(s: Settings, results: StudyResults) -> dict[str, dict[i
     return out
 
 
+def better_default(results: StudyResults, dataset: str) -> str | None:
+    """The default schedule (eta0 = 0.1 or 0.05) with the higher mean final accuracy over seeds."""
+    final = results.final_accuracy()
+    means = {name: np.mean(list(final[label(dataset, name)].values()))
+             for name in DEFAULTS if final.get(label(dataset, name))}
+    return max(means, key=means.get) if means else None
+
+
 def speedups(s: Settings, results: StudyResults) -> pd.DataFrame:
-    """Epochs each schedule needs to first reach the default schedule's final accuracy (same data
-    set and seed), and the speedup: the default's epochs over that. SGDR is read only at the end of
-    its cycles, as the paper's Fig. 2 plots its recommended solutions."""
+    """Epochs each schedule needs to first come within 0.3 points of the better default schedule's
+    final accuracy (same data set and seed) -- a comparable result -- and the speedup: the default's
+    epochs over that. SGDR is read only at the end of its cycles, as the paper's Fig. 2 plots its
+    recommended solutions."""
     rows_ = EXPERIMENT.scaled_rows(s)
     curves = results.curves
     out = []
     for dataset in DATASETS:
-        base = curves[(curves.setting == label(dataset, BASELINE)) & curves.test_acc.notna()]
+        best = better_default(results, dataset)
+        base = curves[(curves.setting == label(dataset, best)) & curves.test_acc.notna()] if best else curves.iloc[0:0]
         for seed, base_run in base.groupby("seed"):
-            target = float(base_run.sort_values("step").test_acc.iloc[-1])
+            target = float(base_run.sort_values("step").test_acc.iloc[-1]) - COMPARABLE
             total = base_run.step.max() / steps_per_epoch(s)
             for name in RESTARTING:
                 key = label(dataset, name)
@@ -231,9 +278,26 @@ def _accuracy(probs, labels) -> float:
 
 
 def derive(s: Settings, results: StudyResults) -> dict[str, dict[int, float]]:
-    """The speedups, the ensembles against their single models, and the stopping rule's two points:
-    the T0=1 run at the end of its last finished cycle and at the end of the budget."""
+    """The better default, the speedups, the ensembles against their single models, the stopping
+    rule's two points (the T0=1 run at the end of its last finished cycle and at the end of the
+    budget), and T0=200 against the other schedules: final accuracy, and anytime accuracy (mean test
+    accuracy over the evaluations in the first 90% of training, start excluded)."""
     out: dict[str, dict[int, float]] = {name: {} for name in DERIVED}
+    values = recommended_accuracy(s, results)
+    for dataset in DATASETS:
+        best = better_default(results, dataset)
+        if best:
+            out[label(dataset, BEST_DEFAULT)] = dict(values.get(label(dataset, best), {}))
+    others = [name for name in SCHEDULES if name != T0_200]
+    cifar10 = {name: label("CIFAR-10", name) for name in SCHEDULES}
+    means = {name: np.mean(list(values[cifar10[name]].values())) for name in others if values.get(cifar10[name])}
+    if means:
+        out[label("CIFAR-10", BEST_OTHER)] = dict(values[cifar10[max(means, key=means.get)]])
+    any_time = _anytime(results)
+    worst = [any_time.get(cifar10[name], {}) for name in others]
+    for seed in set.intersection(*(set(w) for w in worst)) if all(worst) else ():
+        out[label("CIFAR-10", WORST_OTHER_ANYTIME)][seed] = min(w[seed] for w in worst)
+    out[anytime("CIFAR-10", T0_200)] = any_time.get(cifar10[T0_200], {})
     for _, r in speedups(s, results).iterrows():
         out[speedup(r["data set"], r.schedule)][int(r.seed)] = r.speedup
     ens = ensembles(s, results)
@@ -248,6 +312,18 @@ def derive(s: Settings, results: StudyResults) -> dict[str, dict[int, float]]:
             if len(last_end):
                 out[label(dataset, LAST_CYCLE_END)][int(seed)] = float(last_end.test_acc.iloc[0])
                 out[label(dataset, BUDGET_END)][int(seed)] = float(one.sort_values("step").test_acc.iloc[-1])
+    return out
+
+
+def _anytime(results: StudyResults) -> dict[str, dict[int, float]]:
+    """Per row and seed: the mean test accuracy over the evaluations in the first 90% of training
+    (step 0 excluded) -- how good the run is if stopped at an arbitrary time."""
+    curves = results.curves
+    out: dict[str, dict[int, float]] = {}
+    for (setting, seed), one in curves[curves.test_acc.notna()].groupby(["setting", "seed"]):
+        early = one[(one.step > 0) & (one.step <= 0.9 * one.step.max())]
+        if len(early):
+            out.setdefault(setting, {})[int(seed)] = float(early.test_acc.mean())
     return out
 
 
