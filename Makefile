@@ -5,7 +5,7 @@
 #                  [DATA_CIFAR100=cifar100|path] [DATA_MNIST=mnist|path]
 #                                   execute notebooks with papermill into results/<profile>/ (+ HTML)
 #   make readme PROFILE=cpu [DATA=...]   regenerate the README's scorecard table from that profile's runs
-#   make bench                      speed benchmark on this machine's device -> results/bench/<device>.{csv,md}
+#   make bench [QUICK=1]            speed benchmark on this machine's device -> results/bench/<device>.{csv,md}
 #   make gpu-check                  can this machine run the study? one row per check, ~2 min -> results/gpu-check.md
 #   make lab                        JupyterLab on notebooks/ with the study's kernel
 #   make clean                      remove smoke outputs, failed executions and caches (keeps results)
@@ -97,7 +97,7 @@ $(OUT)/%.html: notebooks/%.ipynb $(STAMP) FORCE
 FORCE:
 
 bench: $(STAMP)
-	$(BIN)/python -m lrstudy.bench --out $(RESULTS)/bench
+	$(BIN)/python -m lrstudy.bench $(if $(QUICK),--quick) --out $(RESULTS)/bench
 
 gpu-check: $(STAMP)
 	$(BIN)/python -m lrstudy gpu-check --out $(RESULTS)/gpu-check.md

@@ -154,3 +154,17 @@ def test_a_captured_network_runs_reduce_overhead_where_compile_works(fresh_compi
     other = dataclasses.replace(config, model={"name": "resnet", "depth": 20})
     assert execute_module._step_mode(s, cuda, other) == "compile"
     assert execute_module._step_mode(s, torch.device("cpu"), config) == "eager"
+
+
+@pytest.mark.parametrize("version, accepted", [("2.3.1", False), ("2.4.0+cu121", True), ("2.14.1+cu130", True)])
+def test_gpu_check_names_the_oldest_torch_it_accepts(monkeypatch, version, accepted):
+    """torch 2.4 is the oldest the study's code is written for (``torch._foreach_*`` with a tensor
+    factor, ``torch.compiler``, ``torch.utils.flop_counter``); gpu-check's environment row says so."""
+    from lrstudy import gpucheck
+
+    monkeypatch.setattr(gpucheck.torch, "__version__", version)
+    if accepted:
+        assert version in gpucheck._environment(torch.device("cpu"))
+    else:
+        with pytest.raises(RuntimeError, match="older than 2.4"):
+            gpucheck._environment(torch.device("cpu"))
