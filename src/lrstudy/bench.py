@@ -245,7 +245,11 @@ def main(argv=None) -> int:
     repeats = 3 if quick else 10
     rows = [bench_loader(device, timer, 10_000 if quick else 50_000, repeats)]
     for spec, batch, mode in model_rows(device.type == "cuda", quick):
-        rows.append(bench_model(device, timer, spec, batch, mode, repeats))
+        try:
+            rows.append(bench_model(device, timer, spec, batch, mode, repeats))
+        except Exception as err:  # (a compile that fails on this machine): a row that says so, and the rest
+            rows.append({"what": f"{_name(spec)} batch {batch} {mode}",
+                         "error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"})
     rows += bench_naive(device, timer, {"name": "resnet", "depth": 20 if quick else 56}, 2000 if quick else 20_000,
                         1 if quick else 3)
     fused = bench_fused(device, timer, [1, 4] if quick else [1, 8, 32], 10 if quick else 50, 1 if quick else 3)
