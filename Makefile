@@ -6,7 +6,7 @@
 #                                   execute notebooks with papermill into results/<profile>/ (+ HTML)
 #   make readme PROFILE=cpu [DATA=...]   regenerate the README's scorecard table from that profile's runs
 #   make bench [QUICK=1]            speed benchmark on this machine's device -> results/bench/<device>.{csv,md}
-#   make gpu-check                  can this machine run the study? one row per check, ~2 min -> results/gpu-check.md
+#   make gpu-check                  can this machine run the study? one row per check, 110 s budget -> results/gpu-check.md
 #   make lab                        JupyterLab on notebooks/ with the study's kernel
 #   make clean                      remove smoke outputs, failed executions and caches (keeps results)
 #   make distclean                  also remove .venv and data/

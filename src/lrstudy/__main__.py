@@ -5,7 +5,7 @@
     python -m lrstudy run super_convergence --profile fast --data cifar10.tar.xz --data-mnist mnist-tree/
     python -m lrstudy status --profile fast clr_cifar10    # which runs are finished, diverged, failed
     python -m lrstudy seal --profile cpu                   # add digests to records stored before they had one
-    python -m lrstudy gpu-check --out check.md             # can this machine run the study? (about 2 minutes)
+    python -m lrstudy gpu-check --out check.md             # can this machine run the study? (110 s budget)
     python -m lrstudy list
 
 Useful on a GPU machine without papermill: the notebooks later read the same run store.

@@ -18,8 +18,9 @@ Measures, on whatever device is present (CUDA if available, else the CPU):
 * fused runs (:mod:`lrstudy.fused`): the aggregate throughput of K = 1, 8, 32 Caffe-net runs
   trained as one computation (bf16 on CUDA), and its ratio to K = 1.
 
-On an H100/H200 ``make bench`` is meant to take under 5 minutes and ``--quick`` under 2 (the
-compiles dominate); on a CPU it is the quick set, eager only.
+On a GPU the compiles dominate its length, so :func:`model_rows` bounds them (6 step compiles, 2 with
+``--quick``); the targets of under 5 minutes (``--quick``: 2) on an H100/H200 are not measured yet.
+On a CPU it is the quick set, eager only.
 
 Timing: warm-up steps first, then the median over repeats of CUDA-event (or wall-clock) timings.
 Writes ``<out>/<device>.csv`` and ``<out>/<device>.md`` (a table with device, date and commit).

@@ -1,4 +1,4 @@
-"""``python -m lrstudy gpu-check``: can this machine run the study? One row per check, in two minutes.
+"""``python -m lrstudy gpu-check``: can this machine run the study? One row per check, within a time budget.
 
     python -m lrstudy gpu-check [--out check.md] [--budget 110]
 
