@@ -5,7 +5,8 @@
 #                  [DATA_CIFAR100=cifar100|path] [DATA_MNIST=mnist|path]
 #                                   execute notebooks with papermill into results/<profile>/ (+ HTML)
 #   make readme PROFILE=cpu [DATA=...]   regenerate the README's scorecard table from that profile's runs
-#   make bench                      speed benchmark on this machine's device -> results/bench/<device>.{csv,md}
+#   make bench [QUICK=1]            speed benchmark on this machine's device -> results/bench/<device>.{csv,md}
+#   make gpu-check                  can this machine run the study? one row per check, 110 s budget -> results/gpu-check.md
 #   make plans                      results/plan/{fast,full}.txt (what each profile trains, estimated time) + README table
 #   make gpu-window MINUTES=9 OUT=dir [DATA=...] [PROFILE=fast]
 #                                   a rented GPU's one command: gpu-check, bench --quick, the profile's runs in
@@ -38,7 +39,7 @@ export LRSTUDY_RESULTS := $(abspath $(RESULTS))
 export JUPYTER_PATH := $(abspath $(VENV))/share/jupyter
 export PYTHONNOUSERSITE := 1
 
-.PHONY: test reproduce notebooks readme bench plans gpu-window lab clean distclean venv FORCE
+.PHONY: test reproduce notebooks readme bench gpu-check plans gpu-window lab clean distclean venv FORCE
 .DELETE_ON_ERROR:
 
 venv: $(STAMP)
@@ -67,8 +68,8 @@ reproduce: $(STAMP)
 	  if [ -f $(RESULTS)/$$profile/$$nb.html ]; then echo "  done    $$nb -> $(RESULTS)/$$profile/$$nb.html"; \
 	  else echo "  FAILED  $$nb -> $(RESULTS)/$$profile/$$nb.failed.ipynb"; status=1; fi; \
 	done; \
-	$(BIN)/python -m lrstudy status --profile $$profile $(if $(DATA),--data "$(DATA_PATH)") $(if $(filter no,$(TRAIN)),--missing-ok) $(NOTEBOOKS) || status=1; \
-	$(BIN)/python -m lrstudy scorecard --profile $$profile $(if $(DATA),--data "$(DATA_PATH)") --index > /dev/null \
+	$(BIN)/python -m lrstudy status --profile $$profile $(CLI_DATA) $(if $(filter no,$(TRAIN)),--missing-ok) $(NOTEBOOKS) || status=1; \
+	$(BIN)/python -m lrstudy scorecard --profile $$profile $(CLI_DATA) --index > /dev/null \
 	  && echo "  index   $(RESULTS)/$$profile/index.html" || status=1; \
 	exit $$status
 
@@ -79,6 +80,10 @@ DATA_PATH = $(if $(wildcard $(DATA)),$(abspath $(DATA)),$(DATA))
 # names no folder of the machine that ran it.
 nb_path = $(if $(wildcard $(1)),$(shell $(PYTHON) -c 'import os, sys; print(os.path.relpath(sys.argv[1], "notebooks"))' "$(abspath $(1))"),$(1))
 DATA_ARG = $(if $(DATA),-p data "$(call nb_path,$(DATA))") $(foreach set,CIFAR100 MNIST,$(if $(DATA_$(set)),-p data_$(shell echo $(set) | tr A-Z a-z) "$(call nb_path,$(DATA_$(set)))"))
+# The same sources for the commands run here (status, scorecard): --data, --data-cifar100, --data-mnist,
+# a path made absolute
+cli_path = $(if $(wildcard $(1)),$(abspath $(1)),$(1))
+CLI_DATA = $(if $(DATA),--data "$(DATA_PATH)") $(foreach set,CIFAR100 MNIST,$(if $(DATA_$(set)),--data-$(shell echo $(set) | tr A-Z a-z) "$(call cli_path,$(DATA_$(set)))"))
 
 notebooks: $(NOTEBOOKS:%=$(OUT)/%.html)
 
@@ -97,7 +102,10 @@ $(OUT)/%.html: notebooks/%.ipynb $(STAMP) FORCE
 FORCE:
 
 bench: $(STAMP)
-	$(BIN)/python -m lrstudy.bench --out $(RESULTS)/bench
+	$(BIN)/python -m lrstudy.bench $(if $(QUICK),--quick) --out $(RESULTS)/bench
+
+gpu-check: $(STAMP)
+	$(BIN)/python -m lrstudy gpu-check --out $(RESULTS)/gpu-check.md
 
 plans: $(STAMP)
 	@mkdir -p $(RESULTS)/plan
@@ -114,7 +122,7 @@ gpu-window:
 
 readme: $(STAMP)
 	@test -n "$(PROFILE)" || { echo "make readme needs PROFILE=..."; exit 2; }
-	$(BIN)/python -m lrstudy scorecard --profile $(PROFILE) $(if $(DATA),--data "$(DATA_PATH)") --readme > /dev/null
+	$(BIN)/python -m lrstudy scorecard --profile $(PROFILE) $(CLI_DATA) --readme > /dev/null
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/

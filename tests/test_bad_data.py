@@ -368,7 +368,8 @@ def test_profile_yaml_reads_exponents_and_refuses_what_it_cannot_read():
         parse_profile("smoke", PROFILE_TEXT + "seeds: 3\n")
     with pytest.raises(ValueError, match="unknown notebook section 'clr_cifar100'"):
         parse_profile("smoke", PROFILE_TEXT.replace("  clr_cifar10:", "  clr_cifar100:"))
-    with pytest.raises(ValueError, match="(?s)smoke.yaml: not valid YAML.*line 49"):
+    end = PROFILE_TEXT.count("\n") + 2  # the line after the unclosed bracket, wherever the profile ends
+    with pytest.raises(ValueError, match=f"(?s)smoke.yaml: not valid YAML.*line {end}"):
         parse_profile("smoke", PROFILE_TEXT + "notebooks: [\n")
 
 

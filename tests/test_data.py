@@ -68,12 +68,17 @@ def test_offline_cifar_download_fails_clearly(scratch, monkeypatch):
     import torchvision
 
     class Offline:
+        url = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+
         def __init__(self, root, train, download):
             if download:
                 raise urllib.error.URLError("no network")
             raise RuntimeError("Dataset not found or corrupted.")
 
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", Offline)
+    # the host answers the connection probe; the download itself then fails (test_environments
+    # covers a host that does not answer)
+    monkeypatch.setattr("lrstudy.data._reachable", lambda url, timeout: None)
     with pytest.raises(DataUnavailable) as err:
         load_data("cifar10")
     message = str(err.value)

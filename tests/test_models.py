@@ -333,20 +333,34 @@ def _branch_runs(model: StochasticDepthResNet) -> list[bool]:
 
 
 def test_stochastic_depth_drops_branches_with_the_global_rng():
+    """One draw per block per training forward, from the input's device's generator, decided as a
+    tensor (no host read, nothing to recompile): a dropped block passes exactly relu(skip), keeps its
+    BN statistics and gives its branch zero gradients -- which Torch's optim.sgd, moving the whole
+    flattened parameter vector, still decays and moves with momentum."""
     torch.manual_seed(0)
     model = StochasticDepthResNet(depth=20)
     x = torch.randn(2, 3, 32, 32)
-    ran = _branch_runs(model)
     torch.manual_seed(11)
     draws = [torch.rand((), dtype=torch.float64).item() for _ in model.blocks]
     next_draw = torch.rand(())
     expected = [draw >= block.death_rate for draw, block in zip(draws, model.blocks)]
     assert True in expected and False in expected  # this seed drops some blocks and keeps others
 
+    seen = {}
+    for i, block in enumerate(model.blocks):
+        block.register_forward_hook(lambda m, args, out, i=i: seen.__setitem__(i, (args[0], out)))
     torch.manual_seed(11)
     first = model(x)
-    assert ran == expected
     assert torch.equal(torch.rand(()), next_draw)  # exactly one draw per block, from the global generator
+    first.sum().backward()
+    for i, block in enumerate(model.blocks):
+        assert int(block.bn1.num_batches_tracked) == int(expected[i]) == int(block.bn2.num_batches_tracked)
+        assert (block.conv1.weight.grad.abs().sum() > 0) == expected[i]
+        if not expected[i]:
+            inp, out = seen[i]
+            skip = F.avg_pool2d(inp, block.stride) if block.stride > 1 else inp
+            assert torch.equal(out, F.relu(F.pad(skip, (0, 0, 0, 0, 0, block.extra_channels))))
+            assert torch.equal(block.bn1.running_mean, torch.zeros_like(block.bn1.running_mean))
     torch.manual_seed(11)
     torch.testing.assert_close(model(x), first)  # same seed, same blocks, same output
 

@@ -10,6 +10,8 @@
     python -m lrstudy gpu-window --minutes 9 --out dir --data cifar10-jpeg.tar.xz   # a rented GPU's one command
     python -m lrstudy status --profile fast clr_cifar10    # which runs are finished, diverged, failed
     python -m lrstudy seal --profile cpu                   # add digests to records stored before they had one
+    python -m lrstudy run super_convergence --profile fast --data cifar10.tar.xz --data-mnist mnist-tree/
+    python -m lrstudy gpu-check --out check.md             # can this machine run the study? (110 s budget)
     python -m lrstudy budgets --readme              # each profile's budgets and estimated times, into README.md
     python -m lrstudy list
 
@@ -49,9 +51,7 @@ def _add_selection(parser: argparse.ArgumentParser) -> None:
     """The arguments that choose runs, shared by run, plan and export."""
     parser.add_argument("notebooks", nargs="+", help=f"experiment names, or all: {list(EXPERIMENTS)}")
     parser.add_argument("--profile", required=True, choices=PROFILES)
-    for dataset, parameter in DATA_PARAMETERS.items():  # --data, --data-cifar100, ...
-        parser.add_argument(f"--{parameter.replace('_', '-')}", default=None,
-                            help=f"{dataset} source: {dataset}, a folder-per-class tree or an archive of one")
+    _data_options(parser)
     seeds = parser.add_mutually_exclusive_group()
     seeds.add_argument("--seeds", type=int, default=None, help="number of seeds, 1..N (default: the profile's)")
     seeds.add_argument("--seed-range", default=None, metavar="A-B", help="only seeds A to B (e.g. 2-3)")
@@ -80,6 +80,11 @@ def _selected_plan(args):
 
 
 def _main(argv: list[str] | None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["gpu-check"]:  # its own options (argparse's REMAINDER would not pass --device on)
+        from . import gpucheck
+
+        return gpucheck.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m lrstudy", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train (or find) the selected runs, in priority order")
@@ -117,20 +122,22 @@ def _main(argv: list[str] | None) -> int:
     status = sub.add_parser("status", help="count each notebook's runs by status in the run store")
     status.add_argument("notebooks", nargs="*", help="notebook names (default: all)")
     status.add_argument("--profile", required=True, choices=PROFILES)
-    status.add_argument("--data", default=None, help="data source the runs were asked for (default: the profile's)")
+    _data_options(status)
     status.add_argument("--seeds", type=int, default=None)
     status.add_argument("--missing-ok", action="store_true",
                         help="missing runs do not fail the command (rendering runs trained elsewhere: make TRAIN=no)")
     card = sub.add_parser("scorecard", help="judge every claim on the stored runs (trains nothing)")
     card.add_argument("--profile", required=True, choices=PROFILES)
-    for parameter in DATA_PARAMETERS.values():  # --data, --data-cifar100, ...
-        card.add_argument(f"--{parameter.replace('_', '-')}", default=None)
+    _data_options(card)
     card.add_argument("--readme", action="store_true", help="write the table into README.md's scorecard block")
     card.add_argument("--index", action="store_true", help="write results/<profile>/index.html")
     seal = sub.add_parser("seal", help="check the records of a store written before records carried a digest, "
                                        "and add it")
     seal.add_argument("--profile", required=True, choices=PROFILES)
     sub.add_parser("list", help="list notebooks and profiles")
+    # (listed for --help; its arguments are parsed by lrstudy.gpucheck, above)
+    sub.add_parser("gpu-check", help="check that this machine can run the study (CUDA, compile, every network "
+                                     "and optimizer): gpu-check --help for its options")
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
 
@@ -178,6 +185,20 @@ def _main(argv: list[str] | None) -> int:
             update_readme_budgets(project_root() / "README.md", table)
         return 0
     return _run(args)
+
+
+def _data_options(parser: argparse.ArgumentParser) -> None:
+    """``--data``, ``--data-cifar100``, ``--data-mnist``: a source for each data set (default: the profile's)."""
+    for dataset, parameter in DATA_PARAMETERS.items():
+        parser.add_argument(f"--{parameter.replace('_', '-')}", default=None, metavar="SOURCE",
+                            help=f"{dataset} source: {dataset}, a folder-per-class tree or a .tar.xz of one "
+                                 "(default: the profile's); used by the notebooks that train on it")
+
+
+def _sources(args, experiment) -> dict:
+    """The data sources given on the command line that ``experiment`` trains on."""
+    given = {DATA_PARAMETERS[name]: getattr(args, DATA_PARAMETERS[name]) for name in experiment.data_sets}
+    return {parameter: source for parameter, source in given.items() if source is not None}
 
 
 def _run(args) -> int:
@@ -243,7 +264,7 @@ def _status(args) -> int:
     unavailable = {}
     for name in [n for n in names if n in EXPERIMENTS]:
         experiment = get_experiment(name)
-        settings = experiment.settings(args.profile, data=args.data, seeds=args.seeds, device="cpu")
+        settings = experiment.settings(args.profile, seeds=args.seeds, device="cpu", **_sources(args, experiment))
         counts = dict.fromkeys(["finished", "diverged", "failed", "altered", "missing", "data unavailable"], 0)
         local = {describe_source(src)[0]: (src, is_local(src)) for src in settings.data.values()}
         for _, config in experiment.run_configs(settings):

@@ -8,11 +8,19 @@ Measures, on whatever device is present (CUDA if available, else the CPU):
 * a naive baseline in the same run: torchvision's ``DataLoader`` with per-sample CPU transforms,
   float32, eager -- the usual first PyTorch CIFAR script -- and the study's pipeline on the same
   network, and their ratio;
-* training throughput (forward, backward, update) per network at batch 128 and 512, eager and,
-  on CUDA, ``torch.compile``d with bf16 autocast and channels_last; images/s and, on CUDA, model
-  FLOP utilisation against the device's dense bf16 peak (when known);
+* training throughput per network: the study's own training step (:func:`lrstudy.train.step_function`:
+  batches from the device-resident stream, forward, backward, update with the rate from the device),
+  at one batch size per network (so nothing recompiles), with bf16 autocast and channels_last on
+  CUDA; one row per step mode -- eager, ``torch.compile`` and whole-step capture
+  (``reduce-overhead``) -- for the Caffe net, ResNet-56 and LeNet, eager for the larger networks
+  (whose compile would take minutes); images/s and, on CUDA, model FLOP utilisation against the
+  device's dense bf16 peak (when known);
 * fused runs (:mod:`lrstudy.fused`): the aggregate throughput of K = 1, 8, 32 Caffe-net runs
-  trained as one computation, and its ratio to K = 1.
+  trained as one computation (bf16 on CUDA), and its ratio to K = 1.
+
+On a GPU the compiles dominate its length, so :func:`model_rows` bounds them (6 step compiles, 2 with
+``--quick``); the targets of under 5 minutes (``--quick``: 2) on an H100/H200 are not measured yet.
+On a CPU it is the quick set, eager only.
 
 Timing: warm-up steps first, then the median over repeats of CUDA-event (or wall-clock) timings.
 Writes ``<out>/<device>.csv`` and ``<out>/<device>.md`` (a table with device, date and commit).
@@ -34,9 +42,7 @@ from torch.nn import functional as F
 
 from .data import BatchStream, Normalizer, synthetic
 from .models import build_model
-from .optim import build_optimizer
 from .provenance import code_version, device_name
-from .scheduler import set_lr_and_momentum
 
 # Dense bf16 tensor-core peaks (TFLOP/s) for MFU; devices not listed get no MFU.
 PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0}
@@ -73,18 +79,6 @@ def _peak(device: torch.device) -> float | None:
     return next((v * 1e12 for k, v in PEAK_TFLOPS.items() if k in name), None)
 
 
-def _train_step(model, optimizer, x, y, device: torch.device) -> None:
-    """One forward, backward and update, as the study trains: bf16 autocast on CUDA, fp32 elsewhere."""
-    if device.type == "cuda":
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = F.cross_entropy(model(x).float(), y)
-    else:
-        loss = F.cross_entropy(model(x), y)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-
-
 def _train_flops(model, x, y) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -107,17 +101,24 @@ def bench_loader(device, timer, images: int, repeats: int) -> dict:
 
 
 def bench_model(device, timer, spec: dict, batch: int, mode: str, repeats: int) -> dict:
-    torch.manual_seed(0)
-    in_channels = 1 if spec["name"] == "lenet" else 3
-    side = 28 if spec["name"] == "lenet" else 32
-    model = build_model(spec, num_classes=10).to(device=device, memory_format=torch.channels_last)
-    optimizer = build_optimizer({"name": "caffe_sgd", "momentum": 0.9, "weight_decay": 1e-4}, model)
-    set_lr_and_momentum(optimizer, 1e-3)
-    x = torch.randn(batch, in_channels, side, side, device=device).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch,), device=device)
-    flops = _train_flops(model, x, y)
-    step_model = torch.compile(model) if mode == "compile" else model
-    seconds = timer(lambda: _train_step(step_model, optimizer, x, y, device), repeats, 3 if mode == "eager" else 10)
+    """The study's training step for ``spec`` in step mode ``mode``: images/s, ms/step, MFU."""
+    from .runs import RunConfig
+    from .train import step_function
+
+    mnist = spec["name"] == "lenet"
+    data = synthetic(train=4 * batch, test=100, channels=1 if mnist else 3, size=28 if mnist else 32,
+                     name="synthetic-mnist" if mnist else "synthetic")
+    config = RunConfig(profile="bench", data=data.id, model=spec, normalize="scale" if mnist else "mean_image",
+                       optimizer={"name": "caffe_sgd", "momentum": 0.9, "weight_decay": 1e-4},
+                       schedule={"name": "triangular", "base_lr": 1e-4, "max_lr": 1e-3, "step_size": 50},
+                       iterations=10**6, batch_size=batch, eval_every=10**6, seed=0)
+    precision = "bf16" if device.type == "cuda" else "fp32"
+    step = step_function(config, data, device, precision, mode)
+    run = step.run
+    x, y = next(run.stream)
+    flops = _train_flops(run.model, x, y)
+    counter = iter(range(10**9))
+    seconds = timer(lambda: step(next(counter)), repeats, 3 if mode == "eager" else 10)
     peak = _peak(device)
     return {"what": f"{_name(spec)} batch {batch} {mode}", "images_per_s": batch / seconds,
             "ms_per_step": 1000 * seconds, "mfu": flops / seconds / peak if peak else None}
@@ -154,15 +155,20 @@ def bench_naive(device, timer, spec: dict, images: int, repeats: int) -> list[di
             optimizer.step()
     naive = timer(naive_epoch, repeats, 1)
 
-    on_device = data.on(device)
-    stream = BatchStream(on_device, 128, 0, Normalizer("mean_image", on_device, device), flip=True, crop=4)
-    ours_model = build_model(spec, num_classes=10).to(device=device, memory_format=torch.channels_last)
-    ours_opt = build_optimizer({"name": "caffe_sgd", "momentum": 0.9, "weight_decay": 1e-4}, ours_model)
-    set_lr_and_momentum(ours_opt, 1e-3)
+    from .runs import RunConfig
+    from .train import step_function
+
+    config = RunConfig(profile="bench", data="synthetic", model=spec, augment={"flip": True, "crop": 4},
+                       optimizer={"name": "caffe_sgd", "momentum": 0.9, "weight_decay": 1e-4},
+                       schedule={"name": "fixed", "lr": 1e-3}, iterations=10**6, batch_size=128,
+                       eval_every=10**6, seed=0)
+    step = step_function(config, data, device, "fp32", "eager")
+    stream = step.run.stream
+    counter = iter(range(10**9))
 
     def our_epoch():
         for _ in range(stream.batches_per_epoch):
-            _train_step(ours_model, ours_opt, *next(stream), device)
+            step(next(counter))
     ours = timer(our_epoch, repeats, 1)
     n = stream.batches_per_epoch * 128
     return [
@@ -171,7 +177,7 @@ def bench_naive(device, timer, spec: dict, images: int, repeats: int) -> list[di
     ]
 
 
-def bench_fused(device, timer, ks: list[int], steps: int, repeats: int) -> list[dict]:
+def bench_fused(device, timer, ks: list[int], steps: int, repeats: int, compiled: bool = False) -> list[dict]:
     from .fused import train_fused
     from .runs import RunConfig
 
@@ -182,11 +188,15 @@ def bench_fused(device, timer, ks: list[int], steps: int, repeats: int) -> list[
                              optimizer={"name": "caffe_sgd", "momentum": 0.9, "weight_decay": 0.004},
                              schedule={"name": "fixed", "lr": 0.001}, iterations=steps, batch_size=100,
                              eval_every=10 * steps, seed=s) for s in range(k)]
-        train_fused(configs, data, device=device, progress=False)  # warm-up (allocations, kernels)
-        seconds = timer(lambda: train_fused(configs, data, device=device, progress=False), repeats, 0)
+        precision = "bf16" if device.type == "cuda" else "fp32"
+        fused = lambda: train_fused(configs, data, device=device, precision=precision, progress=False,  # noqa: E731
+                                    compile_model=compiled)
+        fused()  # warm-up (allocations, kernels, compiling)
+        seconds = timer(fused, repeats, 0)
         rate = k * steps * 100 / seconds
         single = single or rate
-        rows.append({"what": f"fused Caffe-net runs, K={k}", "images_per_s": rate, "ratio": rate / single})
+        rows.append({"what": f"fused Caffe-net runs, K={k}, {precision}{', compiled' if compiled else ''}",
+                     "images_per_s": rate, "ratio": rate / single})
     return rows
 
 
@@ -203,6 +213,25 @@ def _name(spec: dict) -> str:
     return f"{spec['name']}{'-' + extras if extras else ''}"
 
 
+def model_rows(cuda: bool, quick: bool) -> list[tuple[dict, int, str]]:
+    """The training-step rows: ``(network, batch size, step mode)``. One batch size per network, so
+    that nothing recompiles; every step mode (on CUDA) for the small networks whose steps are short
+    enough for launch overhead to matter, eager only for the large ones (their compiles would take
+    minutes). ``quick``: the Caffe net in every mode and ResNet-20 eager."""
+    modes = ("eager", "compile", "reduce-overhead") if cuda else ("eager",)
+    every_mode = [{"name": "caffe_cifar10_full"}]
+    eager_only = [{"name": "resnet", "depth": 20}]
+    if not quick:
+        every_mode += [{"name": "resnet", "depth": 56, "variant": "caffe_sc"}, {"name": "lenet"}]
+        eager_only = [{"name": "resnet", "depth": 110}, {"name": "wrn", "depth": 28, "width": 10},
+                      {"name": "densenet", "depth": 100}]
+    rows = []
+    for spec in every_mode + eager_only:
+        batch = 100 if spec["name"] == "caffe_cifar10_full" else 128  # the batch the study trains it at
+        rows += [(spec, batch, mode) for mode in (modes if spec in every_mode else ("eager",))]
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lrstudy.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="results/bench")
@@ -216,18 +245,19 @@ def main(argv=None) -> int:
     timer = Timer(device)
     repeats = 3 if quick else 10
     rows = [bench_loader(device, timer, 10_000 if quick else 50_000, repeats)]
-    nets = ([{"name": "caffe_cifar10_full"}, {"name": "resnet", "depth": 20}] if quick else
-            [{"name": "caffe_cifar10_full"}, {"name": "resnet", "depth": 56, "variant": "caffe_sc"},
-             {"name": "resnet", "depth": 110}, {"name": "wrn", "depth": 28, "width": 10},
-             {"name": "densenet", "depth": 100}, {"name": "lenet"}])
-    modes = ["eager"] + (["compile"] if device.type == "cuda" else [])
-    for spec in nets:
-        for batch in ((100, 128) if spec["name"] == "caffe_cifar10_full" else (128, 512)) if not quick else (128,):
-            for mode in modes:
-                rows.append(bench_model(device, timer, spec, batch, mode, repeats))
+    for spec, batch, mode in model_rows(device.type == "cuda", quick):
+        try:
+            rows.append(bench_model(device, timer, spec, batch, mode, repeats))
+        except Exception as err:  # (a compile that fails on this machine): a row that says so, and the rest
+            rows.append({"what": f"{_name(spec)} batch {batch} {mode}",
+                         "error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"})
     rows += bench_naive(device, timer, {"name": "resnet", "depth": 20 if quick else 56}, 2000 if quick else 20_000,
                         1 if quick else 3)
-    rows += bench_fused(device, timer, [1, 4] if quick else [1, 8, 32], 10 if quick else 50, 1 if quick else 3)
+    fused = bench_fused(device, timer, [1, 4] if quick else [1, 8, 32], 10 if quick else 50, 1 if quick else 3)
+    if device.type == "cuda" and not quick:
+        compiled = bench_fused(device, timer, [32], 50, 3, compiled=True)[0]
+        fused.append({**compiled, "ratio": compiled["images_per_s"] / fused[0]["images_per_s"]})  # (against K=1 eager)
+    rows += fused
 
     table = pd.DataFrame(rows)
     name = device_name(device)

@@ -41,6 +41,7 @@ class Profile:
     checkpoint_every: int
     fuse: int  # up to this many runs of one small net trained as one batched computation (1: never)
     compile: bool  # torch.compile the networks (worth it on a GPU, not on a CPU)
+    capture: tuple = ()  # networks whose whole training step is captured (CUDA graphs), when compiling
     notebooks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     priority: tuple[str, ...] = ()  # notebooks whose claims the run queue completes before any other's
 
@@ -90,6 +91,9 @@ _PROFILE_SPEC = {
     "checkpoint_every": (int, lambda v: v >= 1, "updates between checkpoints of a run in progress, >= 1"),
     "fuse": (int, lambda v: v >= 1, "how many runs of one small net may train as one batched computation (1: never)"),
     "compile": (bool, None, "whether to torch.compile the networks (true or false)"),
+    "capture": (list, lambda v: all(isinstance(n, str) for n in v),
+                "a list of network names (e.g. [caffe_cifar10_full, lenet]) whose whole training step is "
+                "captured as CUDA graphs (torch.compile mode reduce-overhead) when the profile compiles; [] for none"),
     "notebooks": (dict, None, "a mapping from notebook name to its settings"),
     "priority": (list, None, "notebooks whose claims the run queue completes first, e.g. [clr_cifar10]; [] for none"),
 }
@@ -147,7 +151,12 @@ def parse_profile(name: str, text: str) -> Profile:
     unknown = [n for n in values["priority"] if n not in EXPERIMENTS]
     if unknown:
         raise ValueError(f"{where}: priority names unknown notebook {unknown[0]!r} (known: {sorted(EXPERIMENTS)})")
-    return Profile(name=name, **{**values, "priority": tuple(values["priority"])})
+    from .models import MODELS
+
+    unknown = sorted(set(values["capture"]) - set(MODELS))
+    if unknown:
+        raise ValueError(f"{where}: capture names an unknown network {unknown[0]!r} (known: {sorted(MODELS)})")
+    return Profile(name=name, **{**values, "priority": tuple(values["priority"]), "capture": tuple(values["capture"])})
 
 
 def resolve_device(requested: str) -> torch.device:

@@ -30,7 +30,8 @@ from .checkpoints import atomic_write
 from .folders import DataUnavailable, content_key, decode, scan, sha256_file, tree_name, tree_root, unpack
 from .paths import data_root
 
-__all__ = ["DataUnavailable", "ImageData", "load_data", "BatchStream", "describe_source", "source_fingerprint"]
+__all__ = ["DataUnavailable", "ImageData", "load_data", "BatchStream", "describe_source", "source_fingerprint",
+           "to_device"]
 
 # Folder trees we can name exactly, with the fingerprint of their images (which a tree of that name
 # must match to be called so). The JPEG copy is lossy: results on it must say so.
@@ -235,6 +236,30 @@ def _missing_message(reason: str) -> str:
 DOWNLOAD_TIMEOUT_S = 10  # seconds to wait for a connection: a machine without internet fails fast
 
 
+def _reachable(url: str, timeout: float) -> str | None:
+    """Why ``url``'s host cannot be reached within ``timeout`` seconds -- name lookup included, which
+    a socket timeout does not bound -- or None if a connection opens."""
+    import socket
+    import threading
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    outcome: list = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((parsed.hostname, port), timeout=timeout).close()
+            outcome.append(None)
+        except OSError as err:
+            outcome.append(f"{type(err).__name__}: {err}")
+
+    worker = threading.Thread(target=connect, daemon=True)  # (a lookup that hangs is left behind)
+    worker.start()
+    worker.join(timeout)
+    return outcome[0] if outcome else f"no answer from {parsed.hostname} within {timeout:g} s"
+
+
 def _torchvision(name: str, download: bool) -> dict:
     import socket
 
@@ -250,6 +275,12 @@ def _torchvision(name: str, download: bool) -> dict:
             except RuntimeError:
                 if not download:
                     raise
+                # One bounded look at the network first: without it, each of a data set's files (and
+                # each of MNIST's mirrors) would wait for its own timeout.
+                url = getattr(cls, "url", None) or cls.mirrors[0]
+                unreachable = _reachable(url, DOWNLOAD_TIMEOUT_S)
+                if unreachable:
+                    raise ConnectionError(f"cannot reach {url} ({unreachable})") from None
                 previous = socket.getdefaulttimeout()
                 socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
                 try:
@@ -376,6 +407,14 @@ class Normalizer:
         return x.contiguous(memory_format=torch.channels_last)
 
 
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor on ``device`` without making the host wait: through pinned memory and an
+    asynchronous copy on CUDA (a plain ``.to(cuda)`` from pageable memory synchronises)."""
+    if torch.device(device).type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
 class BatchStream:
     """Endless training batches drawn on the device.
 
@@ -429,10 +468,10 @@ class BatchStream:
     def _new_epoch(self) -> None:
         self._epoch_start = self.generator.get_state()
         n = len(self.data.train_y)
-        order = torch.randperm(n, generator=self.generator).to(self.device)
+        order = to_device(torch.randperm(n, generator=self.generator), self.device)
         x = self.data.train_x[order]
         if self.flip:
-            flip = (torch.rand(n, generator=self.generator) < 0.5).to(self.device)
+            flip = to_device(torch.rand(n, generator=self.generator) < 0.5, self.device)
             x = torch.where(flip[:, None, None, None], x.flip(3), x)
         if self.crop:
             x = random_crop(x, self.crop, self.pad_mode, self.generator)
@@ -457,8 +496,8 @@ def random_crop(x: torch.Tensor, pad: int, mode: str, generator: torch.Generator
         padded = torch.nn.functional.pad(x.float(), (pad, pad, pad, pad), mode="reflect").to(x.dtype)
     else:
         raise ValueError(f"pad_mode={mode!r}; allowed: 'zeros', 'reflect'")
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
+    dy = to_device(torch.randint(0, 2 * pad + 1, (n,), generator=generator), x.device)
+    dx = to_device(torch.randint(0, 2 * pad + 1, (n,), generator=generator), x.device)
     rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # n x h x 1
     cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]  # n x 1 x w
     out = padded[torch.arange(n, device=x.device)[:, None, None], :, rows, cols]  # n x h x w x c

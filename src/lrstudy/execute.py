@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 
+from . import compiling
 from .checkpoints import StopRequested
 from .config import resolve_device
 from .data import DataUnavailable, check_shape, describe_source, is_local, load_data, source_fingerprint
@@ -149,8 +150,9 @@ def save_outcomes(settings: Settings, store: RunStore, task: Labelled, outcomes:
             status, rows, info = value
             record = store.save(config, status, rows, info)
             final = record.final
+            fused = " (fused)" if str(info.get("step_mode", "")).startswith("fused") else ""
             say(f"{name}: {record.status}, {int(final['step'])} iterations, {final['test_acc']:.1f}%, "
-                f"{record.meta['timings']['wall_s']:.0f} s{' (fused)' if info.get('step_mode') == 'fused' else ''}")
+                f"{record.meta['timings']['wall_s']:.0f} s{fused}")
         elif kind == "failed":
             store.save_failure(config, value)
             errors[config.id] = value
@@ -268,14 +270,16 @@ def _train_group(settings: Settings, task: Labelled, sources: Sources, checkpoin
     checkpointer.stop = stop
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     try:
-        results = train_fused(configs, data, device=device, precision=settings.precision, progress=progress,
-                              description=name, checkpointer=checkpointer)
+        results = _with_compile_fallback(
+            _step_mode(settings, device, configs[0]) != "eager",
+            lambda compiled: train_fused(configs, data, device=device, precision=settings.precision, progress=progress,
+                                         description=name, checkpointer=checkpointer, compile_model=compiled))
     except Exception as err:  # fall back to one-by-one training for these runs
         print(f"{name}: fused training failed ({type(err).__name__}: {err}); training them one by one")
         return None
     source = sources.source_of[configs[0].data]
     return [("record", (result.status, result.rows,
-                        _info(settings, config, label, started, result, device, data, source, "fused")))
+                        _info(settings, config, label, started, result, device, data, source, result.step_mode)))
             for (label, config), result in zip(task, results)]
 
 
@@ -289,7 +293,8 @@ def _info(settings: Settings, config: RunConfig, label: str, started: str, resul
         "diverged_at": result.diverged_at,
         "timings": result.timings,
         "environment": environment(device),
-        "step_mode": step_mode,  # how the training step ran: "eager", "compiled" or "fused"
+        # how the training step ran: "eager", "compiled", "reduce-overhead" (captured), "fused", "fused-compiled"
+        "step_mode": step_mode,
         "data": {"source": public_source(source), **data.describe()},
     }
     if result.snapshots:
@@ -300,17 +305,38 @@ def _info(settings: Settings, config: RunConfig, label: str, started: str, resul
 def _train_one(config: RunConfig, data, source: str, device, settings: Settings, label: str, progress: bool,
                name: str, checkpointer=None):
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    compiled = _compiles(settings, device)
-    result = train(config, data, device=device, precision=settings.precision, progress=progress, description=name,
-                   checkpointer=checkpointer, compile_model=compiled)
-    info = _info(settings, config, label, started, result, device, data, source, "compiled" if compiled else "eager")
+    mode = _step_mode(settings, device, config)
+    result = _with_compile_fallback(
+        mode != "eager",
+        lambda compiled: train(config, data, device=device, precision=settings.precision, progress=progress,
+                               description=name, checkpointer=checkpointer, step_mode=mode if compiled else "eager"))
+    info = _info(settings, config, label, started, result, device, data, source, result.step_mode)
     return result.status, result.rows, info
 
 
-def _compiles(settings: Settings, device) -> bool:
-    """Whether runs go through ``torch.compile``: only on CUDA (on a CPU the Caffe net trains at
-    20.7 it/s compiled vs 22.2 eager with 2 threads, 10.7 vs 12.8 with 1; measured 2026-11-30)."""
-    return settings.profile.compile and torch.device(device).type == "cuda"
+def _step_mode(settings: Settings, device, config: RunConfig) -> str:
+    """How a run's step runs (:data:`lrstudy.train.STEP_MODES`): compiled only on CUDA (on a CPU the
+    Caffe net trains at 20.7 it/s compiled vs 22.2 eager with 2 threads, 10.7 vs 12.8 with 1;
+    measured 2026-11-30) and only where torch.compile can build its kernels (else one warning, and
+    eager); captured whole (``reduce-overhead``) for the networks the profile's ``capture`` names."""
+    if not (settings.profile.compile and torch.device(device).type == "cuda" and compiling.available()):
+        return "eager"
+    return "reduce-overhead" if config.model["name"] in settings.profile.capture else "compile"
+
+
+def _with_compile_fallback(compiled: bool, training):
+    """``training(compiled)``; if compiling fails (a missing compiler or header, a backend error),
+    compile is switched off for the rest of the process and the run is trained again, eagerly.
+    (Compiling happens at a run's first forward pass, before any checkpoint.)"""
+    if not compiled:
+        return training(False)
+    try:
+        return training(True)
+    except Exception as err:
+        if not compiling.is_compile_failure(err):
+            raise
+        compiling.give_up(err)
+        return training(False)
 
 
 def public_source(source: str) -> str:

@@ -27,7 +27,72 @@ def _loss_of(closure) -> torch.Tensor | None:
         return closure()
 
 
-class CaffeSGD(torch.optim.Optimizer):
+# Hyperparameters that change every step (rate, momentum) arrive as Python floats or as 0-dim tensors
+# on the parameters' device (lrstudy.rates). With floats every update below is the same kernel, in
+# the same order, as a per-parameter loop -- the CPU's results keep their rounding bit for bit; with
+# tensors nothing is read back to the host, so the step can run ahead of the GPU or be captured.
+
+
+def _scaled(tensors: list[torch.Tensor], factor) -> list[torch.Tensor]:
+    return torch._foreach_mul(tensors, factor)
+
+
+def _add_scaled_(targets: list[torch.Tensor], tensors: list[torch.Tensor], factor) -> None:
+    """``targets += factor * tensors``."""
+    if isinstance(factor, torch.Tensor):
+        torch._foreach_add_(targets, torch._foreach_mul(tensors, factor))
+    else:
+        torch._foreach_add_(targets, tensors, alpha=factor)
+
+
+def _add_product_(targets: list[torch.Tensor], a: list[torch.Tensor], b: list[torch.Tensor], factor) -> None:
+    """``targets += factor * a * b``."""
+    if isinstance(factor, torch.Tensor):
+        torch._foreach_add_(targets, torch._foreach_mul(torch._foreach_mul(a, b), factor))
+    else:
+        torch._foreach_addcmul_(targets, a, b, value=factor)
+
+
+def _nonzero(value) -> bool:
+    """Whether a hyperparameter is switched on (a tensor is: reading it would wait for the device)."""
+    return isinstance(value, torch.Tensor) or value != 0
+
+
+class _Foreach(torch.optim.Optimizer):
+    """What the study's optimizers share: each group's parameters that have gradients, their
+    gradients with the group's weight decay added (as Caffe's ``Regularize`` and Torch's ``optim.sgd``
+    do), and per-parameter state buffers created on first use. A rule is its ``_update``."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = _loss_of(closure)
+        for group in self.param_groups:
+            params, grads = self._with_grads(group)
+            if params:
+                self._update(group, params, grads)
+        return loss
+
+    def _update(self, group: dict, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
+        raise NotImplementedError
+
+    def _with_grads(self, group: dict) -> tuple[list, list]:
+        params = [p for p in group["params"] if p.grad is not None]
+        grads = [p.grad for p in params]
+        if params and group["weight_decay"]:
+            grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+        return params, grads
+
+    def _buffers(self, params: list, name: str, initial=torch.zeros_like) -> list[torch.Tensor]:
+        out = []
+        for p in params:
+            state = self.state[p]
+            if name not in state:
+                state[name] = initial(p)
+            out.append(state[name])
+        return out
+
+
+class CaffeSGD(_Foreach):
     """SGD with momentum in Caffe's form (learning rate inside the velocity).
 
     Each parameter group holds ``lr`` (the rate actually applied to it) and ``weight_decay``;
@@ -40,29 +105,14 @@ class CaffeSGD(torch.optim.Optimizer):
                              f"got lr={lr}, momentum={momentum}, weight_decay={weight_decay}")
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = _loss_of(closure)
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            grads = [p.grad for p in params]
-            if group["weight_decay"]:
-                grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
-            velocities = []
-            for p in params:
-                state = self.state[p]
-                if "velocity" not in state:
-                    state["velocity"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                velocities.append(state["velocity"])
-            torch._foreach_mul_(velocities, group["momentum"])
-            torch._foreach_add_(velocities, grads, alpha=group["lr"])
-            torch._foreach_sub_(params, velocities)
-        return loss
+    def _update(self, group, params, grads) -> None:
+        velocities = self._buffers(params, "velocity")
+        torch._foreach_mul_(velocities, group["momentum"])
+        _add_scaled_(velocities, grads, group["lr"])
+        torch._foreach_sub_(params, velocities)
 
 
-class CaffeAdaptive(torch.optim.Optimizer):
+class CaffeAdaptive(_Foreach):
     """Caffe's other solvers, as ``solver_type`` selects them (CLR Table 3 "invoked the respective
     option in Caffe"). Weight decay is added to the gradient first, as Caffe's ``Regularize`` does;
     ``lr`` multiplies every update. With ``g`` the regularised gradient:
@@ -92,57 +142,121 @@ class CaffeAdaptive(torch.optim.Optimizer):
                                       rms_decay=rms_decay, momentum2=momentum2))
         self.rule = rule
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = _loss_of(closure)
-        for group in self.param_groups:
-            lr, m, delta = group["lr"], group["momentum"], group["delta"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad.add(p, alpha=group["weight_decay"]) if group["weight_decay"] else p.grad
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["h"] = torch.zeros_like(p)
-                    if self.rule in ("adadelta", "adam"):
-                        state["s"] = torch.zeros_like(p)
-                state["step"] += 1
-                h = state["h"]
-                if self.rule == "nesterov":
-                    previous = h.clone()
-                    h.mul_(m).add_(g, alpha=lr)
-                    p.sub_(h * (1 + m) - previous * m)
-                elif self.rule == "adagrad":
-                    h.addcmul_(g, g)
-                    p.sub_(lr * g / (h.sqrt() + delta))
-                elif self.rule == "rmsprop":
-                    d = group["rms_decay"]
-                    h.mul_(d).addcmul_(g, g, value=1 - d)
-                    p.sub_(lr * g / (h.sqrt() + delta))
-                elif self.rule == "adadelta":
-                    s = state["s"]
-                    h.mul_(m).addcmul_(g, g, value=1 - m)
-                    update = g * (s + delta).sqrt() / (h + delta).sqrt()
-                    s.mul_(m).addcmul_(update, update, value=1 - m)
-                    p.sub_(lr * update)
-                else:  # adam
-                    s, m2, t = state["s"], group["momentum2"], state["step"]
-                    h.mul_(m).add_(g, alpha=1 - m)
-                    s.mul_(m2).addcmul_(g, g, value=1 - m2)
-                    correction = (1 - m2**t) ** 0.5 / (1 - m**t)
-                    p.sub_(lr * correction * h / (s.sqrt() + delta))
-        return loss
+    def _update(self, group, params, grads) -> None:
+        getattr(self, f"_{self.rule}")(group, params, grads, self._buffers(params, "h"))
+
+    def _nesterov(self, group, params, grads, h) -> None:
+        lr, m = group["lr"], group["momentum"]
+        previous = _scaled(h, m)  # m v, before v moves on
+        torch._foreach_mul_(h, m)
+        _add_scaled_(h, grads, lr)
+        update = _scaled(h, 1 + m)
+        torch._foreach_sub_(update, previous)
+        torch._foreach_sub_(params, update)
+
+    def _adagrad(self, group, params, grads, h) -> None:
+        torch._foreach_addcmul_(h, grads, grads)
+        self._scaled_step(params, _scaled(grads, group["lr"]), h, group["delta"])
+
+    def _rmsprop(self, group, params, grads, h) -> None:
+        d = group["rms_decay"]
+        torch._foreach_mul_(h, d)
+        torch._foreach_addcmul_(h, grads, grads, value=1 - d)
+        self._scaled_step(params, _scaled(grads, group["lr"]), h, group["delta"])
+
+    def _adadelta(self, group, params, grads, h) -> None:
+        m, delta, s = group["momentum"], group["delta"], self._buffers(params, "s")
+        torch._foreach_mul_(h, m)
+        _add_product_(h, grads, grads, 1 - m)
+        root_s = torch._foreach_add(s, delta)
+        torch._foreach_sqrt_(root_s)
+        update = torch._foreach_mul(grads, root_s)
+        root_h = torch._foreach_add(h, delta)
+        torch._foreach_sqrt_(root_h)
+        torch._foreach_div_(update, root_h)
+        torch._foreach_mul_(s, m)
+        _add_product_(s, update, update, 1 - m)
+        torch._foreach_sub_(params, _scaled(update, group["lr"]))
+
+    def _adam(self, group, params, grads, h) -> None:
+        lr, m, m2, s = group["lr"], group["momentum"], group["momentum2"], self._buffers(params, "s")
+        counted = isinstance(lr, torch.Tensor) or isinstance(m, torch.Tensor)
+        steps = self._step_counts(params, on_device=counted)
+        torch._foreach_mul_(h, m)
+        _add_scaled_(h, grads, 1 - m)
+        torch._foreach_mul_(s, m2)
+        torch._foreach_addcmul_(s, grads, grads, value=1 - m2)
+        if counted:  # one count for the group: its parameters step together
+            t = steps[0]
+            update = _scaled(h, lr * ((1 - m2**t) ** 0.5 / (1 - m**t)))
+        else:
+            update = torch._foreach_mul(h, [lr * ((1 - m2**t) ** 0.5 / (1 - m**t)) for t in steps])
+        self._scaled_step(params, update, s, group["delta"])
+
+    def _step_counts(self, params, on_device: bool) -> list:
+        """Each parameter's update count, this update included: Python ints, or device tensors
+        where the rate arrives as a tensor (a count read on the host would wait for the device)."""
+        counts = []
+        for p in params:
+            state = self.state[p]
+            t = state.get("step", 0)
+            if on_device and not isinstance(t, torch.Tensor):
+                # a fill, not a copy from the host; float64 so that the bias corrections
+                # 1 - m**t are as exact as with Python numbers (in float32 1 - 0.999**1 is off by
+                # 1e-5, which Adam's early, nearly sign-like updates amplify)
+                t = torch.full((), float(t), dtype=torch.float64, device=p.device)
+            state["step"] = t + 1 if not isinstance(t, torch.Tensor) else t.add_(1)
+            counts.append(state["step"])
+        return counts
+
+    @staticmethod
+    def _scaled_step(params, update, second_moment, delta) -> None:
+        """``w -= update / (sqrt(second_moment) + delta)``."""
+        denominator = torch._foreach_sqrt(second_moment)
+        torch._foreach_add_(denominator, delta)
+        torch._foreach_div_(update, denominator)
+        torch._foreach_sub_(params, update)
 
 
-class TorchSGD(torch.optim.SGD):
+class TorchSGD(_Foreach):
     """SGD as Torch7's ``optim.sgd`` and PyTorch compute it (the rate outside the velocity:
     ``v <- m v + g``, ``w <- w - lr v``, or ``w <- w - lr (g + m v)`` with Nesterov), for the
     networks whose original code used it (fb.resnet.torch, Stochastic Depth, DenseNet).
-    Parameter groups carry ``weight_decay`` (already times the group's ``decay_mult``)."""
+    Parameter groups carry ``weight_decay`` (already times the group's ``decay_mult``).
+
+    The same arithmetic as ``torch.optim.SGD`` (no dampening; the velocity starts as the first
+    gradient), in the same order, so that on the CPU the results are bit for bit torch's; but over
+    all of a group's parameters at once, and with a rate or momentum that may be a device tensor."""
 
     def __init__(self, params, lr: float = 0.1, momentum: float = 0.9, nesterov: bool = False, weight_decay: float = 0.0):
-        super().__init__(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+        if lr < 0 or not 0 <= momentum < 1 or weight_decay < 0 or (nesterov and not momentum):
+            raise ValueError(f"TorchSGD: need lr >= 0, 0 <= momentum < 1, weight_decay >= 0 and momentum for "
+                             f"Nesterov; got lr={lr}, momentum={momentum}, weight_decay={weight_decay}")
+        super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay))
+
+    def _update(self, group, params, grads) -> None:
+        m = group["momentum"]
+        if _nonzero(m):
+            grads = self._momentum(params, grads, m, group["nesterov"])
+        _add_scaled_(params, grads, -group["lr"])
+
+    def _momentum(self, params, grads, m, nesterov: bool) -> list[torch.Tensor]:
+        """Move each velocity on (a parameter's first velocity is its gradient, as in torch) and
+        return what the rate multiplies: the velocities, or with Nesterov ``g + m v``."""
+        started = [(self.state[p]["momentum_buffer"], g) for p, g in zip(params, grads) if "momentum_buffer" in self.state[p]]
+        if started:
+            velocities, their_grads = [v for v, _ in started], [g for _, g in started]
+            torch._foreach_mul_(velocities, m)
+            torch._foreach_add_(velocities, their_grads)
+        for p, g in zip(params, grads):
+            if "momentum_buffer" not in self.state[p]:
+                self.state[p]["momentum_buffer"] = g.clone()
+        velocities = [self.state[p]["momentum_buffer"] for p in params]
+        if not nesterov:
+            return velocities
+        if isinstance(m, torch.Tensor):
+            return torch._foreach_add(grads, torch._foreach_mul(velocities, m))
+        return torch._foreach_add(grads, velocities, alpha=m)
 
 
 def _caffe(rule: str):

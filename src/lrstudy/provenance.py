@@ -5,15 +5,22 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import re
 import subprocess
 import sys
 from importlib import metadata
+from pathlib import Path
 
 import torch
 
 from .paths import project_root
 
-__all__ = ["code_version", "environment", "device_name"]
+__all__ = ["code_version", "archived_commit", "environment", "device_name"]
+
+
+# In a git checkout this file holds a placeholder; `git archive` writes the commit into it
+# (.gitattributes: export-subst), so an exported tree still says what it was exported from.
+ARCHIVED_COMMIT_FILE = Path(__file__).with_name("COMMIT")
 
 
 @functools.lru_cache(maxsize=1)
@@ -21,7 +28,9 @@ def code_version() -> dict:
     """The git commit of the project and whether the working tree differed from it.
 
     Where there is no git checkout (a copied tree on a remote GPU), ``LRSTUDY_COMMIT`` may name the
-    commit the copy was made from; it is then marked ``"(reported)"``.
+    commit the copy was made from (it is then marked ``"(reported)"``); failing that, a tree made by
+    ``git archive`` names its commit in ``src/lrstudy/COMMIT`` (marked ``"(archive)"``). Whether such
+    a copy was modified afterwards is not known (``code_modified`` None).
     """
     root = project_root()
     try:
@@ -31,8 +40,21 @@ def code_version() -> dict:
                                 cwd=root, capture_output=True, text=True, check=True, timeout=10).stdout
         return {"commit": commit, "code_modified": bool(status.strip())}
     except (OSError, subprocess.SubprocessError):
-        reported = os.environ.get("LRSTUDY_COMMIT")
-        return {"commit": f"{reported} (reported)" if reported else "unknown", "code_modified": None}
+        reported = os.environ.get("LRSTUDY_COMMIT", "").strip()
+        if reported:
+            return {"commit": f"{reported} (reported)", "code_modified": None}
+        archived = archived_commit()
+        return {"commit": f"{archived} (archive)" if archived else "unknown", "code_modified": None}
+
+
+def archived_commit(path: Path | None = None) -> str | None:
+    """The commit ``git archive`` wrote into ``path`` (by default :data:`ARCHIVED_COMMIT_FILE`);
+    None in a checkout (where it holds a placeholder) or without the file."""
+    try:
+        text = (path or ARCHIVED_COMMIT_FILE).read_text().strip()
+    except OSError:
+        return None
+    return text if re.fullmatch(r"[0-9a-f]{40}", text) else None
 
 
 def _version(package: str) -> str | None:

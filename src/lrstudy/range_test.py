@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .ledger import Deferred
 from .schedule_specs import make_schedule
 from .scheduler import set_lr_and_momentum
 
@@ -227,6 +228,11 @@ class HessianFreeLR:
 
     Usage: ``tracker = HessianFreeLR(model.parameters())``, then ``tracker.observe(lr)`` after every
     ``optimizer.step()`` with the rate that step used. Holds two copies of the weights.
+
+    The sums and the average stay on the weights' device: :meth:`advance` (what a training loop
+    calls) reads nothing back, and :meth:`snapshot` is the average as a :class:`~lrstudy.ledger.Deferred`
+    row value, read with the next evaluation. The arithmetic is the one the host did before, in
+    float64 and in the same order, so the CPU's values are unchanged bit for bit.
     """
 
     def __init__(self, params: Iterable[torch.nn.Parameter], smoothing: float = 0.1, initial: float | None = 0.1,
@@ -235,46 +241,72 @@ class HessianFreeLR:
         # initial=None: start the average at 0 and divide out the start-up weight, as Adam does, so
         # that a short run's early values are not pulled towards an arbitrary starting value
         self.corrected = initial is None
-        self.smoothing, self._ema, self.keep_rows = smoothing, 0.0 if initial is None else initial, keep_rows
-        self.average = math.nan if initial is None else initial
-        self._history: list[tuple[torch.Tensor, float]] = [(self._flat(), math.nan)]
+        self.smoothing, self.keep_rows = smoothing, keep_rows
+        device = self.params[0].device
+        self._ema = torch.full((), 0.0 if initial is None else initial, dtype=torch.float64, device=device)
+        self._finite = torch.zeros((), dtype=torch.int64, device=device)  # finite estimates (the bias correction counts these)
+        self._history: list[tuple[torch.Tensor, float | torch.Tensor]] = [(self._flat(), math.nan)]
         self.rows: list[dict] = []
         self.count = 0  # estimates made so far
-        self._finite = 0  # finite ones among them (the bias correction counts these)
 
     def _flat(self) -> torch.Tensor:
-        return torch.cat([p.detach().reshape(-1).double() for p in self.params]).clone()
+        return torch.cat([p.detach().reshape(-1).double() for p in self.params])
 
-    def observe(self, lr: float) -> float | None:
-        """Record the weights after an update that used rate ``lr``; return the smoothed estimate
-        once three weight vectors are known (None before)."""
+    def advance(self, lr: float | torch.Tensor) -> torch.Tensor | None:
+        """Record the weights after an update that used rate ``lr`` (a float, or a 0-dim float64
+        tensor on the device); return the raw estimate, on the device, once three weight vectors
+        are known (None before)."""
         self._history.append((self._flat(), lr))
         if len(self._history) < 3:
             return None
         (t0, _), (t1, lr01), (t2, _) = self._history[-3:]
         self._history = self._history[-2:]
-        top = (t1 - t0).abs().sum().item()
-        bottom = (2 * t1 - t0 - t2).abs().sum().item()
-        raw = lr01 * top / bottom if bottom > 0 else math.inf
+        top = (t1 - t0).abs().sum()
+        bottom = (2 * t1 - t0 - t2).abs().sum()
+        raw = torch.where(bottom > 0, top * lr01 / bottom, math.inf)
+        finite = torch.isfinite(raw)
+        self._ema = torch.where(finite, self._ema * (1 - self.smoothing) + raw * self.smoothing, self._ema)
+        self._finite += finite
         self.count += 1
-        if math.isfinite(raw):
-            self._ema = (1 - self.smoothing) * self._ema + self.smoothing * raw
-            self._finite += 1
-            self.average = self._ema / (1 - (1 - self.smoothing) ** self._finite) if self.corrected else self._ema
+        return raw
+
+    def observe(self, lr: float) -> float | None:
+        """:meth:`advance`, then the smoothed estimate read back (None before three weight vectors)."""
+        raw = self.advance(lr)
+        if raw is None:
+            return None
         if self.keep_rows:
-            self.rows.append({"update": self.count, "lr": lr01, "estimate": raw, "smoothed": self.average})
+            self.rows.append({"update": self.count, "lr": float(lr), "estimate": raw.item(), "smoothed": self.average})
         return self.average
+
+    @property
+    def average(self) -> float:
+        """The smoothed estimate (NaN before the first finite one, where the average is corrected)."""
+        return self._average_of(self._ema.item(), int(self._finite.item()))
+
+    def _average_of(self, ema: float, finite: int) -> float:
+        if not self.corrected:
+            return ema
+        return ema / (1 - (1 - self.smoothing) ** finite) if finite else math.nan
+
+    def snapshot(self) -> float | Deferred:
+        """The smoothed estimate as it is now, for a row: NaN before any estimate, else read later."""
+        if not self.count:
+            return math.nan
+        return Deferred(torch.stack([self._ema, self._finite.double()]),
+                        lambda values: self._average_of(values[0], int(values[1])))
 
     def table(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows)
 
     def state(self) -> dict:
         """Plain data to resume from (the last two weight vectors, the average, the rows)."""
-        return {"history": [t for t, _ in self._history], "rates": [r for _, r in self._history],
-                "ema": self._ema, "finite": self._finite, "average": self.average,
+        return {"history": [t for t, _ in self._history], "rates": [float(r) for _, r in self._history],
+                "ema": self._ema.item(), "finite": int(self._finite.item()), "average": self.average,
                 "count": self.count, "rows": list(self.rows)}
 
     def load_state(self, state: dict) -> None:
         self._history = list(zip(state["history"], state["rates"]))
-        self._ema, self._finite, self.average = state["ema"], state["finite"], state["average"]
+        self._ema.fill_(state["ema"])
+        self._finite.fill_(state["finite"])
         self.count, self.rows = state["count"], list(state["rows"])

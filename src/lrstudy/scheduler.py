@@ -26,7 +26,7 @@ import torch
 
 from .schedule_specs import ScheduleLike, as_schedule
 
-__all__ = ["apply", "set_lr_and_momentum", "ScheduledLR", "torch_trace"]
+__all__ = ["apply", "set_lr_and_momentum", "hold_rates", "ScheduledLR", "torch_trace"]
 
 
 def set_lr_and_momentum(optimizer: torch.optim.Optimizer, lr: float | Sequence[float],
@@ -38,10 +38,22 @@ def set_lr_and_momentum(optimizer: torch.optim.Optimizer, lr: float | Sequence[f
     groups = optimizer.param_groups
     lrs = _per_group(lr, len(groups), "lr")
     momenta = None if momentum is None else _per_group(momentum, len(groups), "momentum")
-    rates = []
+    _write(groups, [rate * group.get("lr_mult", 1.0) for rate, group in zip(lrs, groups)], momenta)
+    return [group["lr"] for group in groups]
+
+
+def hold_rates(optimizer: torch.optim.Optimizer, rates: torch.Tensor, momentum: torch.Tensor | None = None) -> None:
+    """Give each parameter group a 0-dim view of ``rates`` (one per group, already times the
+    group's ``lr_mult``) and of ``momentum``, once: a loop that then writes each update's values into
+    those two tensors on the device (:class:`lrstudy.rates.RateTable`) sets the optimizer without
+    Python values reaching it. Call again after ``optimizer.load_state_dict``, which replaces them."""
+    groups = optimizer.param_groups
+    _write(groups, [rates[i] for i in range(len(groups))], None if momentum is None else [momentum] * len(groups))
+
+
+def _write(groups: list[dict], rates: Sequence, momenta: Sequence | None) -> None:
     for i, group in enumerate(groups):
-        group["lr"] = lrs[i] * group.get("lr_mult", 1.0)
-        rates.append(group["lr"])
+        group["lr"] = rates[i]
         if momenta is None:
             continue
         if "betas" in group:
@@ -51,7 +63,6 @@ def set_lr_and_momentum(optimizer: torch.optim.Optimizer, lr: float | Sequence[f
         else:
             raise ValueError("momentum schedule given, but the optimizer's parameter groups have neither "
                              "'momentum' (SGD-style) nor 'betas' (Adam-style)")
-    return rates
 
 
 def _per_group(value, n_groups: int, what: str) -> list:

@@ -105,8 +105,10 @@ class ResNetCifar(nn.Module):
 class _DropBlock(nn.Module):
     """A residual block of yueatsprograms/Stochastic_Depth (``ResidualDrop.lua``).
 
-    Training: with probability ``death_rate`` the branch is skipped for the whole mini-batch (not
-    even computed, so its BN statistics are not updated either); otherwise relu(branch(x) + skip(x)).
+    Training: with probability ``death_rate`` the branch is dropped for the whole mini-batch (its
+    output is not added and its BN statistics are not updated; its parameters get zero gradients,
+    so Torch's ``optim.sgd``, which moves the whole flattened parameter vector, still applies
+    momentum and weight decay to them); otherwise relu(branch(x) + skip(x)).
     Test: relu(survival * branch(x) + skip(x)) with survival = 1 - death_rate. The branch is
     conv-BN-ReLU-conv-BN; where the block strides and widens, skip(x) is a 2x2 average pool with
     stride 2 followed by appended zero channels (the code's SpatialAveragePooling(2, 2, 2, 2) +
@@ -125,17 +127,36 @@ class _DropBlock(nn.Module):
     def branch(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, alive: torch.Tensor | None = None) -> torch.Tensor:
+        """``alive``: in training, whether the block survives this mini-batch (a 0-dim bool tensor,
+        drawn by the network)."""
         skip = F.avg_pool2d(x, self.stride) if self.stride > 1 else x
         skip = pad_channels(skip, self.extra_channels)
         if not self.training:
             return F.relu(skip + self.survival * self.branch(x))
-        # One uniform draw per block per training forward, in block order, like the Lua code's
-        # torch.rand(1) per block per mini-batch. It comes from torch's global CPU generator, so it
-        # is seeded and checkpointed with it and needs no device sync; double precision like Torch7's.
-        if torch.rand((), dtype=torch.float64, device="cpu").item() < self.death_rate:
-            return F.relu(skip)
-        return F.relu(skip + self.branch(x))
+        # The decision stays a tensor (reading it would wait for the device, and a compiled network
+        # would recompile for it), so the branch is computed either way and then chosen or not: the
+        # output is exactly skip + branch or skip, and a dead branch's parameters get zero gradients.
+        # Its BN layers update copies of their statistics, kept only if the block survives (the Lua
+        # code does not run a dead branch, so its statistics stay as they were).
+        bns = (self.bn1, self.bn2)
+        kept = [(bn.running_mean.clone(), bn.running_var.clone()) for bn in bns]
+        out = torch.where(alive, skip + self._branch_updating(x, kept), skip)
+        for bn, (mean, var) in zip(bns, kept):
+            bn.running_mean.copy_(torch.where(alive, mean, bn.running_mean))
+            bn.running_var.copy_(torch.where(alive, var, bn.running_var))
+            bn.num_batches_tracked.add_(alive)
+        return F.relu(out)
+
+    def _branch_updating(self, x: torch.Tensor, statistics) -> torch.Tensor:
+        """:meth:`branch` in training, with BN's running statistics updated in ``statistics`` (pairs
+        of mean and variance) instead of the layers' own: what ``nn.BatchNorm2d`` computes."""
+        def norm(bn: nn.BatchNorm2d, h: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+            return F.batch_norm(h, mean, var, bn.weight, bn.bias, True, bn.momentum, bn.eps)
+
+        (mean1, var1), (mean2, var2) = statistics
+        h = F.relu(norm(self.bn1, self.conv1(x), mean1, var1))
+        return norm(self.bn2, self.conv2(h), mean2, var2)
 
 
 def _torch_default_bn(bn: nn.BatchNorm2d) -> None:
@@ -171,6 +192,9 @@ class StochasticDepthResNet(nn.Module):
         self.fc = nn.Linear(64, num_classes)
         # main.lua: optim.sgd with weightDecay 1e-4 (and Nesterov momentum 0.9) on every parameter.
         self.param_multipliers = parameter_multipliers(self, _decay_everything)
+        # (a buffer, so it moves with the network; not saved: it is the architecture, not state)
+        self.register_buffer("death_rates", torch.tensor([b.death_rate for b in self.blocks], dtype=torch.float64),
+                             persistent=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -178,7 +202,15 @@ class StochasticDepthResNet(nn.Module):
         self.fc.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.blocks(F.relu(self.bn(self.conv(x))))
+        x = F.relu(self.bn(self.conv(x)))
+        if not self.training:
+            return self.fc(self.blocks(x).mean((2, 3)))
+        # One uniform draw per block per training forward, in block order, like the Lua code's
+        # torch.rand(1) per block per mini-batch, in double precision like Torch7's; all drawn at once
+        # (the same numbers as one at a time) from the generator of the device the input is on.
+        alive = torch.rand(len(self.blocks), dtype=torch.float64, device=x.device) >= self.death_rates
+        for block, survives in zip(self.blocks, alive):
+            x = block(x, survives)
         return self.fc(x.mean((2, 3)))
 
 
