@@ -75,7 +75,7 @@ def gpu_window(minutes: float, out: str | Path, profile: str = "fast", sources: 
 
     share = min(STEP_MOST, STEP_SHARE * budget)
     if gpu_check_available():
-        step("gpu-check", CHECK, share)
+        step("gpu-check", [*CHECK, "--budget", f"{max(share - 15, 10):.0f}"], share)  # its own budget, inside the share
     else:  # a version of the study from before the check existed: the window still trains
         summary["steps"]["gpu-check"] = {"exit": "not available", "seconds": 0.0}
         print("gpu-window: gpu-check: not available in this version of lrstudy (no lrstudy.gpucheck module); "

@@ -23,6 +23,8 @@
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 from contextlib import ExitStack
 
@@ -51,7 +53,12 @@ def run_on_ray(plan, box, progress: bool = True, address: str | None = None, gpu
     threads = None if cuda else resources["num_cpus"]
     started_here = not ray.is_initialized()
     if started_here:
+        # ray.init installs its own SIGTERM handler; the queue's (the time box's: checkpoint, stop
+        # cleanly, exit 3) is put back, so that a batch system's warning stops the queue as documented
+        sigterm = signal.getsignal(signal.SIGTERM)
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        if threading.current_thread() is threading.main_thread():  # only there can a handler be set
+            signal.signal(signal.SIGTERM, sigterm)
     result = QueueResult()
     try:
         flag = ray.remote(num_cpus=0)(_StopFlag).remote()
