@@ -26,7 +26,7 @@ from lrstudy.study import STANDARD_KNOBS
 from lrstudy.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
-KILL_POINTS = 10
+KILL_POINTS = 6
 RUN = dict(
     profile="smoke", data="synthetic", model={"name": "caffe_cifar10_full"},
     optimizer={"name": "caffe_sgd", "momentum": 0.9, "weight_decay": 0.004},

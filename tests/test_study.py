@@ -46,7 +46,9 @@ def test_cuda_requested_without_gpu(monkeypatch):
     assert resolve_device("auto").type == "cpu"
 
 
-def test_smoke_study_runs_then_only_reads(scratch, monkeypatch):
+def test_smoke_study_runs_then_only_reads(monkeypatch):
+    """In the session's store, which test_experiments has usually filled with these runs already
+    (run alone, this test trains them): the second call must read everything back."""
     experiment = clr_cifar10.EXPERIMENT
     s = experiment.settings("smoke")
     first = experiment.run(s, progress=False)
