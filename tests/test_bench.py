@@ -16,7 +16,7 @@ EVERY_MODE = {"eager", "compile", "reduce-overhead"}
 def _modes_by_network(rows):
     modes, batches = {}, {}
     for spec, batch, mode in rows:
-        key = bench._name(spec)
+        key = bench.network_label(spec)
         modes.setdefault(key, set()).add(mode)
         batches.setdefault(key, set()).add(batch)
     return modes, batches

@@ -72,8 +72,7 @@ def _selected_plan(args):
     from .runqueue import make_plan, select_runs
 
     runs = select_runs(args.notebooks, args.profile, seeds=args.seeds, seed_range=args.seed_range, only=args.only,
-                       claims=args.claims, device=args.device,
-                       sources={p: getattr(args, p) for p in DATA_PARAMETERS.values()})
+                       claims=args.claims, device=args.device, sources=_given_sources(args))
     if not runs:
         raise ValueError("the selection holds no run (a profile may leave the rows of a claim out)")
     return make_plan(runs, order=args.order, bench=args.bench, command="python -m lrstudy " + shlex.join(args.argv))
@@ -173,8 +172,7 @@ def _main(argv: list[str] | None) -> int:
     if args.command == "gpu-window":
         from .gpu_window import gpu_window
 
-        return gpu_window(args.minutes, args.out, args.profile,
-                          {p: getattr(args, p) for p in DATA_PARAMETERS.values()})
+        return gpu_window(args.minutes, args.out, args.profile, _given_sources(args))
     if args.command == "budgets":
         from .budgets import budgets_table, update_readme_budgets
         from .paths import project_root
@@ -195,10 +193,9 @@ def _data_options(parser: argparse.ArgumentParser) -> None:
                                  "(default: the profile's); used by the notebooks that train on it")
 
 
-def _sources(args, experiment) -> dict:
-    """The data sources given on the command line that ``experiment`` trains on."""
-    given = {DATA_PARAMETERS[name]: getattr(args, DATA_PARAMETERS[name]) for name in experiment.data_sets}
-    return {parameter: source for parameter, source in given.items() if source is not None}
+def _given_sources(args) -> dict:
+    """The data source given on the command line for each data parameter (None: not given)."""
+    return {parameter: getattr(args, parameter) for parameter in DATA_PARAMETERS.values()}
 
 
 def _run(args) -> int:
@@ -238,7 +235,7 @@ def _scorecard(args) -> int:
     from . import scorecard
     from .paths import project_root
 
-    card = scorecard.collect(args.profile, **{p: getattr(args, p) for p in DATA_PARAMETERS.values()})
+    card = scorecard.collect(args.profile, **_given_sources(args))
     print(scorecard.to_markdown(card))
     if args.readme:
         scorecard.update_readme(project_root() / "README.md", card, args.profile)
@@ -253,6 +250,7 @@ def _status(args) -> int:
     whose data is not on this machine are counted apart ("data unavailable"), with one line saying
     how to provide it, and do not make the command fail: the notebook reports them as not run."""
     from .data import describe_source, is_local
+    from .runqueue import stored_status
     from .runs import RunStore
 
     store = RunStore(args.profile)
@@ -264,22 +262,16 @@ def _status(args) -> int:
     unavailable = {}
     for name in [n for n in names if n in EXPERIMENTS]:
         experiment = get_experiment(name)
-        settings = experiment.settings(args.profile, seeds=args.seeds, device="cpu", **_sources(args, experiment))
+        settings = experiment.settings(args.profile, seeds=args.seeds, device="cpu",
+                                       **experiment.sources_taken(_given_sources(args)))
         counts = dict.fromkeys(["finished", "diverged", "failed", "altered", "missing", "data unavailable"], 0)
         local = {describe_source(src)[0]: (src, is_local(src)) for src in settings.data.values()}
         for _, config in experiment.run_configs(settings):
-            record, why = store.inspect(config)
-            if record is not None:
-                counts[record.status] += 1
-            elif why == "failed":
-                counts["failed"] += 1
-            elif why not in ("no record", "other configuration"):
-                counts["altered"] += 1
-            elif local.get(config.data, (None, True))[1]:
-                counts["missing"] += 1
-            else:
-                counts["data unavailable"] += 1
+            state = stored_status(store, config)
+            if state == "missing" and not local.get(config.data, (None, True))[1]:
+                state = "data unavailable"
                 unavailable[config.data] = local[config.data][0]
+            counts[state] += 1
         bad += counts["failed"] + counts["altered"] + (0 if args.missing_ok else counts["missing"])
         print(f"  runs    {name}: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v or k == "finished"))
     for source in unavailable.values():

@@ -30,7 +30,6 @@ No timed assertions anywhere in the tests: speed claims come from this file's ou
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import time
 from datetime import date
@@ -40,9 +39,10 @@ import pandas as pd
 import torch
 from torch.nn import functional as F
 
+from .costs import network_label
 from .data import BatchStream, Normalizer, synthetic
 from .models import build_model
-from .provenance import code_version, device_name
+from .provenance import code_version, device_name, device_slug
 
 # Dense bf16 tensor-core peaks (TFLOP/s) for MFU; devices not listed get no MFU.
 PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0}
@@ -120,7 +120,7 @@ def bench_model(device, timer, spec: dict, batch: int, mode: str, repeats: int) 
     counter = iter(range(10**9))
     seconds = timer(lambda: step(next(counter)), repeats, 3 if mode == "eager" else 10)
     peak = _peak(device)
-    return {"what": f"{_name(spec)} batch {batch} {mode}", "images_per_s": batch / seconds,
+    return {"what": f"{network_label(spec)} batch {batch} {mode}", "images_per_s": batch / seconds,
             "ms_per_step": 1000 * seconds, "mfu": flops / seconds / peak if peak else None}
 
 
@@ -172,8 +172,8 @@ def bench_naive(device, timer, spec: dict, images: int, repeats: int) -> list[di
     ours = timer(our_epoch, repeats, 1)
     n = stream.batches_per_epoch * 128
     return [
-        {"what": f"naive: DataLoader + CPU transforms + fp32 eager, {_name(spec)}", "images_per_s": n / naive},
-        {"what": f"study pipeline, {_name(spec)}", "images_per_s": n / ours, "ratio": naive / ours},
+        {"what": f"naive: DataLoader + CPU transforms + fp32 eager, {network_label(spec)}", "images_per_s": n / naive},
+        {"what": f"study pipeline, {network_label(spec)}", "images_per_s": n / ours, "ratio": naive / ours},
     ]
 
 
@@ -206,11 +206,6 @@ def _markdown(table: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
     return "\n".join(lines)
-
-
-def _name(spec: dict) -> str:
-    extras = "-".join(str(v) for k, v in spec.items() if k not in ("name", "variant"))
-    return f"{spec['name']}{'-' + extras if extras else ''}"
 
 
 def model_rows(cuda: bool, quick: bool) -> list[tuple[dict, int, str]]:
@@ -249,7 +244,7 @@ def main(argv=None) -> int:
         try:
             rows.append(bench_model(device, timer, spec, batch, mode, repeats))
         except Exception as err:  # (a compile that fails on this machine): a row that says so, and the rest
-            rows.append({"what": f"{_name(spec)} batch {batch} {mode}",
+            rows.append({"what": f"{network_label(spec)} batch {batch} {mode}",
                          "error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"})
     rows += bench_naive(device, timer, {"name": "resnet", "depth": 20 if quick else 56}, 2000 if quick else 20_000,
                         1 if quick else 3)
@@ -261,7 +256,7 @@ def main(argv=None) -> int:
 
     table = pd.DataFrame(rows)
     name = device_name(device)
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()
+    slug = device_slug(name)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table.assign(device=name, date=str(date.today()), commit=code_version()["commit"]).to_csv(

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -112,7 +112,6 @@ class Throughput:
     step_floor_ms: float  # the least time one training step takes
     fused_tflops: float  # achieved TFLOP/s of a fused group of small networks
     compile_s: float = 0.0  # one-time cost of each network compiled (CUDA profiles with compile: true)
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
     def rate(self, cost: RunCost) -> float:
         """Achieved FLOP/s for this run's network."""
@@ -208,10 +207,10 @@ def throughput_for(device_type: str, bench: str | Path | None = None) -> Through
     if bench is not None:
         return measured_throughput(bench)
     from .paths import project_root, results_root
-    from .provenance import device_name
+    from .provenance import device_name, device_slug
 
     if device_type == "cpu" or torch.cuda.is_available():
-        slug = re.sub(r"[^A-Za-z0-9]+", "-", device_name("cuda" if device_type == "cuda" else "cpu")).strip("-").lower()
+        slug = device_slug(device_name("cuda" if device_type == "cuda" else "cpu"))
         for folder in (results_root() / "bench", project_root() / "results" / "bench"):
             if (folder / f"{slug}.csv").exists():
                 return measured_throughput(folder / f"{slug}.csv")

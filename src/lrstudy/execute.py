@@ -279,12 +279,11 @@ def _train_group(settings: Settings, task: Labelled, sources: Sources, checkpoin
         return None
     source = sources.source_of[configs[0].data]
     return [("record", (result.status, result.rows,
-                        _info(settings, config, label, started, result, device, data, source, result.step_mode)))
+                        _info(settings, config, label, started, result, device, data, source)))
             for (label, config), result in zip(task, results)]
 
 
-def _info(settings: Settings, config: RunConfig, label: str, started: str, result, device, data, source: str,
-          step_mode: str) -> dict:
+def _info(settings: Settings, config: RunConfig, label: str, started: str, result, device, data, source: str) -> dict:
     info = {
         "label": label,
         "notebook": settings.experiment,  # stored records name it as they always have (one experiment = one notebook)
@@ -294,7 +293,7 @@ def _info(settings: Settings, config: RunConfig, label: str, started: str, resul
         "timings": result.timings,
         "environment": environment(device),
         # how the training step ran: "eager", "compiled", "reduce-overhead" (captured), "fused", "fused-compiled"
-        "step_mode": step_mode,
+        "step_mode": result.step_mode,
         "data": {"source": public_source(source), **data.describe()},
     }
     if result.snapshots:
@@ -310,7 +309,7 @@ def _train_one(config: RunConfig, data, source: str, device, settings: Settings,
         mode != "eager",
         lambda compiled: train(config, data, device=device, precision=settings.precision, progress=progress,
                                description=name, checkpointer=checkpointer, step_mode=mode if compiled else "eager"))
-    info = _info(settings, config, label, started, result, device, data, source, result.step_mode)
+    info = _info(settings, config, label, started, result, device, data, source)
     return result.status, result.rows, info
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import re
 import subprocess
 import sys
 import tempfile
@@ -51,7 +50,7 @@ def gpu_window(minutes: float, out: str | Path, profile: str = "fast", sources: 
     import torch
 
     from .archive import export_runs
-    from .provenance import device_name
+    from .provenance import device_name, device_slug
     from .runqueue import make_plan, select_runs
 
     started, budget = time.monotonic(), minutes * 60
@@ -91,15 +90,14 @@ def gpu_window(minutes: float, out: str | Path, profile: str = "fast", sources: 
     else:
         print("gpu-window: no time left for runs")
 
-    runs = select_runs(["all"], profile, sources=sources or {})
+    runs = select_runs(["all"], profile, sources=sources)
     plan = make_plan(runs, bench=str(bench[0]) if bench else None)
     here = device_name("cuda" if torch.cuda.is_available() else "cpu")
     summary.update(device=here, estimated_minutes_left=round(plan.total_seconds / 60, 1), estimated_on=plan.throughput.device,
                    runs={s: list(plan.status.values()).count(s) for s in sorted(set(plan.status.values()))})
     extras = {p.relative_to(work).as_posix(): p.read_bytes() for p in sorted(work.rglob("*")) if p.is_file()}
     extras["summary.json"] = (json.dumps(summary, indent=1) + "\n").encode()
-    device = re.sub(r"[^a-z0-9]+", "-", here.lower()).strip("-")
-    name = f"gpu-window-{device}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = f"gpu-window-{device_slug(here)}-{time.strftime('%Y%m%d-%H%M%S')}"
     print(export_runs(out / f"{name}.tar.gz", runs, with_checkpoints=True, checkpoint_ids=plan.group_ids(),
                       extras=extras, name=name, size_limit=ARCHIVE_LIMIT))
     print(f"gpu-window: runs {summary['runs']}; at home: python -m lrstudy import {out / name}.tar.gz")

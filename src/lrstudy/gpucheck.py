@@ -39,7 +39,6 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
@@ -98,6 +97,7 @@ class _Checks:
 
 def _environment(device: torch.device) -> str:
     from . import compiling
+    from .provenance import _version
 
     version = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
     facts = [f"torch {torch.__version__}", f"python {platform.python_version()}"]
@@ -111,18 +111,11 @@ def _environment(device: torch.device) -> str:
     facts.append(f"C compiler {compiler or 'none'}")
     problem = compiling.problem()
     facts.append("torch.compile can build kernels" if problem is None else f"torch.compile off: {problem}")
-    facts.append("packages: " + ", ".join(f"{name} {_installed(name) or 'absent'}" for name in OPTIONAL_PACKAGES))
+    facts.append("packages: " + ", ".join(f"{name} {_version(name) or 'absent'}" for name in OPTIONAL_PACKAGES))
     if version < MINIMUM_TORCH:
         raise RuntimeError(f"torch {torch.__version__} is older than {'.'.join(map(str, MINIMUM_TORCH))}; "
                            + "; ".join(facts))
     return "; ".join(facts)
-
-
-def _installed(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def _data_pipeline(device: torch.device) -> str:

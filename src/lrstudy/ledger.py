@@ -25,6 +25,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Callable, Mapping, Sequence
 
 import torch
@@ -132,10 +133,8 @@ class Ledger:
         deferred = [value for row in pending for cols in row.columns.values() for value in cols.values()
                     if isinstance(value, Deferred)]
         parts = [row.sums.reshape(-1) for row in pending] + [d.tensor.double().reshape(-1) for d in deferred]
-        flat, read = torch.cat(parts).tolist(), []
-        for part in parts:
-            read.append(flat[:part.numel()])
-            flat = flat[part.numel():]
+        flat = iter(torch.cat(parts).tolist())
+        read = [list(islice(flat, part.numel())) for part in parts]
         finished = {id(d): d.finish(read[len(pending) + n]) for n, d in enumerate(deferred)}
         runs = len(self.rows)
         for n, row in enumerate(pending):

@@ -7,9 +7,10 @@ Defaults are ``data/`` and ``results/`` at the project root (the folder holding 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
-__all__ = ["project_root", "data_root", "results_root"]
+__all__ = ["project_root", "data_root", "results_root", "fill_marked_block"]
 
 
 def project_root() -> Path:
@@ -26,3 +27,13 @@ def data_root() -> Path:
 
 def results_root() -> Path:
     return Path(os.environ.get("LRSTUDY_RESULTS") or project_root() / "results")
+
+
+def fill_marked_block(path: Path, begin: str, end: str, body: str) -> None:
+    """Replace what lies between the markers ``begin`` and ``end`` in ``path`` with ``body``,
+    keeping the markers: the README's generated tables."""
+    text = path.read_text()
+    if begin not in text or end not in text:
+        raise ValueError(f"{path} has no {begin} ... {end} block to fill")
+    block = f"{begin}\n{body}{end}"
+    path.write_text(re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S))

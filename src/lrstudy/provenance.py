@@ -15,7 +15,7 @@ import torch
 
 from .paths import project_root
 
-__all__ = ["code_version", "archived_commit", "environment", "device_name"]
+__all__ = ["code_version", "archived_commit", "environment", "device_name", "device_slug"]
 
 
 # In a git checkout this file holds a placeholder; `git archive` writes the commit into it
@@ -78,6 +78,12 @@ def device_name(device: torch.device | str) -> str:
     except OSError:
         pass
     return f"CPU: {cpu} ({torch.get_num_threads()} threads)"
+
+
+def device_slug(name: str) -> str:
+    """A :func:`device_name` as a file name: ``make bench`` writes ``results/bench/<slug>.csv`` and
+    the cost model looks for that name."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()
 
 
 def environment(device: torch.device | str) -> dict:

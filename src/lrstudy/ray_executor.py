@@ -149,7 +149,6 @@ def _store_outcomes(ref, settings, labelled, names, store: RunStore, bar, result
     result.stopped |= any(kind == "stopped" for kind, _ in outcomes)
     errors = save_outcomes(settings, store, labelled, outcomes, names, say=bar.write)
     result.errors.update(errors)
-    result.trained += len(labelled) - len(errors)
 
 
 class _StopFlag:

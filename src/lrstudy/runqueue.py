@@ -39,7 +39,7 @@ from .costs import RunCost, Throughput, run_cost, throughput_for
 from .execute import Sources, group_tasks, prepare_store, train_task_into_store
 from .runs import RunConfig, RunStore
 from .selection import claims_by_experiment, experiment_names, parse_seed_range
-from .study import DATA_PARAMETERS, Settings
+from .study import Settings
 
 __all__ = ["QueuedRun", "Task", "Plan", "QueueResult", "TimeBox", "select_runs", "make_plan", "run_queue",
            "parse_duration", "stored_status", "EXIT_STOPPED", "ORDERS"]
@@ -98,10 +98,8 @@ def select_runs(names: Iterable[str], profile: str, *, seeds: int | None = None,
     for experiment in experiments:
         if wanted is not None and experiment.name not in wanted:
             continue
-        takes = {DATA_PARAMETERS[name] for name in experiment.data_sets}
-        given = {k: v for k, v in (sources or {}).items() if k in takes}
         settings = experiment.settings(profile, seeds=max(chosen_seeds) if chosen_seeds else seeds, device=device,
-                                       **given)
+                                       **experiment.sources_taken(sources))
         rows = experiment.scaled_rows(settings)
         for label, config in experiment.selected(settings, only=only, seeds=chosen_seeds,
                                                  claims=None if wanted is None else wanted[experiment.name]):
@@ -364,10 +362,9 @@ class TimeBox:
 
 @dataclass
 class QueueResult:
-    """What a queue did: runs stored by it, the reason each run still has no record (by run id),
-    and whether the time limit or SIGTERM stopped it."""
+    """What a queue did: the reason each run still has no record (by run id), and whether the time
+    limit or SIGTERM stopped it."""
 
-    trained: int = 0
     errors: dict[str, str] = field(default_factory=dict)
     stopped: bool = False
 
@@ -417,7 +414,6 @@ def _run_locally(plan: Plan, box: TimeBox, progress: bool) -> QueueResult:
             errors = train_task_into_store(task.settings, task.labelled, store, sources[task.settings.experiment],
                                            progress, names, stop=box)
             result.errors.update(errors)
-            result.trained += len(task.runs) - len(errors)
             done += len(task.runs)
     except StopRequested:
         result.stopped = True

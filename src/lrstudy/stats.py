@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
 from scipy import stats as _st
@@ -319,7 +319,3 @@ def companion_at_equal_iterations(claim: Claim, short: str, long: str, long_at_s
     a, b = (claim.a, long_at_short_end) if claim.b == long else (long_at_short_end, claim.b)
     return Claim(f"{claim.id}@equal-iterations", f"{claim.text} -- at equal iterations ({long} read at {short}'s end)",
                  a=a, b=b, kind=claim.kind, margin=claim.margin, testable=EQUAL_BUDGET)
-
-
-Judgeable = Claim | Agreement | AtLeast
-ClaimList = Sequence[Judgeable]

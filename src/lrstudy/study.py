@@ -237,6 +237,13 @@ class Experiment:
         knobs = check_section(f"profile {profile!r}, notebook {self.name!r}", prof.section(self.name), self.knobs)
         return _settings(self.name, prof, knobs, seeds, device, self.data_sets, data)
 
+    def sources_taken(self, sources: Mapping[str, str | None] | None) -> dict[str, str]:
+        """The sources among ``sources`` (by parameter: ``data``, ``data_cifar100``, ...; None and a
+        missing one keep the profile's) for the data sets this experiment trains on: what
+        :meth:`settings` accepts, from sources given for a whole study."""
+        given = {DATA_PARAMETERS[name]: (sources or {}).get(DATA_PARAMETERS[name]) for name in self.data_sets}
+        return {parameter: source for parameter, source in given.items() if source is not None}
+
     def scaled_rows(self, s: Settings) -> dict[str, Row]:
         """The rows at this profile's budget (its ``budget_scale`` knob, 1 if it has none), with
         batches multiplied by its ``batch_scale`` knob where an experiment has one (cheap profiles) --
