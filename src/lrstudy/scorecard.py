@@ -8,7 +8,6 @@ its own notebook judges it (``experiment.verdicts``); claims whose runs are miss
 from __future__ import annotations
 
 import html
-import math
 from pathlib import Path
 
 import pandas as pd
