@@ -102,7 +102,9 @@ def title(experiment: Experiment, s: Settings, labels: Sequence[str]) -> str:
 def budget_note(s: Settings, what: str = "Final test accuracy (%)") -> Markdown:
     """What a results table holds: the data, profile and seeds, and -- under a cut budget -- that
     only the ordering of its numbers can be compared with the paper's."""
-    text = (f"{what} on **{s.data_name}**, profile `{s.profile.name}`, {len(s.seeds)} seed(s); "
+    # a profile's seeds are what it plans; a store filled in part (a campaign under way) holds fewer
+    text = (f"{what} on **{s.data_name}**, profile `{s.profile.name}`, {len(s.seeds)} seed(s) planned "
+            "(the table says how many ran); "
             "the paper's numbers are from CIFAR-10 at the paper's budgets.")
     if s.knobs.get("budget_scale", 1) != 1:
         text += (f" **This profile trains {s.knobs['budget_scale']:g} of the paper's iterations, so its"
@@ -131,7 +133,7 @@ def worth(table: pd.DataFrame, s: Settings) -> str:
     span = budget_span(budgets)
     equal = table.index.str.endswith("@equal-iterations").sum()
     return (f"**What these verdicts are worth:** profile `{s.profile.name}` trains {span} of the paper's images per arm, "
-            f"with {len(s.seeds)} seed(s). {judged} of {len(table)} claims could be judged; "
+            f"with {len(s.seeds)} seed(s) planned (`n`: how many ran). {judged} of {len(table)} claims could be judged; "
             f"{counts.get('not testable at this budget', 0)} are not testable at this budget, "
             f"{counts.get('inconclusive (n < 2)', 0)} have one seed (never enough for a yes or a no), and "
             f"{counts.get('not run', 0)} are not run. {equal} rows compare arms at equal iterations: the comparison "

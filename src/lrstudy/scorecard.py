@@ -163,7 +163,8 @@ def summary(card: pd.DataFrame) -> str:
     equal = int(card.claim.str.endswith("@equal-iterations").sum())
     seeds = ", ".join(str(n) for n in sorted(set(card.seeds)))
     verdicts = ", ".join(f"{int(counts.get(v, 0))} {v}" for v in VERDICTS if counts.get(v, 0))
-    head = (f"At {budget_span(budgets)} of the papers' budgets (training images per arm) and {seeds} seed(s), "
+    head = (f"At {budget_span(budgets)} of the papers' budgets (training images per arm) and {seeds} seed(s) "
+            "planned (`n`: how many ran), "
             f"{judged} of {len(card)} claims can be judged")
     return f"{head}; {equal} rows compare the arms at equal iterations. Verdicts: {verdicts}."
 
