@@ -97,7 +97,7 @@ class _Checks:
 
 def _environment(device: torch.device) -> str:
     from . import compiling
-    from .provenance import _version
+    from .provenance import package_version
 
     version = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
     facts = [f"torch {torch.__version__}", f"python {platform.python_version()}"]
@@ -111,7 +111,7 @@ def _environment(device: torch.device) -> str:
     facts.append(f"C compiler {compiler or 'none'}")
     problem = compiling.problem()
     facts.append("torch.compile can build kernels" if problem is None else f"torch.compile off: {problem}")
-    facts.append("packages: " + ", ".join(f"{name} {_version(name) or 'absent'}" for name in OPTIONAL_PACKAGES))
+    facts.append("packages: " + ", ".join(f"{name} {package_version(name) or 'absent'}" for name in OPTIONAL_PACKAGES))
     if version < MINIMUM_TORCH:
         raise RuntimeError(f"torch {torch.__version__} is older than {'.'.join(map(str, MINIMUM_TORCH))}; "
                            + "; ".join(facts))

@@ -15,7 +15,7 @@ import torch
 
 from .paths import project_root
 
-__all__ = ["code_version", "archived_commit", "environment", "device_name", "device_slug"]
+__all__ = ["code_version", "archived_commit", "environment", "device_name", "device_slug", "package_version"]
 
 
 # In a git checkout this file holds a placeholder; `git archive` writes the commit into it
@@ -57,7 +57,7 @@ def archived_commit(path: Path | None = None) -> str | None:
     return text if re.fullmatch(r"[0-9a-f]{40}", text) else None
 
 
-def _version(package: str) -> str | None:
+def package_version(package: str) -> str | None:
     try:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
@@ -92,9 +92,9 @@ def environment(device: torch.device | str) -> dict:
         **code_version(),
         "python": sys.version.split()[0],
         "torch": torch.__version__,
-        "torchvision": _version("torchvision"),
-        "numpy": _version("numpy"),
-        "lrstudy": _version("lrstudy"),
+        "torchvision": package_version("torchvision"),
+        "numpy": package_version("numpy"),
+        "lrstudy": package_version("lrstudy"),
         "platform": platform.platform(),
         "device": device_name(device),
         "cuda": torch.version.cuda if torch.device(device).type == "cuda" else None,
