@@ -28,7 +28,7 @@ import argparse
 import shlex
 import sys
 
-from .config import PROFILES, DeviceUnavailable
+from .config import DEVICES, PROFILES, DeviceUnavailable
 from .data import DataUnavailable
 from .experiments import EXPERIMENTS, get_experiment
 from .runqueue import ORDERS
@@ -60,7 +60,7 @@ def _add_selection(parser: argparse.ArgumentParser) -> None:
                        help="only these settings (the experiment's row labels; repeat for labels with commas)")
     which.add_argument("--claims", action="append", default=None, metavar="ID[,ID...]",
                        help="only the runs these claims need (all their arms and seeds)")
-    parser.add_argument("--device", default=None, choices=["cpu", "cuda", "auto"])
+    parser.add_argument("--device", default=None, choices=DEVICES)
     parser.add_argument("--order", default="claims", choices=ORDERS,
                         help="claims: complete the claims with the most evidence per GPU-minute first (default); "
                              "notebook: the experiments' own order")

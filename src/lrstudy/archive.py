@@ -26,10 +26,7 @@ import time
 from pathlib import Path, PurePosixPath
 from typing import Mapping, Sequence
 
-import torch
-
-from .checkpoints import FORMAT as CHECKPOINT_FORMAT
-from .checkpoints import atomic_write
+from .checkpoints import atomic_write, read_checkpoint
 from .config import PROFILES
 from .paths import results_root
 from .runs import RunConfig, RunStore, verify_record
@@ -141,7 +138,7 @@ def import_archive(path: str | Path) -> str:
         writes.append((json_path, parts["json"]))
     for (profile, run_id), blob in sorted(checkpoints.items()):
         target = RunStore(profile).checkpointer(run_id, 1).path
-        problem = _checkpoint_problem(run_id, blob)
+        problem = read_checkpoint(blob, run_id)[1]
         if problem:
             problems.append(f"checkpoints/{profile}/{run_id}.pt: {problem}")
         elif (profile, run_id) in records or RunStore(profile).paths(run_id)[1].exists():
@@ -270,15 +267,3 @@ def _verified_config(profile: str, run_id: str, parts: Mapping[str, bytes], prob
     return config
 
 
-def _checkpoint_problem(run_id: str, blob: bytes) -> str | None:
-    """Why a checkpoint cannot be trusted (its digest, its run id, its format), or None."""
-    digest, payload = blob[:32], blob[32:]
-    if hashlib.sha256(payload).digest() != digest:
-        return "its digest does not match (truncated or altered)"
-    try:
-        state = torch.load(io.BytesIO(payload), weights_only=True)
-    except Exception as err:  # noqa: BLE001 (anything torch cannot read is refused)
-        return f"unreadable ({type(err).__name__})"
-    if not isinstance(state, dict) or state.get("run_id") != run_id or state.get("format") != CHECKPOINT_FORMAT:
-        return "written for another run or format"
-    return None

@@ -20,10 +20,26 @@ from typing import Callable
 
 import torch
 
-__all__ = ["Checkpointer", "StopRequested", "atomic_write", "file_lock"]
+__all__ = ["Checkpointer", "StopRequested", "atomic_write", "file_lock", "read_checkpoint"]
 
 FORMAT = 2  # 2: one layout for lone and fused runs (lrstudy.ledger); a format-1 file is set aside
 _DIGEST = 32
+
+
+def read_checkpoint(raw: bytes, run_id: str) -> tuple[dict | None, str | None]:
+    """A checkpoint file's bytes to ``(saved state, None)``, or ``(None, why it cannot be trusted)``:
+    its digest, its format or its run id does not match, or torch cannot read it."""
+    digest, payload = raw[:_DIGEST], raw[_DIGEST:]
+    if hashlib.sha256(payload).digest() != digest:
+        return None, "checksum mismatch (truncated or altered)"
+    try:
+        blob = torch.load(io.BytesIO(payload), weights_only=True)
+    except Exception as err:  # noqa: BLE001 (unreadable despite the digest: treated as corrupt too)
+        return None, f"unreadable ({type(err).__name__})"
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT or blob.get("run_id") != run_id:
+        found = (blob.get("run_id"), blob.get("format")) if isinstance(blob, dict) else type(blob).__name__
+        return None, f"written for another run or format {found}"
+    return blob["state"], None
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -111,22 +127,11 @@ class Checkpointer:
             raw = self.path.read_bytes()
         except FileNotFoundError:
             return None
-        digest, payload = raw[:_DIGEST], raw[_DIGEST:]
-        problem = None
-        if hashlib.sha256(payload).digest() != digest:
-            problem = "checksum mismatch (truncated or altered)"
-        else:
-            try:
-                blob = torch.load(io.BytesIO(payload), weights_only=True)
-                if blob.get("format") != FORMAT or blob.get("run_id") != self.run_id:
-                    problem = f"written for another run or format ({blob.get('run_id')}, {blob.get('format')})"
-            except Exception as err:  # unreadable despite the digest: treat as corrupt too
-                problem = f"unreadable ({type(err).__name__})"
+        state, problem = read_checkpoint(raw, self.run_id)
         if problem:
             warnings.warn(f"ignoring checkpoint {self.path}: {problem}; the run starts over", stacklevel=2)
             os.replace(self.path, self.path.with_suffix(".corrupt"))
-            return None
-        return blob["state"]
+        return state
 
     def finish(self) -> None:
         """The run is complete: remove its checkpoint unless asked to keep it."""

@@ -27,17 +27,15 @@ import torch
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from .data import SYNTHETIC
+from .data import DATASET_CLASSES, DATASET_SHAPES, DATASET_SPLITS, SYNTHETIC
 from .ledger import eval_steps
 from .models import build_model
 
 __all__ = ["RunCost", "run_cost", "step_flops", "network_label", "Throughput", "ASSUMED_H100", "ASSUMED_CPU",
            "measured_throughput", "throughput_for"]
 
-# (training images, test images) of each data set a row may train on, and of the synthetic stand-ins
-SPLITS = {"cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000), "mnist": (60_000, 10_000)}
-SYNTHETIC_SPLITS = (2000, 500)  # lrstudy.data.synthetic's defaults
-SHAPES = {"cifar10": (10, (3, 32, 32)), "cifar100": (100, (3, 32, 32)), "mnist": (10, (1, 28, 28))}
+# (training images, test images) of the synthetic stand-ins: lrstudy.data.synthetic's defaults
+SYNTHETIC_SPLITS = (2000, 500)
 
 
 def network_label(spec: Mapping) -> str:
@@ -91,8 +89,8 @@ def run_cost(config, dataset: str = "cifar10") -> RunCost:
         classes, channels, side = SYNTHETIC[config.data]
         shape, test_images = (channels, side, side), SYNTHETIC_SPLITS[1]
     else:
-        classes, shape = SHAPES[dataset]
-        test_images = SPLITS[dataset][1]
+        classes, shape = DATASET_CLASSES[dataset], DATASET_SHAPES[dataset]
+        test_images = DATASET_SPLITS[dataset][1]
     test_images = min(config.test_subset or test_images, test_images)
     per_step, per_image = step_flops(config.model, config.batch_size, classes, shape)
     evaluations = len(eval_steps(config.iterations, config.eval_every,

@@ -37,8 +37,11 @@ __all__ = ["DataUnavailable", "ImageData", "load_data", "BatchStream", "describe
 # must match to be called so). The JPEG copy is lossy: results on it must say so.
 KNOWN_TREES = {"cifar10-jpeg": ("CIFAR-10 (JPEG q75 copy)", "eec90e10bd2f5438")}
 TORCHVISION_SETS = {"cifar10": ("CIFAR10", "CIFAR-10"), "cifar100": ("CIFAR100", "CIFAR-100"), "mnist": ("MNIST", "MNIST")}
-# What the study's networks for each data set take (channels, height, width)
+# What the study's networks for each data set take (channels, height, width), how many classes it
+# has, and its (training, test) image counts
 DATASET_SHAPES = {"cifar10": (3, 32, 32), "cifar100": (3, 32, 32), "mnist": (1, 28, 28)}
+DATASET_CLASSES = {"cifar10": 10, "cifar100": 100, "mnist": 10}
+DATASET_SPLITS = {"cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000), "mnist": (60_000, 10_000)}
 # Stand-ins for the smoke profile, in the shapes of the real sets: (classes, channels, side).
 SYNTHETIC = {"synthetic": (10, 3, 32), "synthetic-cifar100": (100, 3, 32), "synthetic-mnist": (10, 1, 28)}
 

@@ -218,7 +218,7 @@ def _host_syncs(device: torch.device, precision: str) -> str:
 
 def study_networks() -> list[tuple[dict, tuple[int, int, int], int]]:
     """Every network the study trains under the fast profile: ``(model spec, input shape, classes)``."""
-    from .data import DATASET_SHAPES
+    from .data import DATASET_CLASSES, DATASET_SHAPES
     from .experiments import EXPERIMENTS
 
     seen = {}
@@ -228,7 +228,7 @@ def study_networks() -> list[tuple[dict, tuple[int, int, int], int]]:
         for _, config in experiment.run_configs(settings):
             dataset = dataset_of.get(config.data, "cifar10")
             key = json.dumps(config.model, sort_keys=True) + dataset
-            seen.setdefault(key, (dict(config.model), DATASET_SHAPES[dataset], 100 if dataset == "cifar100" else 10))
+            seen.setdefault(key, (dict(config.model), DATASET_SHAPES[dataset], DATASET_CLASSES[dataset]))
     return list(seen.values())
 
 
@@ -423,16 +423,16 @@ def _write(path: Path, rows: list[Row], header: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .config import DEVICES, resolve_device
     from .provenance import code_version, device_name
 
     parser = argparse.ArgumentParser(prog="python -m lrstudy gpu-check", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None, help="also write the table here (.md, .csv or .json)")
     parser.add_argument("--budget", type=float, default=110.0,
                         help="seconds the checks may take; later checks that would not fit are skipped")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
     args = parser.parse_args(argv)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if args.device == "auto" else args.device)
+    device = resolve_device("auto") if args.device == "auto" else torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     started = time.perf_counter()

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from .stats import Claim, binomial_se, seeds_needed
+from .stats import JUDGED, Claim, binomial_se, seeds_needed
 from .study import DATA_PARAMETERS, Experiment, Settings, StudyResults, model_name
 
 __all__ = ["NOTEBOOK_PARAMETERS", "check_injected_parameters", "setup", "settings", "claims", "what_ran", "title",
@@ -128,7 +128,7 @@ def worth(table: pd.DataFrame, s: Settings) -> str:
     """One sentence on what a table of verdicts can show: how many claims were judged, and why the
     others were not."""
     counts = table.verdict.value_counts()
-    judged = sum(counts.get(v, 0) for v in ("confirmed", "not confirmed", "inconclusive"))
+    judged = int(table.verdict.isin(JUDGED).sum())
     budgets = table.budget[table.budget > 0]
     span = budget_span(budgets)
     equal = table.index.str.endswith("@equal-iterations").sum()

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 from .checkpoints import StopRequested
+from .config import resolve_device
 from .costs import RunCost, Throughput, run_cost, throughput_for
 from .execute import Sources, group_tasks, prepare_store, train_task_into_store
 from .runs import RunConfig, RunStore
@@ -118,11 +119,7 @@ def stored_status(store: RunStore, config: RunConfig) -> str:
 
 def planned_device(settings: Settings) -> str:
     """The device a profile trains on, as planned (a CUDA profile is planned for CUDA on any machine)."""
-    import torch
-
-    if settings.device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return settings.device
+    return resolve_device("auto").type if settings.device == "auto" else settings.device
 
 
 @dataclass
@@ -253,7 +250,8 @@ def make_plan(runs: Sequence[QueuedRun], order: str = "claims", bench: str | Non
 def paper_share(runs: Sequence[QueuedRun], costs: Mapping[str, RunCost]) -> tuple[float, float]:
     """One experiment's runs per seed -- their optimizer steps and training FLOPs -- as fractions of
     the same rows at the paper's budget, with the paper's networks and batches."""
-    from .costs import SHAPES, step_flops
+    from .costs import step_flops
+    from .data import DATASET_CLASSES, DATASET_SHAPES
     from .experiments import EXPERIMENTS
 
     paper = EXPERIMENTS[runs[0].experiment].rows()
@@ -264,7 +262,7 @@ def paper_share(runs: Sequence[QueuedRun], costs: Mapping[str, RunCost]) -> tupl
     paper_flops = 0.0
     for label in ours:
         row = paper[label]
-        classes, shape = SHAPES[row.dataset]
+        classes, shape = DATASET_CLASSES[row.dataset], DATASET_SHAPES[row.dataset]
         paper_flops += step_flops(row.model, row.batch_size, classes, shape)[0] * row.iterations
     return steps / paper_steps, flops / paper_flops
 

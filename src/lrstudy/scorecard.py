@@ -16,7 +16,7 @@ from .config import load_profile
 from .experiments import EXPERIMENTS
 from .notebook import budget_span, percent
 from .paths import fill_marked_block, results_root
-from .stats import VERDICTS
+from .stats import JUDGED, VERDICTS
 
 __all__ = ["collect", "to_markdown", "summary", "write_index", "update_readme", "PAPERS"]
 
@@ -158,7 +158,7 @@ def summary(card: pd.DataFrame) -> str:
     """One sentence on what the verdicts of a profile are worth: its budgets and seeds, how many
     claims they could judge, and how many rows compare at equal iterations."""
     counts = card.verdict.value_counts()
-    judged = int(sum(counts.get(v, 0) for v in ("confirmed", "not confirmed", "inconclusive")))
+    judged = int(card.verdict.isin(JUDGED).sum())
     budgets = card.budget[card.budget > 0]
     equal = int(card.claim.str.endswith("@equal-iterations").sum())
     seeds = ", ".join(str(n) for n in sorted(set(card.seeds)))

@@ -21,11 +21,12 @@ from typing import Mapping
 import numpy as np
 from scipy import stats as _st
 
-__all__ = ["mean_ci", "Claim", "Agreement", "AtLeast", "Testability", "VERDICTS", "NOT_TESTABLE", "TOO_FEW",
+__all__ = ["mean_ci", "Claim", "Agreement", "AtLeast", "Testability", "VERDICTS", "JUDGED", "NOT_TESTABLE", "TOO_FEW",
            "detectable_difference", "seeds_needed", "binomial_se"]
 
 NOT_TESTABLE, TOO_FEW = "not testable at this budget", "inconclusive (n < 2)"
 VERDICTS = ("confirmed", "not confirmed", "inconclusive", TOO_FEW, NOT_TESTABLE, "not run")
+JUDGED = VERDICTS[:3]  # the verdicts of a claim whose rule could be applied
 CONFIDENCE, POWER = 0.95, 0.80  # two-sided 95% intervals; "detectable" means found 80% of the time
 
 

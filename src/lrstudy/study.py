@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .config import Profile, check_section, load_profile
+from .config import DEVICES, Profile, check_section, load_profile
 from .data import describe_source
 from .execute import execute, public_source
 from .policy import scale_steps
@@ -80,8 +80,8 @@ def _settings(experiment: str, profile: Profile, knobs: dict, seeds, device, dat
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds={seeds!r} must be a whole number >= 1")
     device = profile.device if device in (None, "", "None") else device
-    if device not in ("cpu", "cuda", "auto"):
-        raise ValueError(f"device={device!r}; choose one of ['cpu', 'cuda', 'auto']")
+    if device not in DEVICES:
+        raise ValueError(f"device={device!r}; choose one of {list(DEVICES)}")
     parameters = [DATA_PARAMETERS[name] for name in data_sets]
     unknown = sorted(set(sources) - set(parameters))
     if unknown:

@@ -29,7 +29,6 @@ module holds a lone run's update and evaluation.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from contextlib import nullcontext
