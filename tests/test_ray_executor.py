@@ -118,3 +118,55 @@ def test_a_worker_killed_mid_run_is_retried_into_the_same_record(cluster, tmp_pa
     meta = json.loads((cluster / "runs" / f"{config.id}.json").read_text())
     assert meta["status"] == "finished" and meta["timings"]["resumed_from_step"] == 50  # resumed on its node
     assert not checkpoint.exists() and not list(cluster.rglob(".*.tmp-*")) and not list(cluster.rglob("*.corrupt"))
+
+
+def test_ctrl_c_cancels_the_tasks_records_nothing_and_the_next_call_resumes(cluster, tmp_path, monkeypatch,
+                                                                              one_thread):
+    import fcntl
+
+    argv = ["run", "clr_range_test", "--profile", "smoke", "--only", "linear 0 to 0.02 (Smith)", "--no-progress"]
+    local = local_store(tmp_path, monkeypatch, argv)
+    # the driver writes another store than the earlier tests'; the worker keeps its checkpoints in its own
+    monkeypatch.setenv("LRSTUDY_RESULTS", str(tmp_path / "driver"))
+    store = tmp_path / "driver" / "smoke"
+    config = select_runs(["clr_range_test"], "smoke", only=["linear 0 to 0.02 (Smith)"])[0].config
+    checkpoint = cluster / "checkpoints" / f"{config.id}.pt"
+    armed, pressed = threading.Event(), []
+
+    def ctrl_c(signum, frame):  # a key press that lands after the call returned is dropped
+        if armed.is_set():
+            armed.clear()
+            raise KeyboardInterrupt
+
+    def press_once_a_checkpoint_exists():
+        deadline = time.monotonic() + 300
+        while not pressed and time.monotonic() < deadline:
+            if checkpoint.exists() and _worker_pids():
+                pressed.append(True)
+                os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
+
+    previous = signal.signal(signal.SIGINT, ctrl_c)
+    watcher = threading.Thread(target=press_once_a_checkpoint_exists, daemon=True)
+    try:
+        armed.set()
+        watcher.start()
+        with pytest.raises(KeyboardInterrupt):
+            main([*argv, "--executor", "ray", "--cpus-per-run", "1"])
+    finally:
+        armed.clear()
+        signal.signal(signal.SIGINT, previous)
+    watcher.join()
+    assert pressed, "Ctrl-C came too late: the run had finished"
+    deadline = time.monotonic() + 30
+    while _worker_pids() and time.monotonic() < deadline:  # ray.cancel(force=True) kills the worker
+        time.sleep(0.1)
+    assert not _worker_pids(), "the task still runs after Ctrl-C"
+    assert not (store / "runs" / f"{config.id}.json").exists() and checkpoint.exists()
+    with open(store / "locks" / f"{config.id}.lock") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released: BlockingIOError if still held
+
+    assert main([*argv, "--executor", "ray", "--cpus-per-run", "1"]) == 0
+    assert record(store / "runs", config.id) == record(local, config.id)
+    meta = json.loads((store / "runs" / f"{config.id}.json").read_text())
+    assert meta["timings"]["resumed_from_step"] == 50 and not checkpoint.exists()
