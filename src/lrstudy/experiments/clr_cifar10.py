@@ -130,8 +130,8 @@ def against_paper(results: StudyResults) -> pd.DataFrame:
     table = pd.DataFrame({"paper": paper_values.reindex(TABLE1), "ours": ours,
                           "seeds": [len(final.get(label, {})) for label in TABLE1]})
     table["ours - paper"] = table.ours - table.paper
-    table["paper rank"] = table.paper.rank(ascending=False, method="min")
-    table["our rank"] = table.ours.rank(ascending=False, method="min")
+    table["paper rank"] = table.paper.rank(ascending=False, method="min").astype("Int64")  # a row not run has none
+    table["our rank"] = table.ours.rank(ascending=False, method="min").astype("Int64")
     table["paper - fixed"] = table.paper - table.paper["fixed"]
     table["ours - fixed"] = table.ours - table.ours["fixed"]
     return table.rename_axis("setting")
