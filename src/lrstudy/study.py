@@ -511,4 +511,7 @@ class StudyResults:
                 row["paper_iterations"] = match.iterations.iloc[0] if len(match) else math.nan
                 row["paper"] = float(match.value.iloc[0]) if len(match) else math.nan
             rows.append(row)
-        return pd.DataFrame(rows).set_index("setting")
+        table = pd.DataFrame(rows).set_index("setting")
+        if "paper_iterations" in table:  # whole numbers, <NA> where the paper has no such row
+            table["paper_iterations"] = table.paper_iterations.astype("Int64")
+        return table
