@@ -94,23 +94,30 @@ def _worker_pids() -> list[int]:
     return out
 
 
+def _once_mid_run(checkpoint: Path, act) -> tuple[threading.Thread, list]:
+    """A watcher thread that calls ``act(worker pids)`` once, as soon as a worker is training and
+    its checkpoint exists; the list it returns is non-empty once it acted."""
+    acted = []
+
+    def watch():
+        deadline = time.monotonic() + 300
+        while not acted and time.monotonic() < deadline:
+            pids = _worker_pids()
+            if checkpoint.exists() and pids:
+                act(pids)
+                acted.append(pids[0])
+            time.sleep(0.01)
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    return watcher, acted
+
+
 def test_a_worker_killed_mid_run_is_retried_into_the_same_record(cluster, tmp_path, monkeypatch, one_thread):
     argv = ["run", "clr_range_test", "--profile", "smoke", "--only", "linear 0 to 0.02 (Smith)", "--no-progress"]
     local = local_store(tmp_path, monkeypatch, argv)
     config = select_runs(["clr_range_test"], "smoke", only=["linear 0 to 0.02 (Smith)"])[0].config
     checkpoint = cluster / "checkpoints" / f"{config.id}.pt"
-    killed = []
-
-    def kill_once_a_checkpoint_exists():
-        deadline = time.monotonic() + 300
-        while not killed and time.monotonic() < deadline:
-            pids = _worker_pids()
-            if checkpoint.exists() and pids:
-                os.kill(pids[0], signal.SIGKILL)
-                killed.append(pids[0])
-            time.sleep(0.01)
-    watcher = threading.Thread(target=kill_once_a_checkpoint_exists, daemon=True)
-    watcher.start()
+    watcher, killed = _once_mid_run(checkpoint, lambda pids: os.kill(pids[0], signal.SIGKILL))
     assert main([*argv, "--executor", "ray", "--cpus-per-run", "1"]) == 0
     watcher.join()
     assert killed, "no worker was caught mid-run"
@@ -131,26 +138,17 @@ def test_ctrl_c_cancels_the_tasks_records_nothing_and_the_next_call_resumes(clus
     store = tmp_path / "driver" / "smoke"
     config = select_runs(["clr_range_test"], "smoke", only=["linear 0 to 0.02 (Smith)"])[0].config
     checkpoint = cluster / "checkpoints" / f"{config.id}.pt"
-    armed, pressed = threading.Event(), []
+    armed = threading.Event()
 
     def ctrl_c(signum, frame):  # a key press that lands after the call returned is dropped
         if armed.is_set():
             armed.clear()
             raise KeyboardInterrupt
 
-    def press_once_a_checkpoint_exists():
-        deadline = time.monotonic() + 300
-        while not pressed and time.monotonic() < deadline:
-            if checkpoint.exists() and _worker_pids():
-                pressed.append(True)
-                os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.01)
-
     previous = signal.signal(signal.SIGINT, ctrl_c)
-    watcher = threading.Thread(target=press_once_a_checkpoint_exists, daemon=True)
     try:
         armed.set()
-        watcher.start()
+        watcher, pressed = _once_mid_run(checkpoint, lambda pids: os.kill(os.getpid(), signal.SIGINT))
         with pytest.raises(KeyboardInterrupt):
             main([*argv, "--executor", "ray", "--cpus-per-run", "1"])
     finally:
