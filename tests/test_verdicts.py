@@ -130,3 +130,16 @@ def test_budgets_read_as_plain_percentages():
     from lrstudy.notebook import percent
 
     assert [percent(f) for f in (1.0, 0.25, 0.02, 0.0004)] == ["100%", "25%", "2%", "0.04%"]
+
+
+def test_a_page_says_where_its_runs_trained_when_not_where_the_profile_plans():
+    from lrstudy.notebook import trained_on
+
+    runs = pd.DataFrame({"device": ["CPU: x (1 threads)", "CPU: x (1 threads)", None],
+                         "precision": ["fp32", "fp32", None]})
+    on_gpu = SimpleNamespace(device="cuda")
+    text = trained_on(runs, on_gpu)
+    assert "CPU: x (1 threads), fp32 (2 runs)" in text
+    assert "plans a CUDA GPU; 2 of these runs were trained on a CPU" in text
+    assert "plans" not in trained_on(runs, SimpleNamespace(device="cpu"))
+    assert trained_on(runs.iloc[2:], on_gpu) == "No run has been trained yet."

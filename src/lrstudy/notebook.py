@@ -19,7 +19,7 @@ from .stats import JUDGED, Claim, binomial_se, seeds_needed
 from .study import DATA_PARAMETERS, Experiment, Settings, StudyResults, model_name
 
 __all__ = ["NOTEBOOK_PARAMETERS", "check_injected_parameters", "setup", "settings", "claims", "what_ran", "title",
-           "budget_note", "verdicts", "worth", "power", "deviations"]
+           "budget_note", "trained_on", "verdicts", "worth", "power", "deviations"]
 
 # Every parameter a notebook of the study declares (papermill's -p, `make reproduce`'s variables).
 NOTEBOOK_PARAMETERS = ("profile", *DATA_PARAMETERS.values(), "seeds", "device")
@@ -99,17 +99,37 @@ def title(experiment: Experiment, s: Settings, labels: Sequence[str]) -> str:
     return f"{head}\n{lengths}" if head else lengths
 
 
-def budget_note(s: Settings, what: str = "Final test accuracy (%)") -> Markdown:
-    """What a results table holds: the data, profile and seeds, and -- under a cut budget -- that
-    only the ordering of its numbers can be compared with the paper's."""
+def budget_note(s: Settings, what: str = "Final test accuracy (%)", runs: pd.DataFrame | None = None) -> Markdown:
+    """What a results table holds: the data, profile and seeds, where its runs were trained (given
+    ``runs``), and -- under a cut budget -- that only the ordering of its numbers can be compared
+    with the paper's."""
     # a profile's seeds are what it plans; a store filled in part (a campaign under way) holds fewer
     text = (f"{what} on **{s.data_name}**, profile `{s.profile.name}`, {len(s.seeds)} seed(s) planned "
             "(the table says how many ran); "
             "the paper's numbers are from CIFAR-10 at the paper's budgets.")
+    if runs is not None:
+        text += " " + trained_on(runs, s)
     if s.knobs.get("budget_scale", 1) != 1:
         text += (f" **This profile trains {s.knobs['budget_scale']:g} of the paper's iterations, so its"
                  " accuracies are not comparable with the paper's; only the ordering is of interest.**")
     return Markdown(text)
+
+
+def trained_on(runs: pd.DataFrame, s: Settings) -> str:
+    """Where the stored runs were trained, as one sentence. The settings name the device that
+    *missing* runs would train on; a store can hold runs from another machine (the `full` profile
+    plans a GPU, and its first runs came from a CPU), and a reader must not take one for the other."""
+    ran = runs.dropna(subset=["device"])
+    if ran.empty:
+        return "No run has been trained yet."
+    groups = ran.groupby(["device", "precision"], sort=False).size()
+    where = "; ".join(f"{device}, {precision} ({count} run{'s' if count > 1 else ''})"
+                      for (device, precision), count in groups.items())
+    text = f"Trained on: {where}."
+    on_cpu = ran.device.str.startswith("CPU")
+    if s.device == "cuda" and on_cpu.any():
+        text += f" The profile plans a CUDA GPU; {int(on_cpu.sum())} of these runs were trained on a CPU instead."
+    return text
 
 
 VERDICT_COLUMNS = ["text", "a", "b", "difference", "ci_low", "ci_high", "n", "budget", "detectable", "verdict",
