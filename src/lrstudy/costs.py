@@ -30,6 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .data import DATASET_CLASSES, DATASET_SHAPES, DATASET_SPLITS, SYNTHETIC
 from .ledger import eval_steps
 from .models import build_model
+from .provenance import names_a_cpu
 
 __all__ = ["RunCost", "run_cost", "step_flops", "network_label", "Throughput", "ASSUMED_H100", "ASSUMED_CPU",
            "measured_throughput", "throughput_for"]
@@ -174,7 +175,7 @@ def measured_throughput(path: str | Path) -> Throughput:
 
     table = pd.read_csv(path)
     device = str(table.device.iloc[0])
-    cuda = not device.startswith("CPU")
+    cuda = not names_a_cpu(device)
     assumed = ASSUMED_H100 if cuda else ASSUMED_CPU
     rates: dict[str, float] = {}
     floor, fused = None, None

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
+from .provenance import names_a_cpu
 from .stats import JUDGED, Claim, binomial_se, seeds_needed
 from .study import DATA_PARAMETERS, Experiment, Settings, StudyResults, model_name
 
@@ -126,7 +127,7 @@ def trained_on(runs: pd.DataFrame, s: Settings) -> str:
     where = "; ".join(f"{device}, {precision} ({count} run{'s' if count > 1 else ''})"
                       for (device, precision), count in groups.items())
     text = f"Trained on: {where}."
-    on_cpu = ran.device.str.startswith("CPU")
+    on_cpu = ran.device.map(names_a_cpu)
     if s.device == "cuda" and on_cpu.any():
         text += f" The profile plans a CUDA GPU; {int(on_cpu.sum())} of these runs were trained on a CPU instead."
     return text

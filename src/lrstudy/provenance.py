@@ -15,7 +15,8 @@ import torch
 
 from .paths import project_root
 
-__all__ = ["code_version", "archived_commit", "environment", "device_name", "device_slug", "package_version"]
+__all__ = ["code_version", "archived_commit", "environment", "device_name", "names_a_cpu", "device_slug",
+           "package_version"]
 
 
 # In a git checkout this file holds a placeholder; `git archive` writes the commit into it
@@ -64,6 +65,10 @@ def package_version(package: str) -> str | None:
         return None
 
 
+# how device_name marks a CPU; readers of stored names (the cost model, the pages) test for it here
+CPU_PREFIX = "CPU: "
+
+
 def device_name(device: torch.device | str) -> str:
     device = torch.device(device)
     if device.type == "cuda":
@@ -77,7 +82,12 @@ def device_name(device: torch.device | str) -> str:
                     break
     except OSError:
         pass
-    return f"CPU: {cpu} ({torch.get_num_threads()} threads)"
+    return f"{CPU_PREFIX}{cpu} ({torch.get_num_threads()} threads)"
+
+
+def names_a_cpu(name: str) -> bool:
+    """Whether a stored :func:`device_name` is a CPU's (else a GPU's)."""
+    return name.startswith(CPU_PREFIX)
 
 
 def device_slug(name: str) -> str:
