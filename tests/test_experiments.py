@@ -2,6 +2,7 @@
 snapshots, the Hessian-free estimate inside a run, data that cannot be had, and the scorecard."""
 
 
+import pandas as pd
 import pytest
 import torch
 
@@ -113,6 +114,17 @@ def test_scorecard_reads_without_training(scratch, monkeypatch, tmp_path):
     assert "old" not in text and "| paper | claim |" in text and text.endswith("bottom\n")
     index = scorecard.write_index("smoke", card)
     assert index.exists() and "Scorecard" in index.read_text() and "not run" in index.read_text()
+
+
+def test_the_scorecard_headline_names_each_device_and_data_set_once():
+    """Notebooks share devices: one notebook's runs on two CPUs, another's on one of them."""
+    card = pd.DataFrame({"verdict": ["not run"] * 3, "budget": [1.0] * 3, "claim": ["A", "B", "C"], "seeds": [3] * 3,
+                         "data": ["CIFAR-10 (JPEG q75 copy)", "CIFAR-10 (JPEG q75 copy)", "-"],
+                         "devices": ["CPU: AMD EPYC (1 threads), CPU: Xeon (1 threads)", "CPU: Xeon (1 threads)", "-"]})
+    line = scorecard.headline(card, "full")
+    assert line.endswith("Profile `full`; data: CIFAR-10 (JPEG q75 copy); "
+                         "devices: CPU: AMD EPYC (1 threads), CPU: Xeon (1 threads).")
+    assert "none yet" in scorecard.headline(card.assign(devices="-"), "full")
 
 
 def test_every_claim_names_only_declared_labels():

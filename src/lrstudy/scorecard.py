@@ -169,6 +169,19 @@ def summary(card: pd.DataFrame) -> str:
     return f"{head}; {equal} rows compare the arms at equal iterations. Verdicts: {verdicts}."
 
 
+def _distinct(cells: pd.Series) -> str:
+    """Each name once, from a column whose cells each list one notebook's names (joined by ", ");
+    notebooks share devices and data, so the cells themselves repeat names."""
+    names = sorted({name for cell in cells for name in cell.split(", ")} - {"-"})
+    return ", ".join(names) or "none yet"
+
+
+def headline(card: pd.DataFrame, profile: str) -> str:
+    """The scorecard page's first line, in markdown: the summary, then the data and devices behind it."""
+    return (f"**{summary(card)}** Profile `{profile}`; data: {_distinct(card.data)}; "
+            f"devices: {_distinct(card.devices)}.")
+
+
 def write_index(profile: str, card: pd.DataFrame | None = None, root: Path | None = None) -> Path:
     """``results/<profile>/index.html``: a landing page -- what this profile can and cannot show, the
     scorecard with its verdicts in colour, and each notebook with its one-line subject."""
