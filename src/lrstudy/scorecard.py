@@ -126,10 +126,20 @@ def collect(profile: str, experiments: list[str] | None = None, **data: str | No
                 "basis": v["basis"],
                 "profile": profile,
                 "seeds": len(s.seeds),
-                "data": ", ".join(sorted(set(done.data.dropna()))) if "data" in done and len(done) else "-",
-                "devices": ", ".join(sorted(set(done.device.dropna()))) if "device" in done and len(done) else "-",
+                "data": _names(done, "data"),
+                "devices": _names(done, "device"),
             })
     return pd.DataFrame(rows)
+
+
+NAMES_SEPARATOR = ", "
+
+
+def _names(runs: pd.DataFrame, column: str) -> str:
+    """One notebook's distinct data sets or devices, as one card cell ("-" where none ran)."""
+    if column not in runs or not len(runs):
+        return "-"
+    return NAMES_SEPARATOR.join(sorted(set(runs[column].dropna())))
 
 
 def _printed(card: pd.DataFrame) -> pd.DataFrame:
@@ -170,10 +180,10 @@ def summary(card: pd.DataFrame) -> str:
 
 
 def _distinct(cells: pd.Series) -> str:
-    """Each name once, from a column whose cells each list one notebook's names (joined by ", ");
+    """Each name once, from a column whose cells each list one notebook's names (see `_names`);
     notebooks share devices and data, so the cells themselves repeat names."""
-    names = sorted({name for cell in cells for name in cell.split(", ")} - {"-"})
-    return ", ".join(names) or "none yet"
+    names = sorted({name for cell in cells for name in cell.split(NAMES_SEPARATOR)} - {"-"})
+    return NAMES_SEPARATOR.join(names) or "none yet"
 
 
 def headline(card: pd.DataFrame, profile: str) -> str:
