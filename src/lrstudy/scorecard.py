@@ -48,7 +48,7 @@ def _paper_numbers(paper: pd.DataFrame, claim) -> str:
         return claim.shown or f"{claim.target:.3g}"
     if hasattr(claim, "threshold"):
         return f">= {claim.threshold:g}"
-    if claim.id.endswith("@equal-iterations"):
+    if getattr(claim, "added", False):
         return "(not in the paper)"
     values = []
     for setting in (claim.a, claim.b):

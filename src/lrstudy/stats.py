@@ -15,13 +15,13 @@ gives the smallest difference its seeds could have detected (:func:`detectable_d
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 import numpy as np
 from scipy import stats as _st
 
-__all__ = ["mean_ci", "Claim", "Agreement", "AtLeast", "Testability", "VERDICTS", "JUDGED", "NOT_TESTABLE", "TOO_FEW",
+__all__ = ["mean_ci", "Claim", "Control", "Agreement", "AtLeast", "Testability", "VERDICTS", "JUDGED", "NOT_TESTABLE", "TOO_FEW",
            "detectable_difference", "seeds_needed", "binomial_se"]
 
 NOT_TESTABLE, TOO_FEW = "not testable at this budget", "inconclusive (n < 2)"
@@ -128,6 +128,18 @@ def _judged(verdict: str, n: int, testable: str | None) -> tuple[str, str]:
 
 
 @dataclass(frozen=True)
+class Control:
+    """A trained control for a "fewer iterations match more" claim: ``row`` trains the longer arm's
+    schedule compressed into the shorter arm's iterations, so that the equal-iterations row compares
+    two finished schedules instead of reading the longer arm mid-run, before its rate has dropped.
+    ``declared``: the date its rule was committed, before any of its runs trained."""
+
+    row: str
+    declared: str
+    why: str = ""
+
+
+@dataclass(frozen=True)
 class Claim:
     """A claim of a paper, as a comparison of two settings' values (final test accuracy, in points,
     unless the experiment reads a row otherwise).
@@ -158,6 +170,9 @@ class Claim:
     testable: Testability = field(default_factory=Testability)
     equal_iterations: bool = False
     changed: str = ""  # how and why the rule changed since an earlier version of the study
+    declared: str = ""  # when the rule was committed (a date), where it came after the study's first rules
+    control: Control | None = None  # a trained control for the equal-iterations row (see Control)
+    added: bool = False  # a comparison the study added (a control, an equal-iterations reading), not the paper's
 
     def __post_init__(self):
         if self.kind not in ("better", "not_worse", "equivalent"):
@@ -314,9 +329,23 @@ class AtLeast:
         return {**out, "a": mean, "difference": mean, "verdict": verdict, "basis": why + basis}
 
 
-def companion_at_equal_iterations(claim: Claim, short: str, long: str, long_at_short_end: str) -> Claim:
-    """The second row of a "fewer iterations match more" claim: the same rule, with the longer arm
-    read at the shorter arm's last iteration -- the comparison a short budget can make."""
+def companions_at_equal_iterations(claim: Claim, short: str, long: str, long_at_short_end: str) -> list[Claim]:
+    """The extra rows of a "fewer iterations match more" claim: the comparison a short budget can
+    make. Without a control, one row: the same rule, with the longer arm read mid-run at the shorter
+    arm's last iteration. With a :class:`Control`, the ``@equal-iterations`` row compares the shorter
+    arm with the trained control (it must beat it), and the mid-run reading is kept under its own
+    name, ``@<long>-read-mid-run``."""
     a, b = (claim.a, long_at_short_end) if claim.b == long else (long_at_short_end, claim.b)
-    return Claim(f"{claim.id}@equal-iterations", f"{claim.text} -- at equal iterations ({long} read at {short}'s end)",
-                 a=a, b=b, kind=claim.kind, margin=claim.margin, testable=EQUAL_BUDGET)
+    mid_run = Claim(f"{claim.id}@equal-iterations",
+                    f"{claim.text} -- at equal iterations ({long} read mid-run, at {short}'s end)",
+                    a=a, b=b, kind=claim.kind, margin=claim.margin, testable=EQUAL_BUDGET, added=True)
+    if claim.control is None:
+        return [mid_run]
+    control = claim.control
+    trained = Claim(f"{claim.id}@equal-iterations",
+                    f"{short} beats {control.row}: {long}'s schedule with its drops compressed into {short}'s "
+                    "iterations (a trained annealing control)", a=short, b=control.row, testable=EQUAL_BUDGET,
+                    declared=control.declared, added=True,
+                    changed=f"declared {control.declared}, before the control trained: {control.why}")
+    slug = long.replace(" ", "-")
+    return [trained, replace(mid_run, id=f"{claim.id}@{slug}-read-mid-run")]

@@ -30,7 +30,7 @@ from .policy import scale_steps
 from .runs import RunConfig, RunRecord
 from .schedule_specs import rescale
 from .selection import select
-from .stats import companion_at_equal_iterations, mean_ci
+from .stats import companions_at_equal_iterations, mean_ci
 
 __all__ = ["Settings", "Row", "Experiment", "StudyResults", "STANDARD_KNOBS", "BATCH_SCALE", "DATA_PARAMETERS",
            "model_name"]
@@ -196,7 +196,7 @@ class Experiment:
                 short, long = sorted((claim.a, claim.b), key=lambda label: paper_rows[label].iterations)
                 measure = f"{long} at {short}'s last iteration"
                 self.equal_iterations[measure] = (short, long)
-                self.claims.append(companion_at_equal_iterations(claim, short, long, measure))
+                self.claims.extend(companions_at_equal_iterations(claim, short, long, measure))
         self.labels = (*paper_rows, *self.derived, *self.equal_iterations)
         if len(set(self.labels)) != len(self.labels):
             raise ValueError(f"experiment {name!r}: a derived measure has a row's label")

@@ -16,6 +16,8 @@ Settings, from the paper (arXiv 1506.01186v6) and the Caffe files it used:
 * §3.1 windows and §3.3 stepsize: triangular 0.001-0.006 over 24k iterations (whole cycles for
   every stepsize tried), stepsize 2000 with triangle, Welch and Hann windows, and stepsizes of
   2 and 8 epochs (1000 and 4000 iterations);
+* annealing controls (ours): fixed with its drops at 16k and 22k in 25k iterations; triangular
+  0.001-0.007, stepsize 2500, 25k iterations (decay's range and end rate, no stage drops);
 * §4.1.1's sigmoid + batch-norm net (Caffe's ``cifar10_full_sigmoid_train_test_bn``, its solver:
   no weight decay): fixed 0.001 vs triangular 0.001-0.006, stepsize 2000, 60k iterations.
 
@@ -28,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..paper import paper_table
-from ..stats import Claim, Testability
+from ..stats import Claim, Control, Testability
 from ..study import Experiment, Row, Settings, StudyResults
 
 CAFFE_FULL = {"name": "caffe_cifar10_full"}
@@ -46,6 +48,9 @@ def _row(iterations: int, schedule: dict, model=CAFFE_FULL, optimizer=SGD, **kw)
     return Row(iterations, schedule, model, optimizer, batch_size=100, **kw)
 
 
+FIXED_25K = "fixed, drops at 16k and 22k (25k)"
+TRIANGULAR_25K = "triangular, decay's range (25k)"
+CONTROLS_DECLARED = "2026-12-06"
 EXP_RANGE = {"name": "exp_range", "base_lr": 1e-3, "max_lr": 6e-3, "step_size": 2000, "gamma": 0.99994}
 ROWS = {
     # Table 1 (CIFAR-10)
@@ -70,6 +75,11 @@ ROWS = {
     # §4.1.1 sigmoid + batch norm
     "sigmoid+BN fixed": _row(60_000, {"name": "fixed", "lr": 1e-3}, model=SIGMOID_BN, optimizer=SGD_NO_DECAY),
     "sigmoid+BN triangular": _row(60_000, _triangular(2000), model=SIGMOID_BN, optimizer=SGD_NO_DECAY),
+    # Annealing controls (the study's, not the paper's): triangular2 ends with two /10 stages that
+    # fixed and decay at 25k lack. fixed-25k: fixed's two drops moved to triangular2's stage starts.
+    FIXED_25K: _row(25_000, {"name": "piecewise", "values": [1e-3, 1e-4, 1e-5], "boundaries": [16_000, 22_000]}),
+    # cycling alone against one linear decay: decay's range, 5 whole cycles, ending at decay's end rate
+    TRIANGULAR_25K: _row(25_000, {"name": "triangular", "base_lr": 1e-3, "max_lr": 7e-3, "step_size": 2500}),
 }
 TABLE1 = ["fixed", "triangular2", "decay", "exp", "exp_range"]
 # two points of the stepsize-8-epochs run, for the stop-at-cycle-end claim: the end of its last
@@ -80,7 +90,10 @@ CYCLE_END, MID_DESCENT = "stepsize 8 epochs, end of last cycle", "stepsize 8 epo
 # Written before any run; the notebook shows them before it trains.
 CLAIMS = [
     Claim("CLR-T1.tri2-vs-fixed", "triangular2 reaches the fixed policy's accuracy in 25k instead of 70k iterations",
-          a="triangular2", b="fixed", kind="not_worse", margin=1.0, equal_iterations=True),
+          a="triangular2", b="fixed", kind="not_worse", margin=1.0, equal_iterations=True,
+          control=Control(FIXED_25K, CONTROLS_DECLARED,
+                          "fixed read at 25k has had none of its drops (it equals decay there), while "
+                          "triangular2 has had two; the control gives fixed the same two drops at the same steps")),
     Claim("CLR-T1.exp_range-vs-exp", "exp_range in 42k iterations beats exp in 70k", a="exp_range", b="exp",
           testable=Testability(levelled=("exp",)), equal_iterations=True),
     Claim("CLR-T1.exp_range-vs-fixed", "exp_range in 42k iterations is at least as accurate as fixed in 70k",
@@ -99,6 +112,10 @@ CLAIMS = [
                   "largest rate is trivially worse); read from the stepsize-8-epochs run, evaluated at both points"),
     Claim("CLR-4.1.1.sigmoid-bn", "with sigmoid units and batch norm, CLR beats the fixed rate",
           a="sigmoid+BN triangular", b="sigmoid+BN fixed"),
+    # the study's annealing control for CLR-T1.tri2-vs-decay (declared before its runs)
+    Claim("CLR-ctl.triangular-vs-decay", "cycling alone, without triangular2's stage drops, beats a linear decay: "
+          "triangular over decay's range (0.001-0.007, stepsize 2500) beats decay in the same 25k iterations, "
+          "both ending at 0.001", a=TRIANGULAR_25K, b="decay", declared=CONTROLS_DECLARED, added=True),
 ]
 
 DEVIATIONS = [
@@ -112,6 +129,9 @@ DEVIATIONS = [
     "0.001-0.006, stepsize 2000, for the 60k iterations of Caffe's solver; its text calls the plotted "
     "accuracies (60.8% vs 72.2%) training accuracy, so both train and test accuracy are shown.",
     "Number of runs per row is not stated in the paper (one run assumed); we report several seeds.",
+    "The paper has no annealing controls; we add two, declared on 2026-12-06 before they trained: fixed "
+    "with its two /10 drops at triangular2's stage starts (16k, 22k; 25k in all), and triangular over "
+    "decay's range (0.001-0.007, stepsize 2500, 25k) ending at decay's end rate.",
 ]
 
 
