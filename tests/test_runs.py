@@ -48,6 +48,16 @@ def test_momentum_schedule_is_part_of_the_config_only_when_given():
     assert [round(r["momentum"], 6) for r in result.rows] == [0.95, 0.86, 0.94, 0.95]
 
 
+def test_precision_is_part_of_the_identity_and_fp32_hashes_as_before():
+    plain = config()
+    assert config(precision="fp32").id == plain.id  # every fp32 run stored before keeps its id
+    assert "precision" not in plain.to_dict()
+    bf16 = config(precision="bf16")
+    assert bf16.id != plain.id and bf16.to_dict()["precision"] == "bf16" and bf16.precision_name == "bf16"
+    with pytest.raises(ValueError, match="precision"):
+        config(precision="fp16")
+
+
 def test_finished_run_is_reused(tmp_path):
     store = RunStore("smoke", tmp_path)
     first = store.get_or_run(config(), fake_run)

@@ -28,7 +28,7 @@ import argparse
 import shlex
 import sys
 
-from .config import DEVICES, PROFILES, DeviceUnavailable
+from .config import DEVICES, PRECISIONS, PROFILES, DeviceUnavailable
 from .data import DataUnavailable
 from .experiments import EXPERIMENTS, get_experiment
 from .runqueue import ORDERS
@@ -61,6 +61,8 @@ def _add_selection(parser: argparse.ArgumentParser) -> None:
     which.add_argument("--claims", action="append", default=None, metavar="ID[,ID...]",
                        help="only the runs these claims need (all their arms and seeds)")
     parser.add_argument("--device", default=None, choices=DEVICES)
+    parser.add_argument("--precision", default=None, choices=PRECISIONS,
+                        help="forward passes in fp32 or under bf16 autocast (default: the profile's; part of a run's id)")
     parser.add_argument("--order", default="claims", choices=ORDERS,
                         help="claims: complete the claims with the most evidence per GPU-minute first (default); "
                              "notebook: the experiments' own order")
@@ -72,7 +74,8 @@ def _selected_plan(args):
     from .runqueue import make_plan, select_runs
 
     runs = select_runs(args.notebooks, args.profile, seeds=args.seeds, seed_range=args.seed_range, only=args.only,
-                       claims=args.claims, device=args.device, sources=_given_sources(args))
+                       claims=args.claims, device=args.device, precision=args.precision,
+                       sources=_given_sources(args))
     if not runs:
         raise ValueError("the selection holds no run (a profile may leave the rows of a claim out)")
     return make_plan(runs, order=args.order, bench=args.bench, command="python -m lrstudy " + shlex.join(args.argv))

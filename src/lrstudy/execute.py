@@ -272,7 +272,7 @@ def _train_group(settings: Settings, task: Labelled, sources: Sources, checkpoin
     try:
         results = _with_compile_fallback(
             _step_mode(settings, device, configs[0]) != "eager",
-            lambda compiled: train_fused(configs, data, device=device, precision=settings.precision, progress=progress,
+            lambda compiled: train_fused(configs, data, device=device, precision=configs[0].precision_name, progress=progress,
                                          description=name, checkpointer=checkpointer, compile_model=compiled))
     except Exception as err:  # fall back to one-by-one training for these runs
         print(f"{name}: fused training failed ({type(err).__name__}: {err}); training them one by one")
@@ -288,7 +288,7 @@ def _info(settings: Settings, config: RunConfig, label: str, started: str, resul
         "label": label,
         "notebook": settings.experiment,  # stored records name it as they always have (one experiment = one notebook)
         "started_at": started,
-        "precision": settings.precision,
+        "precision": config.precision_name,
         "diverged_at": result.diverged_at,
         "timings": result.timings,
         "environment": environment(device),
@@ -307,7 +307,7 @@ def _train_one(config: RunConfig, data, source: str, device, settings: Settings,
     mode = _step_mode(settings, device, config)
     result = _with_compile_fallback(
         mode != "eager",
-        lambda compiled: train(config, data, device=device, precision=settings.precision, progress=progress,
+        lambda compiled: train(config, data, device=device, precision=config.precision_name, progress=progress,
                                description=name, checkpointer=checkpointer, step_mode=mode if compiled else "eager"))
     info = _info(settings, config, label, started, result, device, data, source)
     return result.status, result.rows, info

@@ -82,7 +82,7 @@ class Task:
 
 def select_runs(names: Iterable[str], profile: str, *, seeds: int | None = None, seed_range: str | None = None,
                 only: Iterable[str] | None = None, claims: Iterable[str] | None = None, device: str | None = None,
-                sources: Mapping[str, str | None] | None = None) -> list[QueuedRun]:
+                precision: str | None = None, sources: Mapping[str, str | None] | None = None) -> list[QueuedRun]:
     """The runs of the named experiments (``all``: every one) under ``profile``, in the
     experiments' order: those of the settings in ``only``, or those the ``claims`` need (ids; an
     experiment none of whose claims is named contributes none); ``seeds`` of them (1..N) or the seeds
@@ -100,7 +100,7 @@ def select_runs(names: Iterable[str], profile: str, *, seeds: int | None = None,
         if wanted is not None and experiment.name not in wanted:
             continue
         settings = experiment.settings(profile, seeds=max(chosen_seeds) if chosen_seeds else seeds, device=device,
-                                       **experiment.sources_taken(sources))
+                                       precision=precision, **experiment.sources_taken(sources))
         rows = experiment.scaled_rows(settings)
         for label, config in experiment.selected(settings, only=only, seeds=chosen_seeds,
                                                  claims=None if wanted is None else wanted[experiment.name]):

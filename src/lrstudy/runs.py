@@ -49,7 +49,8 @@ __all__ = ["RunConfig", "RunRecord", "RunStore", "FINAL_STATUSES", "OtherDataErr
 FORMAT_VERSION = 1  # bump when the meaning of a stored run changes, so old records are not reused
 FINAL_STATUSES = ("finished", "diverged")  # records that are results; "failed" ones are redone
 # RunConfig fields added after the first results were stored (left out of the id while unset)
-_ADDED_LATER = ("momentum", "trace_every", "train_subset", "test_subset", "eval_at", "snapshot_at", "lr_estimate")
+_ADDED_LATER = ("momentum", "trace_every", "train_subset", "test_subset", "eval_at", "snapshot_at", "lr_estimate",
+                "precision")
 TINY_RATE = 1e-12  # a peak learning rate below this trains nothing (a warning, not an error)
 REQUIRED_COLUMNS = {"step", "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc"}  # of every run's CSV
 
@@ -127,6 +128,10 @@ class RunConfig:
     # track super-convergence's Hessian-free estimate of the best rate: "authors" (their smoothing,
     # started at 0.1) or "corrected" (started at 0 with a bias correction); None: not tracked
     lr_estimate: str | None = None
+    # the forward passes' precision: None is float32 (so fp32 runs keep the ids they had before
+    # precision was part of a run's identity); "bf16" is bfloat16 autocast. A bf16 run is another
+    # run than its fp32 twin, never taken for it.
+    precision: str | None = None
 
     def __post_init__(self):
         # Canonical forms, so that equal runs hash equally (0.001 vs 1e-3, 2000 vs 2000.0).
@@ -137,6 +142,10 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"run config: {name}={value!r} must be a whole number >= 1 or None")
+        if self.precision == "fp32":
+            object.__setattr__(self, "precision", None)
+        if self.precision not in (None, "bf16"):
+            raise ValueError(f"run config: precision={self.precision!r} must be 'fp32' or 'bf16'")
         if self.lr_estimate not in (None, "authors", "corrected"):
             raise ValueError(f"run config: lr_estimate={self.lr_estimate!r} must be 'authors', 'corrected' or None")
         for name in ("eval_at", "snapshot_at"):
@@ -182,6 +191,11 @@ class RunConfig:
             if d[key] is None:
                 del d[key]
         return d
+
+    @property
+    def precision_name(self) -> str:
+        """The precision as records and pages name it: "fp32" or "bf16"."""
+        return self.precision or "fp32"
 
     @property
     def id(self) -> str:

@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .config import DEVICES, Profile, check_section, load_profile
+from .config import DEVICES, PRECISIONS, Profile, check_section, load_profile
 from .data import describe_source
 from .execute import execute, public_source
 from .policy import scale_steps
@@ -63,7 +63,7 @@ class Settings:
             *[("data" if name == "cifar10" else f"data ({name})", describe_source(source)[1],
                f"source: {public_source(source)}") for name, source in self.data.items()],
             ("device", self.device, "where missing runs are trained"),
-            ("precision", self.precision, "bf16 = bfloat16 autocast for forward passes (CUDA only)"),
+            ("precision", self.precision, "bf16 = bfloat16 autocast for forward passes; rows may name their own"),
             ("seeds", ", ".join(map(str, self.seeds)), "one run per setting and seed"),
         ]
         rows += [(k, f"{v:g}" if isinstance(v, float) else str(v), "notebook setting")
@@ -72,7 +72,7 @@ class Settings:
 
 
 def _settings(experiment: str, profile: Profile, knobs: dict, seeds, device, data_sets: Sequence[str],
-              sources: Mapping[str, str | None]) -> Settings:
+              sources: Mapping[str, str | None], precision: str | None = None) -> Settings:
     """Settings from a profile plus overrides (``None`` keeps the profile's value); ``sources``
     holds a source per data parameter (``data``, ``data_cifar100``, ...) the experiment takes."""
     if seeds is None:
@@ -90,7 +90,10 @@ def _settings(experiment: str, profile: Profile, knobs: dict, seeds, device, dat
     for name, parameter in zip(data_sets, parameters):
         given = sources.get(parameter)
         data[name] = getattr(profile, parameter) if given in (None, "", "None") else str(given)
-    return Settings(experiment, profile, data, device, profile.precision, tuple(range(1, seeds + 1)), knobs)
+    precision = profile.precision if precision in (None, "", "None") else precision
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}; choose one of {list(PRECISIONS)}")
+    return Settings(experiment, profile, data, device, precision, tuple(range(1, seeds + 1)), knobs)
 
 
 BN_MOMENTUM_CAP = 0.1  # the largest BN moving-average weight a shortened run gets (see Row.scaled)
@@ -116,6 +119,7 @@ class Row:
     eval_at: tuple[int, ...] = ()  # further evaluation steps, in paper iterations
     snapshot_at: tuple[int, ...] = ()  # steps whose test-set outputs are kept, in paper iterations
     lr_estimate: str | None = None  # track the Hessian-free estimate of the best rate ("corrected", "authors")
+    precision: str | None = None  # this row's precision ("fp32", "bf16"); None: the profile's
 
     def scaled(self, scale: float) -> "Row":
         """The same row with every step count multiplied by ``scale`` (schedules stretched to match),
@@ -228,14 +232,14 @@ class Experiment:
         return self._rows(knobs or {})
 
     def settings(self, profile: str = "smoke", seeds: int | None = None, device: str | None = None,
-                 **data: str | None) -> Settings:
+                 precision: str | None = None, **data: str | None) -> Settings:
         """The settings under ``profile``: its section for this experiment, checked against the
         experiment's knobs, then any overrides -- ``seeds``, ``device``, and a source for each data set
-        the experiment trains on, by its parameter (``data=`` for CIFAR-10, ``data_cifar100=``, ...).
-        None keeps the profile's value."""
+        the experiment trains on, by its parameter (``data=`` for CIFAR-10, ``data_cifar100=``, ...), and
+        ``precision`` for the rows that name none. None keeps the profile's value."""
         prof = load_profile(profile)
         knobs = check_section(f"profile {profile!r}, notebook {self.name!r}", prof.section(self.name), self.knobs)
-        return _settings(self.name, prof, knobs, seeds, device, self.data_sets, data)
+        return _settings(self.name, prof, knobs, seeds, device, self.data_sets, data, precision)
 
     def sources_taken(self, sources: Mapping[str, str | None] | None) -> dict[str, str]:
         """The sources among ``sources`` (by parameter: ``data``, ``data_cifar100``, ...; None and a
@@ -280,7 +284,7 @@ class Experiment:
                     augment=row.augment, momentum=row.momentum, trace_every=row.trace_every,
                     train_subset=row.train_subset, test_subset=row.test_subset,
                     eval_at=list(row.eval_at) or None, snapshot_at=list(row.snapshot_at) or None,
-                    lr_estimate=row.lr_estimate,
+                    lr_estimate=row.lr_estimate, precision=row.precision or s.precision,
                 )))
         return out
 

@@ -26,6 +26,8 @@ Where the paper is silent we chose, and say so in ``DEVIATIONS``.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
@@ -81,6 +83,14 @@ ROWS = {
     # cycling alone against one linear decay: decay's range, 5 whole cycles, ending at decay's end rate
     TRIANGULAR_25K: _row(25_000, {"name": "triangular", "base_lr": 1e-3, "max_lr": 7e-3, "step_size": 2500}),
 }
+# The precision check (ours), declared before its runs: Table 1's fixed and triangular2 rows with
+# forward passes under bf16 autocast (Caffe's LRN kept in float32), against the same rows in float32.
+# Both sides name their precision, so the check means the same under every profile (under a bf16
+# profile "fixed" is the bf16 run, under an fp32 one the fp32 run: the same record as that row's).
+PRECISION_CHECK = ("fixed", "triangular2")
+for _label in PRECISION_CHECK:
+    for _precision in ("fp32", "bf16"):
+        ROWS[f"{_label} ({_precision})"] = dataclasses.replace(ROWS[_label], precision=_precision)
 TABLE1 = ["fixed", "triangular2", "decay", "exp", "exp_range"]
 # two points of the stepsize-8-epochs run, for the stop-at-cycle-end claim: the end of its last
 # cycle, and halfway down that cycle's descent (at the paper's cadence both are evaluations)
@@ -116,6 +126,10 @@ CLAIMS = [
     Claim("CLR-ctl.triangular-vs-decay", "cycling alone, without triangular2's stage drops, beats a linear decay: "
           "triangular over decay's range (0.001-0.007, stepsize 2500) beats decay in the same 25k iterations, "
           "both ending at 0.001", a=TRIANGULAR_25K, b="decay", declared=CONTROLS_DECLARED, added=True),
+    # the study's precision check: may new experiments train in bf16? (declared before its runs)
+    *[Claim(f"CLR-prec.{label}-bf16", f"{label} with bf16 autocast (LRN in float32) ends within 0.5 points of its "
+            "float32 runs", a=f"{label} (bf16)", b=f"{label} (fp32)", kind="equivalent", margin=0.5,
+            declared=CONTROLS_DECLARED, added=True) for label in PRECISION_CHECK],
 ]
 
 DEVIATIONS = [
@@ -132,6 +146,10 @@ DEVIATIONS = [
     "The paper has no annealing controls; we add two, declared on 2026-12-06 before they trained: fixed "
     "with its two /10 drops at triangular2's stage starts (16k, 22k; 25k in all), and triangular over "
     "decay's range (0.001-0.007, stepsize 2500, 25k) ending at decay's end rate.",
+    "The paper trained in float32. A precision check, declared on 2026-12-06 before its runs, trains "
+    "Table 1's fixed and triangular2 rows with bf16 autocast (Caffe's LRN kept in float32) and asks "
+    "whether they end within 0.5 points of their float32 runs; only if both do may new experiments "
+    "train in bf16.",
 ]
 
 

@@ -5,6 +5,7 @@ pools with Caffe's rounding."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -76,8 +77,13 @@ class WithinChannelLRN(nn.Module):
         self.size, self.alpha, self.beta = size, alpha, beta
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean_sq = F.avg_pool2d(x * x, self.size, stride=1, padding=self.size // 2, count_include_pad=True)
-        return x * (1 + self.alpha * mean_sq).pow(-self.beta)
+        # Always in float32, also under bf16 autocast: 1 + 5e-5 * mean_sq in bfloat16 moves in steps
+        # of 2^-7, which would flatten the normalisation (and make eager and compiled bf16 differ).
+        kind = x.device.type
+        with torch.autocast(kind, enabled=False) if kind in ("cpu", "cuda") else contextlib.nullcontext():
+            x = x.float()
+            mean_sq = F.avg_pool2d(x * x, self.size, stride=1, padding=self.size // 2, count_include_pad=True)
+            return x * (1 + self.alpha * mean_sq).pow(-self.beta)
 
 
 class CaffeCifar10Full(nn.Module):
