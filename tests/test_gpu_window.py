@@ -179,3 +179,25 @@ def test_the_window_needs_no_notebook_tools_git_or_ray():
             "import lrstudy.__main__, lrstudy.gpu_window, lrstudy.runqueue, lrstudy.archive, lrstudy.bench, "
             "lrstudy.gpucheck, lrstudy.experiments")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_a_windows_measurements_once_imported_replace_the_assumed_floor(tmp_path, monkeypatch):
+    from lrstudy.costs import ASSUMED_H100, throughput_for
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.json").write_text(json.dumps({"name": "gpu-window-nvidia-h100-80gb-hbm3-20270101-000000"}))
+    device = "NVIDIA H100 80GB HBM3"
+    (out / "measure.csv").write_text(
+        "measure,mode,value,unit,detail,seconds,device\n"
+        f"lone step,eager,2.5,ms/step,,3.0,{device}\n"
+        f"fused step,K=12,9.0,ms/group step,,4.0,{device}\n"
+        f"lone step,compile,1.2,ms/step,,41.0,{device}\n"
+        f"lone step,reduce-overhead,0.9")  # a row a kill cut off: left out
+    monkeypatch.setenv("LRSTUDY_RESULTS", str(tmp_path / "home"))
+    assert throughput_for("cuda") == ASSUMED_H100 and not ASSUMED_H100.measured  # (nothing imported yet)
+    import_archive(out)
+    measured = throughput_for("cuda")
+    assert measured.measured and measured.device == device and "measured by a GPU window" in measured.basis
+    assert measured.step_floor_ms == 1.2 and measured.compile_s == 41.0
+    assert measured.fused_tflops > measured.tflops["caffe_cifar10_full"]  # (12 runs in 9 ms vs one in 1.2 ms)
