@@ -8,10 +8,11 @@
 #   make bench [QUICK=1]            speed benchmark on this machine's device -> results/bench/<device>.{csv,md}
 #   make gpu-check                  can this machine run the study? one row per check, 110 s budget -> results/gpu-check.md
 #   make plans                      results/plan/{fast,full}.txt (what each profile trains, estimated time) + README table
-#   make gpu-window MINUTES=9 OUT=dir [DATA=...] [PROFILE=fast]
-#                                   a rented GPU's one command: gpu-check, bench --quick, the profile's runs in
-#                                   priority order until MINUTES are up, one archive in OUT (needs no .venv,
-#                                   papermill, jupyter, git or network: GPU_PYTHON (python3) with torch)
+#   make gpu-window MINUTES=8 OUT=dir [DATA=...] [PROFILE=fast]
+#                                   a lent GPU's one command: gpu-check, measurements, the profile's runs in
+#                                   priority order, ending 60 s before MINUTES; OUT fills as it goes (kill-safe;
+#                                   `python -m lrstudy import OUT` at home). Needs no .venv, papermill, jupyter,
+#                                   git or network: GPU_PYTHON (python3) with torch. Without make: see README
 #   make lab                        JupyterLab on notebooks/ with the study's kernel
 #   make clean                      remove smoke outputs, failed executions and caches (keeps results)
 #   make distclean                  also remove .venv and data/

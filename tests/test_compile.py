@@ -39,3 +39,24 @@ def test_a_second_run_with_another_seed_and_schedule_compiles_nothing_new():
     eager = train(RunConfig(**RUN), data, progress=False)
     assert [r["step"] for r in first.rows] == [r["step"] for r in eager.rows]
     assert all(math.isfinite(r["train_loss"]) for r in first.rows[1:])
+
+
+def test_past_the_recompile_limit_a_compiled_step_raises_instead_of_running_eagerly_unsaid():
+    """Dynamo's default (8 versions per code object, then eager without a word) would let a fused
+    group's record say "fused-compiled" for a step that ran eagerly; inside recompile_scope it raises
+    an error that is_compile_failure() recognises, so the run is trained again eagerly and says so."""
+    import pytest
+    import torch
+
+    from lrstudy import compiling
+
+    scale = torch.compile(lambda x, k: x * k, backend="eager", dynamic=False)  # (one version per k)
+    x = torch.ones(2)
+    with compiling.recompile_scope(limit=2):
+        scale(x, 1), scale(x, 2)
+        with pytest.raises(Exception) as raised:
+            scale(x, 3)
+    assert compiling.is_compile_failure(raised.value)
+    import torch._dynamo.config as dynamo
+
+    assert not getattr(dynamo, "fail_on_recompile_limit_hit", False)  # torch's own setting again, outside

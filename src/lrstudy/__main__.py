@@ -7,7 +7,7 @@
     python -m lrstudy plan all --profile fast      # what would run: steps, FLOPs, estimated time
     python -m lrstudy export runs.tar.gz --profile fast all           # finished records, for elsewhere
     python -m lrstudy import runs.tar.gz           # merge records trained elsewhere into this store
-    python -m lrstudy gpu-window --minutes 9 --out dir --data cifar10-jpeg.tar.xz   # a rented GPU's one command
+    python -m lrstudy gpu-window --minutes 8 --out dir --data cifar10-jpeg.tar.xz   # a lent GPU's one command
     python -m lrstudy status --profile fast clr_cifar10    # which runs are finished, diverged, failed
     python -m lrstudy seal --profile cpu                   # add digests to records stored before they had one
     python -m lrstudy run super_convergence --profile fast --data cifar10.tar.xz --data-mnist mnist-tree/
@@ -109,13 +109,17 @@ def _main(argv: list[str] | None) -> int:
     export.add_argument("archive", metavar="FILE.tar.gz")
     _add_selection(export)
     export.add_argument("--with-checkpoints", action="store_true", help="also the checkpoints of unfinished runs")
-    merge = sub.add_parser("import", help="merge an archive of records (from `export`) into this machine's store")
-    merge.add_argument("archive", metavar="FILE.tar.gz")
-    window = sub.add_parser("gpu-window", help="a rented GPU's one command: check, bench, train the fast profile in "
-                                               "priority order until the time is up, one archive")
-    window.add_argument("--minutes", type=float, required=True, help="the whole window, check and bench included")
-    window.add_argument("--out", required=True, help="folder for the archive (nothing else is written there)")
+    merge = sub.add_parser("import", help="merge an archive of records (from `export`), or a GPU window's output "
+                                          "folder, into this machine's store")
+    merge.add_argument("archive", metavar="FILE.tar.gz|WINDOW-FOLDER")
+    window = sub.add_parser("gpu-window", help="a lent GPU's one command: check, measure, train the profile in "
+                                               "priority order until the time is up; kill-safe output folder")
+    window.add_argument("--minutes", type=float, required=True,
+                        help="the whole window; it ends at least 60 s before (more than 1.17 minutes)")
+    window.add_argument("--out", required=True, help="an empty folder for its output (at most 8 files of 16 MiB)")
     window.add_argument("--profile", default="fast", choices=PROFILES)
+    window.add_argument("--skip", default="", metavar="STAGE[,STAGE]",
+                        help="gpu-check and/or measure: for a later window on a device already measured")
     for parameter in DATA_PARAMETERS.values():
         window.add_argument(f"--{parameter.replace('_', '-')}", default=None)
     budgets = sub.add_parser("budgets", help="each profile's budget per experiment, as a fraction of the paper's, "
@@ -175,7 +179,8 @@ def _main(argv: list[str] | None) -> int:
     if args.command == "gpu-window":
         from .gpu_window import gpu_window
 
-        return gpu_window(args.minutes, args.out, args.profile, _given_sources(args))
+        return gpu_window(args.minutes, args.out, args.profile, _given_sources(args),
+                          tuple(stage for stage in args.skip.split(",") if stage))
     if args.command == "budgets":
         from .budgets import budgets_table, update_readme_budgets
         from .paths import project_root

@@ -172,7 +172,12 @@ def import_archive(path: str | Path) -> str:
 
 def _read_members(path: Path) -> tuple[dict[str, bytes], dict]:
     """Every member's bytes, after refusing any member that is not a plain file or folder with a
-    relative name inside the archive (a link, a device, ``/etc/...``, ``../...``) or appears twice."""
+    relative name inside the archive (a link, a device, ``/etc/...``, ``../...``) or appears twice.
+    A folder is a GPU window's output, read by :func:`lrstudy.gpu_window.read_output`."""
+    if path.is_dir():
+        from .gpu_window import read_output
+
+        return read_output(path)
     problems, files = [], {}
     try:
         with tarfile.open(path, "r:*") as tar:

@@ -227,11 +227,191 @@ def model_rows(cuda: bool, quick: bool) -> list[tuple[dict, int, str]]:
     return rows
 
 
+# ---------------------------------------------------------------------------------------------
+# A GPU window's first minutes: what the plan assumes, measured (python -m lrstudy.bench --window)
+# ---------------------------------------------------------------------------------------------
+
+MEASURE_COLUMNS = ("measure", "mode", "value", "unit", "detail", "seconds", "device")
+PAIR_ITERATIONS = {"cuda": 1000, "cpu": 20}  # the precision and compile pairs, per device type
+BATCH = {"cuda": 100, "cpu": 10}  # the Caffe net's batch (the study's 100; on a CPU, where only tests run it, 10)
+CAFFE = {"name": "caffe_cifar10_full"}
+
+
+def _caffe_config(device, **overrides):
+    from .runs import RunConfig
+
+    base = dict(profile="bench", data="synthetic", model=CAFFE,
+                optimizer={"name": "caffe_sgd", "momentum": 0.9, "weight_decay": 0.004},
+                schedule={"name": "triangular", "base_lr": 0.001, "max_lr": 0.006, "step_size": 2000},
+                iterations=10**6, batch_size=BATCH[device.type], eval_every=10**6, seed=1)
+    return RunConfig(**{**base, **overrides})
+
+
+def _synced(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_lone_step(device, timer, data, mode: str, repeats: int) -> dict:
+    """A lone Caffe-net training step in step mode ``mode``: ms per step after warm-up, and the
+    seconds its first steps took (the compile, for compiled modes)."""
+    from .train import WARMUP_STEPS, step_function
+
+    precision = "bf16" if device.type == "cuda" else "fp32"
+    t0 = time.perf_counter()
+    step = step_function(_caffe_config(device), data, device, precision, mode)
+    counter = iter(range(10**9))
+    for _ in range(WARMUP_STEPS + 2):  # (a captured step compiles after its eager warm-up steps)
+        step(next(counter))
+    _synced(device)
+    first = time.perf_counter() - t0
+    seconds = timer(lambda: step(next(counter)), repeats, 1)
+    return {"measure": "lone step", "mode": mode, "value": 1000 * seconds, "unit": "ms/step",
+            "detail": f"Caffe net, batch {BATCH[device.type]}, {precision}; first {WARMUP_STEPS + 2} steps incl. building/compiling "
+                      f"{first:.1f} s", "seconds": first}
+
+
+def measure_fused_step(device, timer, data, k: int, repeats: int) -> dict:
+    """One update of a fused group of ``k`` Caffe-net runs (eager): ms per group step."""
+    from .fused import _FusedRuns
+
+    precision = "bf16" if device.type == "cuda" else "fp32"
+    t0 = time.perf_counter()
+    runs = _FusedRuns([_caffe_config(device, seed=s) for s in range(1, k + 1)], data, device, precision)
+    runs.prepare(0, 10**4)
+    counter = iter(range(10**4))
+    seconds = timer(lambda: runs.update(next(counter)), repeats, 1)
+    return {"measure": "fused step", "mode": f"K={k}", "value": 1000 * seconds, "unit": "ms/group step",
+            "detail": f"{k} Caffe-net runs, batch {BATCH[device.type]} each, {precision}, eager: {1000 * seconds / k:.3g} ms per run-step",
+            "seconds": time.perf_counter() - t0}
+
+
+def measure_syncs(device, data, optimizer: str, mode: str) -> dict:
+    """Host syncs between evaluations of a short lone run (:class:`lrstudy.syncs.HostReads`; on CUDA
+    with torch's sync debug mode as well): 0 is the target."""
+    from .syncs import HostReads, describe
+    from .train import train
+
+    settings = {"caffe_sgd": dict(momentum=0.9), "torch_sgd": dict(momentum=0.9, nesterov=True),
+                "caffe_nesterov": dict(momentum=0.9), "caffe_adadelta": dict(momentum=0.95, delta=1e-6),
+                "caffe_adam": dict(momentum=0.9)}
+    config = _caffe_config(device, optimizer={"name": optimizer, "weight_decay": 0.004, **settings.get(optimizer, {})},
+                           schedule={"name": "triangular", "base_lr": 0.001, "max_lr": 0.006, "step_size": 5},
+                           iterations=20, eval_every=10)
+    t0 = time.perf_counter()
+    with HostReads(cuda=device.type == "cuda") as reads:
+        train(config, data, device=device, precision="bf16" if device.type == "cuda" else "fp32",
+              progress=False, step_mode=mode)
+    return {"measure": "host syncs", "mode": f"{optimizer} {mode}", "value": len(reads.calls), "unit": "syncs/20 steps",
+            "detail": describe(reads.calls)[:300], "seconds": time.perf_counter() - t0}
+
+
+def measure_pair(device, data, what: str, iterations: int) -> dict:
+    """Two Caffe-net runs that differ only in precision (``fp32-bf16``) or step mode
+    (``eager-compile``, both bf16), trained ``iterations`` steps: their final losses and accuracies."""
+    from .train import train
+
+    config = _caffe_config(device, iterations=iterations, eval_every=iterations)
+    arms = {"fp32-bf16": [("fp32", "eager"), ("bf16", "eager")],
+            "eager-compile": [("bf16", "eager"), ("bf16", "compile")]}[what]
+    t0 = time.perf_counter()
+    finals = [train(config, data, device=device, precision=p, progress=False, step_mode=m).rows[-1] for p, m in arms]
+    (a, b), names = finals, [f"{p} {m}" for p, m in arms]
+    return {"measure": "pair", "mode": what, "value": b["test_acc"] - a["test_acc"], "unit": "test-acc points",
+            "detail": f"{iterations} iterations, Caffe net, synthetic data: {names[0]} loss {a['train_loss']:.4f} acc "
+                      f"{a['test_acc']:.2f}; {names[1]} loss {b['train_loss']:.4f} acc {b['test_acc']:.2f}"
+                      + ("; on a CPU bf16 autocast is off, so the arms are the same computation"
+                         if device.type != "cuda" and what == "fp32-bf16" else ""),
+            "seconds": time.perf_counter() - t0}
+
+
+def window_measurements(device: torch.device) -> list[tuple[str, float, object]]:
+    """The measurements, cheapest and most needed first: ``(name, seconds it needs, thunk)``. On a
+    CPU (tests) only what runs there, at sizes that take seconds."""
+    from . import compiling
+    from .optim import OPTIMIZERS
+
+    cuda = device.type == "cuda"
+    data = synthetic(train=2000 if cuda else 400, test=500 if cuda else 100).on(device)
+    timer, repeats = Timer(device), 30 if cuda else 1
+    compiles = cuda and compiling.problem() is None
+    plan = [("lone step eager", 5, lambda: measure_lone_step(device, timer, data, "eager", repeats))]
+    plan += [(f"fused step K={k}", 5, lambda k=k: measure_fused_step(device, timer, data, k, repeats))
+             for k in (3, 6, 12)]
+    plan += [(f"host syncs {name} eager", 3, lambda n=name: measure_syncs(device, data, n, "eager"))
+             for name in OPTIMIZERS]
+    iterations = PAIR_ITERATIONS["cuda" if cuda else "cpu"]
+    plan.append(("pair fp32-bf16", 10, lambda: measure_pair(device, data, "fp32-bf16", iterations)))
+    if compiles:
+        plan += [("lone step compile", 60, lambda: measure_lone_step(device, timer, data, "compile", repeats)),
+                 ("pair eager-compile", 60, lambda: measure_pair(device, data, "eager-compile", iterations)),
+                 ("lone step reduce-overhead", 60,
+                  lambda: measure_lone_step(device, timer, data, "reduce-overhead", repeats)),
+                 ("host syncs caffe_sgd compile", 30, lambda: measure_syncs(device, data, "caffe_sgd", "compile")),
+                 ("host syncs caffe_sgd reduce-overhead", 30,
+                  lambda: measure_syncs(device, data, "caffe_sgd", "reduce-overhead"))]
+    return plan
+
+
+def append_measure(path: Path, row: dict, device: str) -> None:
+    """One measurement appended to the CSV ``path`` (header first if new), fsynced."""
+    import csv
+    import io
+    import os
+
+    line = io.StringIO()
+    writer = csv.writer(line)
+    if not path.exists() or path.stat().st_size == 0:
+        writer.writerow(MEASURE_COLUMNS)
+    row = {**row, "device": device}
+    writer.writerow(["" if row.get(c) is None else (f"{row[c]:.6g}" if isinstance(row[c], float) else row[c])
+                     for c in MEASURE_COLUMNS])
+    with open(path, "a") as f:
+        f.write(line.getvalue())
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def measure_window(path: Path, budget_s: float) -> int:
+    """Every measurement of :func:`window_measurements` that fits ``budget_s``, each row appended to
+    ``path`` as it ends (a failure is a row too)."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    name = device_name(device)
+    deadline = time.perf_counter() + budget_s
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for what, needs_s, thunk in window_measurements(device):
+        if time.perf_counter() + needs_s > deadline:
+            append_measure(path, {"measure": what, "detail": f"not started: it needs about {needs_s} s and the "
+                                                             "budget is spent"}, name)
+            continue
+        t0 = time.perf_counter()
+        try:
+            row = thunk()
+        except Exception as err:  # a measurement that fails here is a row that says so, and the rest go on
+            row = {"measure": what, "detail": f"error {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}",
+                   "seconds": time.perf_counter() - t0}
+        append_measure(path, row, name)
+        print(f"measure: {row.get('measure')} {row.get('mode') or ''}: {row.get('value', '')} {row.get('unit') or ''} "
+              f"({row.get('detail', '')})", flush=True)
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lrstudy.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="results/bench")
     parser.add_argument("--quick", action="store_true", help="fewer repeats and smaller nets (the CPU default)")
+    parser.add_argument("--window", action="store_true",
+                        help="a GPU window's measurements instead (lone step modes, fused K, syncs, pairs), "
+                             "each row appended to --append as it ends")
+    parser.add_argument("--append", type=Path, default=None, metavar="CSV")
+    parser.add_argument("--budget", type=float, default=120.0, help="seconds (--window)")
     args = parser.parse_args(argv)
+    if args.window:
+        if args.append is None:
+            parser.error("--window needs --append CSV")
+        return measure_window(args.append, args.budget)
     started = time.perf_counter()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     quick = args.quick or device.type == "cpu"
@@ -239,33 +419,41 @@ def main(argv=None) -> int:
         torch.backends.cudnn.benchmark = True
     timer = Timer(device)
     repeats = 3 if quick else 10
-    rows = [bench_loader(device, timer, 10_000 if quick else 50_000, repeats)]
-    for spec, batch, mode in model_rows(device.type == "cuda", quick):
-        try:
-            rows.append(bench_model(device, timer, spec, batch, mode, repeats))
-        except Exception as err:  # (a compile that fails on this machine): a row that says so, and the rest
-            rows.append({"what": f"{network_label(spec)} batch {batch} {mode}",
-                         "error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"})
-    rows += bench_naive(device, timer, {"name": "resnet", "depth": 20 if quick else 56}, 2000 if quick else 20_000,
-                        1 if quick else 3)
-    fused = bench_fused(device, timer, [1, 4] if quick else [1, 8, 32], 10 if quick else 50, 1 if quick else 3)
-    if device.type == "cuda" and not quick:
-        compiled = bench_fused(device, timer, [32], 50, 3, compiled=True)[0]
-        fused.append({**compiled, "ratio": compiled["images_per_s"] / fused[0]["images_per_s"]})  # (against K=1 eager)
-    rows += fused
-
-    table = pd.DataFrame(rows)
     name = device_name(device)
     slug = device_slug(name)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    table.assign(device=name, date=str(date.today()), commit=code_version()["commit"]).to_csv(
-        out / f"{slug}.csv", index=False)
-    header = (f"Device: {name}; torch {torch.__version__}; {date.today()}; commit {code_version()['commit'][:10]}"
-              f"{' (code modified)' if code_version()['code_modified'] else ''}; "
-              f"the whole benchmark took {time.perf_counter() - started:.0f} s\n\n")
-    (out / f"{slug}.md").write_text(header + _markdown(table) + "\n")
-    print(header + table.to_string(index=False))
+    rows: list[dict] = []
+
+    def save(*new: dict) -> None:
+        """Rows so far into the CSV and the Markdown table (rewritten atomically after each row, so
+        a benchmark cut off by a time limit keeps what it measured)."""
+        from .checkpoints import atomic_write
+
+        rows.extend(new)
+        table = pd.DataFrame(rows)
+        atomic_write(out / f"{slug}.csv", table.assign(device=name, date=str(date.today()),
+                                                       commit=code_version()["commit"]).to_csv(index=False).encode())
+        header = (f"Device: {name}; torch {torch.__version__}; {date.today()}; commit {code_version()['commit'][:10]}"
+                  f"{' (code modified)' if code_version()['code_modified'] else ''}; "
+                  f"the whole benchmark took {time.perf_counter() - started:.0f} s\n\n")
+        atomic_write(out / f"{slug}.md", (header + _markdown(table) + "\n").encode())
+
+    save(bench_loader(device, timer, 10_000 if quick else 50_000, repeats))
+    for spec, batch, mode in model_rows(device.type == "cuda", quick):
+        try:
+            save(bench_model(device, timer, spec, batch, mode, repeats))
+        except Exception as err:  # (a compile that fails on this machine): a row that says so, and the rest
+            save({"what": f"{network_label(spec)} batch {batch} {mode}",
+                  "error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"})
+    save(*bench_naive(device, timer, {"name": "resnet", "depth": 20 if quick else 56}, 2000 if quick else 20_000,
+                      1 if quick else 3))
+    fused = bench_fused(device, timer, [1, 4] if quick else [1, 8, 32], 10 if quick else 50, 1 if quick else 3)
+    save(*fused)
+    if device.type == "cuda" and not quick:
+        compiled = bench_fused(device, timer, [32], 50, 3, compiled=True)[0]
+        save({**compiled, "ratio": compiled["images_per_s"] / fused[0]["images_per_s"]})  # (against K=1 eager)
+    print((out / f"{slug}.md").read_text())
     return 0
 
 

@@ -33,7 +33,9 @@ def read_checkpoint(raw: bytes, run_id: str) -> tuple[dict | None, str | None]:
     if hashlib.sha256(payload).digest() != digest:
         return None, "checksum mismatch (truncated or altered)"
     try:
-        blob = torch.load(io.BytesIO(payload), weights_only=True)
+        # onto the CPU: a checkpoint written on a GPU must load on a machine without one (the
+        # training state is copied onto the run's device when it is restored)
+        blob = torch.load(io.BytesIO(payload), weights_only=True, map_location="cpu")
     except Exception as err:  # noqa: BLE001 (unreadable despite the digest: treated as corrupt too)
         return None, f"unreadable ({type(err).__name__})"
     if not isinstance(blob, dict) or blob.get("format") != FORMAT or blob.get("run_id") != run_id:

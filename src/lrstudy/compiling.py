@@ -11,13 +11,21 @@ records the step mode it actually ran in.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
 import sysconfig
 import warnings
 
-__all__ = ["problem", "available", "give_up", "is_compile_failure", "reset"]
+__all__ = ["problem", "available", "give_up", "is_compile_failure", "reset", "recompile_scope", "RECOMPILE_LIMIT"]
+
+# Dynamo keeps at most `recompile_limit` (default 8) compiled versions of one code object and past
+# that runs it eagerly, silently. A process that trains many fused groups sends every variant (network,
+# K, ...) through one code object, _FusedRuns._losses_and_hits: thirteen for the fast profile. So
+# while a run compiles, the limit is raised on purpose, and hitting it raises instead -- which
+# is_compile_failure() sees, so the run is trained again eagerly and its record says so.
+RECOMPILE_LIMIT = 64
 
 _given_up: str | None = None  # why compile was switched off after a failure in this process
 _warned = False
@@ -62,6 +70,18 @@ def is_compile_failure(err: BaseException) -> bool:
         if "Python.h" in str(cause):
             return True
     return False
+
+
+@contextlib.contextmanager
+def recompile_scope(limit: int = RECOMPILE_LIMIT):
+    """While inside: up to ``limit`` compiled versions per code object, and an error past it (torch
+    >= 2.4 names these settings in two ways; those this torch has are set)."""
+    import torch._dynamo.config as dynamo
+
+    limit_name = "recompile_limit" if hasattr(dynamo, "recompile_limit") else "cache_size_limit"
+    fail_name = next((n for n in ("fail_on_recompile_limit_hit", "fail_on_cache_limit_hit") if hasattr(dynamo, n)), None)
+    with dynamo.patch(**{limit_name: limit, **({fail_name: True} if fail_name else {})}):
+        yield
 
 
 def reset() -> None:

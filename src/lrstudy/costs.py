@@ -11,7 +11,10 @@ Time (the cost model): a step takes its FLOPs over the network's achieved traini
 less than the device's per-step floor (kernel launches: small networks are launch-bound on a GPU);
 a fused group's step is all its members' FLOPs at the better of the fused rate and the network's
 own, with the same floor; evaluations take their FLOPs at the same rate. Each network a CUDA
-profile compiles adds a one-time compile cost.
+profile compiles adds a one-time compile cost. Until a GPU window has measured them (its
+``measure.csv``, read back once imported), the floor and the fused gain are assumptions, so a plan
+states a range: this best case, and :meth:`Throughput.pessimistic` (a 1.5 ms floor, no fused gain,
+a compile for every fused group's size and for every compiled network's evaluation pass).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -33,7 +36,7 @@ from .models import build_model
 from .provenance import names_a_cpu
 
 __all__ = ["RunCost", "run_cost", "step_flops", "network_label", "Throughput", "ASSUMED_H100", "ASSUMED_CPU",
-           "measured_throughput", "throughput_for"]
+           "measured_throughput", "throughput_for", "window_throughput", "PESSIMISTIC_FLOOR_MS"]
 
 # (training images, test images) of the synthetic stand-ins: lrstudy.data.synthetic's defaults
 SYNTHETIC_SPLITS = (2000, 500)
@@ -111,6 +114,8 @@ class Throughput:
     step_floor_ms: float  # the least time one training step takes
     fused_tflops: float  # achieved TFLOP/s of a fused group of small networks
     compile_s: float = 0.0  # one-time cost of each network compiled (CUDA profiles with compile: true)
+    fused_gain: bool = True  # False: a fused group takes as long as its runs one after another
+    measured: bool = True  # False: the numbers are assumptions (a plan then states a range)
 
     def rate(self, cost: RunCost) -> float:
         """Achieved FLOP/s for this run's network."""
@@ -121,10 +126,21 @@ class Throughput:
         """Wall time of a task: one run, or a fused group (whose members share their step count)."""
         # a fused group shares the per-step floor; its arithmetic runs at the fused rate (measured on
         # groups of Caffe nets), or at its network's own rate where that is better (wide networks)
+        if fused and not self.fused_gain:
+            return sum(self.seconds([cost]) for cost in costs)
         rate = max(self.fused_tflops * 1e12, self.rate(costs[0])) if fused else self.rate(costs[0])
         steps = max(c.steps for c in costs)
         per_step = max(self.step_floor_ms / 1000, sum(c.train_flops / c.steps for c in costs) / rate)
         return steps * per_step + sum(c.eval_flops for c in costs) / rate
+
+    def pessimistic(self) -> "Throughput":
+        """The same device at the plan's upper bound: every step at least :data:`PESSIMISTIC_FLOOR_MS`
+        (what the assumed floor would be if one eager Caffe step's 100-150 launches, ResNet-56's 540 or
+        SD-56's 1,027 are not all hidden) and a fused group no faster than its runs one by one."""
+        return replace(self, basis=f"{self.basis}; upper bound: at least {PESSIMISTIC_FLOOR_MS:g} ms per step, "
+                                   "fused groups no faster than their runs alone",
+                       step_floor_ms=max(self.step_floor_ms, PESSIMISTIC_FLOOR_MS), fused_tflops=0.0,
+                       fused_gain=False)
 
     def describe(self) -> str:
         rates = ", ".join(f"{k} {v:.3g}" for k, v in self.tflops.items())
@@ -149,12 +165,14 @@ ASSUMED_H100 = Throughput(
     step_floor_ms=0.5,  # the Caffe net's compiled step, launch-bound (T1)
     fused_tflops=37.6,  # fused groups at the narrow nets' rate: 2.7x one run at K=32, below T2's 10x target
     compile_s=30.0,  # per network and batch: an estimate, never measured here
+    measured=False,
 )
+PESSIMISTIC_FLOOR_MS = 1.5  # the plan's upper bound, until a GPU window has measured the floor
 
 # A 2-core Xeon as measured by `make bench` (results/bench/cpu-intel-r-xeon-r-processor-2-threads.md):
 # the Caffe net at 2,750 img/s and ResNet-20 at 700 img/s, about 0.18 TFLOP/s either way.
 ASSUMED_CPU = Throughput(device="a 2-core CPU", basis="assumed: the committed benchmark of a 2-core Xeon",
-                         tflops={"default": 0.18}, step_floor_ms=0.0, fused_tflops=0.09)
+                         tflops={"default": 0.18}, step_floor_ms=0.0, fused_tflops=0.09, measured=False)
 
 _BENCH_ROW = re.compile(r"(?P<network>\S+) batch (?P<batch>\d+) (?P<mode>\S+)")
 _FUSED_ROW = re.compile(r"fused Caffe-net runs, K=(?P<k>\d+)")
@@ -174,6 +192,8 @@ def measured_throughput(path: str | Path) -> Throughput:
     import pandas as pd
 
     table = pd.read_csv(path)
+    if "measure" in table.columns:  # a GPU window's measure.csv
+        return window_throughput(path)
     device = str(table.device.iloc[0])
     cuda = not names_a_cpu(device)
     assumed = ASSUMED_H100 if cuda else ASSUMED_CPU
@@ -199,14 +219,56 @@ def measured_throughput(path: str | Path) -> Throughput:
         fused_tflops=fused or assumed.fused_tflops, compile_s=assumed.compile_s)
 
 
+def window_throughput(path: str | Path) -> Throughput:
+    """The throughput a GPU window measured (its ``measure.csv``, :func:`lrstudy.bench.measure_window`):
+    the Caffe net's rate from its fastest lone step, that step as the per-step floor, the best fused
+    group's rate, and the compile time of the compiled step. A row a kill cut off is left out; what
+    the window did not measure keeps the assumptions (and says so)."""
+    import io
+
+    import pandas as pd
+
+    raw = Path(path).read_bytes()
+    table = pd.read_csv(io.BytesIO(raw[:raw.rfind(b"\n") + 1]))
+    device = str(table.device.dropna().iloc[0]) if table.device.notna().any() else "unknown device"
+    assumed = ASSUMED_H100 if not names_a_cpu(device) else ASSUMED_CPU
+    batch = 100 if not names_a_cpu(device) else 10  # (lrstudy.bench.BATCH)
+    per_image = step_flops({"name": "caffe_cifar10_full"}, batch)[0] / batch
+    lone = table[(table.measure == "lone step") & table.value.notna()]
+    fused = table[(table.measure == "fused step") & table.value.notna()]
+    floor = float(lone.value.min()) if len(lone) else None
+    rates = {"caffe_cifar10_full": batch * per_image / (floor / 1000) / 1e12} if floor else {}
+    best_fused = max((int(str(r.mode).removeprefix("K=")) * batch * per_image / (r.value / 1000) / 1e12
+                      for r in fused.itertuples()), default=None)
+    compiled = lone[lone["mode"] == "compile"]
+    measured = [what for what, found in (("the Caffe net's step", floor), ("fused groups", best_fused),
+                                         ("compiling", len(compiled))) if found]
+    return replace(assumed, device=device, basis=f"measured by a GPU window ({Path(path).parent.name}) for "
+                                                 f"{', '.join(measured) or 'nothing'}; assumed for the rest",
+                   tflops={**assumed.tflops, **rates}, step_floor_ms=floor if floor else assumed.step_floor_ms,
+                   fused_tflops=best_fused or assumed.fused_tflops,
+                   compile_s=float(compiled.seconds.iloc[0]) if len(compiled) else assumed.compile_s,
+                   measured=floor is not None)
+
+
+def imported_window(results: Path) -> Path | None:
+    """The newest ``measure.csv`` of a CUDA window imported into this store (``python -m lrstudy import``)."""
+    found = [p for p in (results / "imported").glob("*/measure.csv") if "-cpu-" not in p.parent.name]
+    return max(found, key=lambda p: p.stat().st_mtime, default=None)
+
+
 def throughput_for(device_type: str, bench: str | Path | None = None) -> Throughput:
-    """The throughput table for a profile's device type (``cuda`` or ``cpu``): ``bench`` if given,
-    else this machine's own ``make bench`` result for that device type if there is one, else the
-    stated assumptions (one H100; a 2-core CPU)."""
+    """The throughput table for a profile's device type (``cuda`` or ``cpu``): ``bench`` if given (a
+    ``make bench`` CSV or a window's ``measure.csv``), else for CUDA the measurements of the newest GPU
+    window imported here, else this machine's own ``make bench`` result for that device type if there
+    is one, else the stated assumptions (one H100; a 2-core CPU)."""
     if bench is not None:
         return measured_throughput(bench)
     from .paths import project_root, results_root
     from .provenance import device_name, device_slug
+
+    if device_type == "cuda" and (window := imported_window(results_root())) is not None:
+        return window_throughput(window)
 
     if device_type == "cpu" or torch.cuda.is_available():
         slug = device_slug(device_name("cuda" if device_type == "cuda" else "cpu"))

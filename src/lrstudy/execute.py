@@ -29,7 +29,7 @@ from .data import DataUnavailable, check_shape, describe_source, is_local, load_
 from .paths import results_root
 from .provenance import environment
 from .runs import RunConfig, RunRecord, RunStore
-from .train import train
+from .train import TF32, train
 
 if TYPE_CHECKING:
     from .study import Settings
@@ -289,6 +289,7 @@ def _info(settings: Settings, config: RunConfig, label: str, started: str, resul
         "notebook": settings.experiment,  # stored records name it as they always have (one experiment = one notebook)
         "started_at": started,
         "precision": config.precision_name,
+        "tf32": TF32,  # (set for every run: lrstudy.train.run_numerics)
         "diverged_at": result.diverged_at,
         "timings": result.timings,
         "environment": environment(device),

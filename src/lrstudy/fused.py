@@ -21,17 +21,19 @@ from __future__ import annotations
 import copy
 import hashlib
 import time
+from contextlib import nullcontext
 
 import torch
 from torch.nn import functional as F
 
+from . import compiling
 from .checkpoints import Checkpointer
 from .data import BatchStream, ImageData, Normalizer
 from .ledger import Ledger, Steps, TrainResult, eval_steps, run_steps
 from .models import build_model
 from .rates import RateTable
 from .schedule_specs import make_schedule
-from .train import autocast_for, test_batches
+from .train import autocast_for, run_numerics, test_batches
 
 __all__ = ["fusable", "fusable_key", "group_id", "train_fused"]
 
@@ -186,7 +188,12 @@ def train_fused(configs, data: ImageData, device: str | torch.device = "cpu", pr
     ``compile_model`` runs the batched forward pass and loss through ``torch.compile``."""
     if not configs or len({fusable_key(c) for c in configs}) != 1 or not all(fusable(c) for c in configs):
         raise ValueError("train_fused: the runs must be fusable and share everything but seed, schedule and solver")
-    device = torch.device(device)
+    with run_numerics(), (compiling.recompile_scope() if compile_model else nullcontext()):
+        return _train_fused(configs, data, torch.device(device), precision, progress, description, checkpointer,
+                            compile_model)
+
+
+def _train_fused(configs, data, device, precision, progress, description, checkpointer, compile_model):
     started = time.perf_counter()
     first = configs[0]
     if first.train_subset or first.test_subset:

@@ -24,7 +24,8 @@ itself is tested on any CPU; a check that would not fit the time budget is skipp
   capture (``reduce-overhead``): milliseconds per step and their ratios, measured in one run.
 
 Exits 1 if any check failed, 0 otherwise; ``--out`` writes the table (Markdown; ``.csv``/``.json``
-by suffix) for a GPU session to bring home.
+by suffix) for a GPU session to bring home, and ``--append`` adds each row to a CSV the moment its
+check ends (a GPU window's ``gpu-check.csv``: whatever kills the check, the rows before stay).
 """
 
 from __future__ import annotations
@@ -67,12 +68,16 @@ class _Skip(Exception):
 
 
 class _Checks:
-    def __init__(self, device: torch.device, budget_s: float):
+    def __init__(self, device: torch.device, budget_s: float, only: tuple[str, ...] = (),
+                 on_row: Callable[[Row], None] | None = None):
         self.device, self.cuda = device, device.type == "cuda"
         self.deadline = time.perf_counter() + budget_s
         self.rows: list[Row] = []
+        self.only, self.on_row = only, on_row
 
     def run(self, name: str, check: Callable[[], str], needs_cuda: bool = False, needs_s: float = 0.0) -> None:
+        if self.only and not name.startswith(self.only):
+            return
         started = time.perf_counter()
         if needs_cuda and not self.cuda:
             row = Row(name, "skipped", 0.0, "needs CUDA")
@@ -88,6 +93,8 @@ class _Checks:
         row.seconds = time.perf_counter() - started
         self.rows.append(row)
         print(_line(row), flush=True)
+        if self.on_row is not None:
+            self.on_row(row)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -375,9 +382,11 @@ def _step_modes(device: torch.device, specs: list[dict]) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def run_checks(device: torch.device, budget_s: float = 110.0) -> list[Row]:
-    """Every check on ``device``, in order, within ``budget_s`` seconds (checks that would not fit are skipped)."""
-    checks = _Checks(device, budget_s)
+def run_checks(device: torch.device, budget_s: float = 110.0, only: tuple[str, ...] = (),
+               on_row: Callable[[Row], None] | None = None) -> list[Row]:
+    """Every check on ``device`` (or those whose names start with one of ``only``), in order, within
+    ``budget_s`` seconds (checks that would not fit are skipped); ``on_row`` gets each row as it ends."""
+    checks = _Checks(device, budget_s, only, on_row)
     precision = "bf16" if device.type == "cuda" else "fp32"
     checks.run("environment", lambda: _environment(device))
     checks.run("data pipeline", lambda: _data_pipeline(device))
@@ -422,6 +431,24 @@ def _write(path: Path, rows: list[Row], header: str) -> None:
         path.write_text(markdown(rows, header))
 
 
+def append_row(path: Path, row: Row, header: str) -> None:
+    """Add ``row`` to the CSV ``path`` (its header line first if the file is new) and fsync it: a
+    check killed later keeps the rows before it."""
+    import csv
+    import io
+
+    line = io.StringIO()
+    writer = csv.writer(line)
+    if not path.exists() or path.stat().st_size == 0:
+        writer.writerow(["check", "status", "seconds", "message", "run"])
+    writer.writerow([row.check, row.status, f"{row.seconds:.1f}", row.message, header])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(line.getvalue())
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def main(argv: list[str] | None = None) -> int:
     from .config import DEVICES, resolve_device
     from .provenance import code_version, device_name
@@ -431,6 +458,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=110.0,
                         help="seconds the checks may take; later checks that would not fit are skipped")
     parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument("--append", type=Path, default=None, metavar="CSV",
+                        help="append each row to this CSV as its check ends (a GPU window's gpu-check.csv)")
+    parser.add_argument("--only", default="", metavar="NAME[,NAME...]",
+                        help="only the checks whose names start with these (e.g. environment)")
     args = parser.parse_args(argv)
     device = resolve_device("auto") if args.device == "auto" else torch.device(args.device)
     if device.type == "cuda":
@@ -440,7 +471,8 @@ def main(argv: list[str] | None = None) -> int:
     header = (f"gpu-check on {device_name(device)}; torch {torch.__version__}; commit {version['commit']}"
               f"{' (code modified)' if version['code_modified'] else ''}; {time.strftime('%Y-%m-%d %H:%M')}")
     print(header, flush=True)
-    rows = run_checks(device, args.budget)
+    on_row = (lambda row: append_row(args.append, row, header)) if args.append is not None else None
+    rows = run_checks(device, args.budget, tuple(n.strip() for n in args.only.split(",") if n.strip()), on_row)
     failed = [r for r in rows if r.status == "fail"]
     skipped = sum(r.status == "skipped" for r in rows)
     summary = (f"gpu-check: {len(rows) - len(failed) - skipped} pass, {len(failed)} fail, {skipped} skipped "

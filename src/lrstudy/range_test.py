@@ -306,7 +306,8 @@ class HessianFreeLR:
                 "count": self.count, "rows": list(self.rows)}
 
     def load_state(self, state: dict) -> None:
-        self._history = list(zip(state["history"], state["rates"]))
+        device = self._ema.device  # (a checkpoint is read onto the CPU)
+        self._history = list(zip([t.to(device) for t in state["history"]], state["rates"]))
         self._ema.fill_(state["ema"])
         self._finite.fill_(state["finite"])
         self.count, self.rows = state["count"], list(state["rows"])

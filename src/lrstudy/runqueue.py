@@ -36,7 +36,7 @@ from typing import Iterable, Mapping, Sequence
 
 from .checkpoints import StopRequested
 from .config import resolve_device
-from .costs import RunCost, Throughput, run_cost, throughput_for
+from .costs import PESSIMISTIC_FLOOR_MS, RunCost, Throughput, run_cost, throughput_for
 from .execute import Sources, group_tasks, prepare_store, train_task_into_store
 from .runs import RunConfig, RunStore
 from .selection import claims_by_experiment, experiment_names, parse_seed_range
@@ -143,6 +143,17 @@ class Plan:
     def total_seconds(self) -> float:
         return sum(self.seconds.values()) + self.compile_seconds
 
+    def upper_seconds(self) -> float:
+        """The estimate's upper bound (:meth:`~lrstudy.costs.Throughput.pessimistic`), with a compile for
+        every distinct network, batch and group size, and one more for each compiled network's evaluation."""
+        slow = self.throughput.pessimistic()
+        training = sum(slow.seconds([self.costs[r.config.id] for r in t.runs], fused=len(t.runs) > 1) for t in self.tasks)
+        if not self.compile_seconds:
+            return training
+        steps = {(self.costs[t.runs[0].config.id].network, t.runs[0].config.batch_size, len(t.runs)) for t in self.tasks}
+        evaluations = {network for network, _, _ in steps}
+        return training + slow.compile_s * (len(steps) + len(evaluations))
+
     def group_ids(self) -> list[str]:
         """The ids of the fused groups among the tasks (their checkpoints are named so)."""
         from .fused import group_id
@@ -190,7 +201,13 @@ class Plan:
         if self.compile_seconds:
             compiled = (f" ({self.compile_seconds / 60:.1f} of them compiling "
                         f"{self.compile_seconds / self.throughput.compile_s:.0f} networks)")
-        lines += ["", f"estimated time: {self.total_seconds / 60:.1f} min{compiled}, on {self.throughput.describe()}"]
+        if self.throughput.measured:
+            lines += ["", f"estimated time: {self.total_seconds / 60:.1f} min{compiled}, on {self.throughput.describe()}"]
+        else:  # assumptions, not measurements: a range
+            lines += ["", f"estimated time: {self.total_seconds / 60:.1f} to {self.upper_seconds() / 60:.1f} min "
+                          f"(best case{compiled}; upper bound at a {PESSIMISTIC_FLOOR_MS:g} ms per-step floor, fused "
+                          "groups no faster than their runs, every fused and evaluation compile counted), on "
+                          f"{self.throughput.describe()}"]
         if self.aliases:
             lines.append("(= ...): other settings of the experiment that are the same run, trained once")
         return "\n".join(lines) + "\n"

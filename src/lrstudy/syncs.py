@@ -2,11 +2,14 @@
 
 A value read back to the host (``.item()``, ``.tolist()``, ``.cpu()``, ``bool(tensor)``, ...) makes
 the CPU wait until the GPU has caught up: on small networks, where one step is a few hundred tiny
-kernels, each such wait costs more than the step. :class:`HostReads` counts those reads made inside
+kernels, each such wait costs more than the step. Some reads are implicit: a boolean mask
+(``x[x > 0]``), ``nonzero``, ``unique``, ``torch.equal``, ``.to("cpu")`` of a device tensor must
+know values before they can return. :class:`HostReads` counts those reads made inside
 :func:`lrstudy.ledger.run_steps` but outside what may read -- an evaluation, the rows it flushes, a
-checkpoint -- with a ``TorchFunctionMode`` (on any device, so the CPU's tests see them) and, on
-CUDA, torch's own sync debug mode as well (which also sees waits no Python call shows, such as a
-copy from pageable host memory).
+checkpoint, named as (file, function) pairs -- with a ``TorchFunctionMode`` (on any device, so the
+CPU's tests see them) and, on CUDA, torch's own sync debug mode as well (which also sees waits no
+Python call shows, such as a copy from pageable host memory). The debug mode is "warn", not
+"error": an evaluation between the steps may read, and only the frames tell which syncs are its.
 """
 
 from __future__ import annotations
@@ -19,10 +22,23 @@ from torch.overrides import TorchFunctionMode
 
 __all__ = ["HostReads", "describe"]
 
-# What reads a tensor's value on the host (Tensor methods as the function mode sees them)
-READS = frozenset({"item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__", "__format__"})
-# Frames of run_steps' work that may read: evaluating, writing rows, saving or loading a checkpoint
-ALLOWED = frozenset({"flush", "evaluate", "record", "state", "save", "load", "load_state", "restore"})
+# What reads a tensor's value on the host (Tensor methods and torch functions as the function mode
+# sees them): explicitly, or implicitly because the size of the result depends on the values
+# (nonzero, unique, a boolean mask...) or the answer is a Python value (equal, allclose)
+READS = frozenset({"item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__", "__format__",
+                   "nonzero", "argwhere", "unique", "unique_consecutive", "masked_select", "equal", "allclose",
+                   "bincount", "repeat_interleave"})
+INDEXING = frozenset({"__getitem__", "__setitem__", "index_put", "index_put_"})  # a read when the index is a mask
+# The frames of run_steps' work that may read, as (file, function): evaluating, writing rows,
+# saving or restoring a checkpoint. A bare function name would not do: RateTable.load, which runs
+# every step, must not pass for a checkpoint's load.
+ALLOWED = frozenset({
+    ("ledger.py", "flush"), ("ledger.py", "record"), ("ledger.py", "evaluate"), ("ledger.py", "state"),
+    ("ledger.py", "load"), ("train.py", "evaluate"), ("train.py", "state"), ("train.py", "load"),
+    ("fused.py", "evaluate"), ("fused.py", "state"), ("fused.py", "load"), ("checkpoints.py", "save"),
+    ("checkpoints.py", "load"), ("range_test.py", "state"), ("range_test.py", "load_state"),
+    ("data.py", "state"), ("data.py", "restore"),
+})
 
 
 class HostReads(TorchFunctionMode):
@@ -37,7 +53,7 @@ class HostReads(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = getattr(func, "__name__", "")
-        if name in READS:
+        if name in READS or _implicit_read(name, args, kwargs or {}):
             where = _between_evaluations(sys._getframe(1))
             if where:
                 self.calls.append((name, where))
@@ -70,6 +86,29 @@ class HostReads(TorchFunctionMode):
         return out
 
 
+def _implicit_read(name: str, args: tuple, kwargs: dict) -> bool:
+    """Whether a call that is not a read by name reads all the same: indexing with a boolean mask
+    (``x[x > 0]``), or ``.to()`` from a device to the CPU."""
+    if name in INDEXING and len(args) > 1:
+        index = args[1] if isinstance(args[1], (tuple, list)) else (args[1],)
+        return any(isinstance(i, torch.Tensor) and i.dtype in (torch.bool, torch.uint8) for i in index)
+    if name == "to" and args and isinstance(args[0], torch.Tensor) and args[0].device.type != "cpu":
+        targets = [*args[1:], kwargs.get("device")]
+        return any(_is_cpu(t) for t in targets)
+    return False
+
+
+def _is_cpu(target) -> bool:
+    if isinstance(target, torch.Tensor):
+        return target.device.type == "cpu"
+    if isinstance(target, (str, torch.device)):
+        try:
+            return torch.device(target).type == "cpu"
+        except RuntimeError:  # (a dtype given as a string)
+            return False
+    return False
+
+
 def _between_evaluations(frame) -> str | None:
     """The innermost lrstudy frame of a read made inside ``run_steps`` but outside what may read
     (None if the read is allowed or not in a training loop)."""
@@ -77,10 +116,11 @@ def _between_evaluations(frame) -> str | None:
     while frame is not None:
         code = frame.f_code
         if "lrstudy" in code.co_filename:
-            if code.co_name in ALLOWED:
+            file = code.co_filename.replace("\\", "/").rsplit("/", 1)[-1]
+            if (file, code.co_name) in ALLOWED:
                 return None
             if innermost is None:
-                innermost = f"{code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno} {code.co_name}"
+                innermost = f"{file}:{frame.f_lineno} {code.co_name}"
             if code.co_name == "run_steps":
                 inside = True
         frame = frame.f_back

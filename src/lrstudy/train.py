@@ -31,12 +31,13 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import Callable, Iterator
 
 import torch
 from torch.nn import functional as F
 
+from . import compiling
 from .checkpoints import Checkpointer
 from .data import BatchStream, ImageData, Normalizer
 from .ledger import Ledger, Steps, TrainResult, eval_steps, run_steps
@@ -47,7 +48,8 @@ from .rates import RateTable
 from .schedule_specs import make_schedule
 from .scheduler import hold_rates, set_lr_and_momentum
 
-__all__ = ["train", "evaluate", "test_batches", "autocast_for", "step_function", "EVAL_BATCH", "STEP_MODES"]
+__all__ = ["train", "evaluate", "test_batches", "autocast_for", "step_function", "run_numerics", "EVAL_BATCH",
+           "STEP_MODES", "TF32"]
 
 EVAL_BATCH = 1000  # test images per forward pass when evaluating (memory only: results do not depend on it)
 # How a lone run's training step runs, and what its record calls it:
@@ -57,6 +59,29 @@ EVAL_BATCH = 1000  # test images per forward pass when evaluating (memory only: 
 #                    torch.compile(mode="reduce-overhead") and the optimizer's update likewise
 STEP_MODES = {"eager": "eager", "compile": "compiled", "reduce-overhead": "reduce-overhead"}
 WARMUP_STEPS = 3  # eager updates before a captured step is compiled (optimizer state, cuDNN's choices)
+
+
+# TF32 (10-bit mantissa matmuls and convolutions on Ampere and later) is off for every run, set
+# explicitly rather than left to torch's defaults (cuDNN's is on): "fp32" means float32, and a bf16
+# run's float32 parts stay float32. Each run's record says so (``tf32``).
+TF32 = False
+
+
+@contextmanager
+def run_numerics():
+    """While a run trains: TF32 as :data:`TF32` says, and, with ``LRSTUDY_DETERMINISTIC=1`` (the
+    tests set it), deterministic kernels; both as they were before once the run ends, so that
+    nothing a run sets leaks into the next thing the process does."""
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+              torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = TF32
+    if os.environ.get("LRSTUDY_DETERMINISTIC") == "1":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before[:2]
+        torch.use_deterministic_algorithms(before[2], warn_only=before[3])
 
 
 def autocast_for(precision: str, device: torch.device) -> Callable:
@@ -276,12 +301,16 @@ def train(config, data: ImageData, device: str | torch.device = "cpu", precision
     ``compile_model`` runs the network through ``torch.compile`` (shapes are static; the rate and
     momentum live in the optimizer, outside the compiled graph, so schedules never recompile):
     ``step_mode="compile"``; ``step_mode`` may also be ``"reduce-overhead"`` (see :data:`STEP_MODES`).
-    ``LRSTUDY_DETERMINISTIC=1`` asks torch for deterministic kernels (the tests set it).
+    TF32 and determinism are set for the run and restored after it (:func:`run_numerics`).
     """
+    compiled = (step_mode or ("compile" if compile_model else "eager")) != "eager"
+    with run_numerics(), (compiling.recompile_scope() if compiled else nullcontext()):
+        return _train(config, data, device, precision, progress, description, checkpointer, compile_model, step_mode)
+
+
+def _train(config, data, device, precision, progress, description, checkpointer, compile_model, step_mode):
     device = torch.device(device)
     started = time.perf_counter()
-    if os.environ.get("LRSTUDY_DETERMINISTIC") == "1":
-        torch.use_deterministic_algorithms(True, warn_only=True)
     torch.manual_seed(config.seed)
     if config.train_subset or config.test_subset:
         data = data.subset(config.train_subset, config.test_subset)
