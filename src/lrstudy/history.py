@@ -30,7 +30,7 @@ FIRST_OTHERS = {"declared": "2026-11-25T19:18:51+00:00", "commit": "9764b5c"}  #
 # every claim's testability rule, the equal-iterations rows, and the rule changes noted in `changed`
 STUDY_RULES = {"declared": "2026-11-30T15:02:21+00:00", "commit": "57f7d2f"}
 # the statistical review's revisions (issue 27), declared before the runs that follow them trained
-REVISED = {"declared": "2026-12-06T18:05:00+00:00", "commit": ""}
+REVISED = {"declared": "2026-12-06T17:56:56+00:00", "commit": "bb17fa5"}
 
 
 @dataclass(frozen=True)
