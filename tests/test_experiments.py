@@ -120,7 +120,9 @@ def test_the_scorecard_headline_names_each_device_and_data_set_once():
     """Notebooks share devices: one notebook's runs on two CPUs, another's on one of them."""
     card = pd.DataFrame({"verdict": ["not run"] * 3, "budget": [1.0] * 3, "claim": ["A", "B", "C"], "seeds": [3] * 3,
                          "data": ["CIFAR-10 (JPEG q75 copy)", "CIFAR-10 (JPEG q75 copy)", "-"],
-                         "devices": ["CPU: AMD EPYC (1 threads), CPU: Xeon (1 threads)", "CPU: Xeon (1 threads)", "-"]})
+                         "devices": ["CPU: AMD EPYC (1 threads), CPU: Xeon (1 threads)", "CPU: Xeon (1 threads)", "-"],
+                         "source": ["the paper"] * 3, "status": ["no runs"] * 3, "hypothesis": ["A", "B", "C"],
+                         "notebook": ["x"] * 3, "n": [0] * 3, "against": [0] * 3})
     line = scorecard.headline(card, "full")
     assert line.endswith("Profile `full`; data: CIFAR-10 (JPEG q75 copy); "
                          "devices: CPU: AMD EPYC (1 threads), CPU: Xeon (1 threads).")

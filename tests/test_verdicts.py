@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from lrstudy.stats import (NOT_TESTABLE, TOO_FEW, Agreement, AtLeast, Claim, Testability, binomial_se,
-                           detectable_difference, seeds_needed)
+from lrstudy.stats import (NOT_TESTABLE, TOO_FEW, Agreement, AtLeast, Claim, Testability, detectable_difference,
+                           seeds_needed)
 from lrstudy.study import Experiment, Row, StudyResults
 
 PAIRED = {"a": {1: 81.0, 2: 81.5, 3: 81.2}, "b": {1: 79.0, 2: 79.4, 3: 79.1}}
@@ -22,22 +22,22 @@ def test_a_testable_claim_with_seeds_gets_a_yes_or_a_no():
 
 def test_one_seed_is_never_a_yes_or_a_no():
     one = {"a": {1: 90.0}, "b": {1: 10.0}}
-    row = Claim("x", "", "a", "b").judge(one, test_images=10_000)
+    row = Claim("x", "", "a", "b").judge(one)
     assert row["verdict"] == TOO_FEW and row["n"] == 1
-    # the detectable difference of one seed comes from the test set's binomial error
-    expected = (1.959964 + 0.841621) * math.hypot(binomial_se(90, 10_000), binomial_se(10, 10_000))
-    assert row["detectable"] == pytest.approx(expected, rel=1e-4)
+    # power is prospective (the planned seeds, a pooled spread), never one seed's binomial error
+    assert math.isnan(row["detectable"]) and math.isnan(row["p"])
+    planned = Claim("x", "", "a", "b").judge(one, spread=1.0, planned=5)
+    assert planned["detectable"] == pytest.approx(detectable_difference(1.0, 5))
     assert Agreement("m", "", "a", 90.0).judge(one)["verdict"] == TOO_FEW
     assert AtLeast("m", "", "a", 50.0).judge(one)["verdict"] == TOO_FEW
 
 
 def test_three_seeds_with_a_wide_spread_stay_inconclusive():
     wide = {"a": {1: 85.0, 2: 75.0, 3: 83.0}, "b": {1: 79.0, 2: 79.0, 3: 79.0}}
-    row = Claim("x", "", "a", "b").judge(wide)
+    row = Claim("x", "", "a", "b").judge(wide, spread=5.0, planned=3)
     assert row["verdict"] == "inconclusive" and row["ci_low"] < 0 < row["ci_high"]
-    diffs = [6.0, -4.0, 4.0]
-    spread = pd.Series(diffs).std()
-    assert row["detectable"] == pytest.approx(detectable_difference(spread, 3))
+    # detectable comes from the spread given (pooled over the experiment), not from this row's own
+    assert row["detectable"] == pytest.approx(detectable_difference(5.0, 3))
     assert row["detectable"] > abs(row["difference"])  # the seeds could not have seen this difference
 
 
@@ -100,7 +100,7 @@ def test_a_fewer_iterations_claim_gets_a_second_row_at_equal_iterations():
         configs += [_Config(seed, 25), _Config(seed, 70)]
         records += [_Record([0, 25], [10, 60 + seed]), _Record([0, 20, 30, 70], [10, 40, 50, 80])]
     results = StudyResults(None, labels, configs, records)
-    paper_budget = SimpleNamespace(knobs={})
+    paper_budget = SimpleNamespace(knobs={}, seeds=(1, 2, 3))
     # the long arm read at step 25 off its curve: halfway between 40 (step 20) and 50 (step 30)
     assert experiment.at_equal_iterations(paper_budget, results)[measure] == {1: 45.0, 2: 45.0, 3: 45.0}
     table = experiment.verdicts(paper_budget, results)

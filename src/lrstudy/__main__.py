@@ -137,6 +137,9 @@ def _main(argv: list[str] | None) -> int:
     _data_options(card)
     card.add_argument("--readme", action="store_true", help="write the table into README.md's scorecard block")
     card.add_argument("--index", action="store_true", help="write results/<profile>/index.html")
+    card.add_argument("--rule-changes", action="store_true",
+                      help="print, instead of the table, every verdict that differs between the pre-declared and "
+                           "the revised rule, and every claim declared only after its data")
     seal = sub.add_parser("seal", help="check the records of a store written before records carried a digest, "
                                        "and add it")
     seal.add_argument("--profile", required=True, choices=PROFILES)
@@ -244,7 +247,7 @@ def _scorecard(args) -> int:
     from .paths import project_root
 
     card = scorecard.collect(args.profile, **_given_sources(args))
-    print(scorecard.to_markdown(card))
+    print(scorecard.rule_changes(card) if args.rule_changes else scorecard.to_markdown(card))
     if args.readme:
         scorecard.update_readme(project_root() / "README.md", card, args.profile)
     if args.index:

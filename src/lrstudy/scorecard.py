@@ -14,11 +14,14 @@ import pandas as pd
 
 from .config import load_profile
 from .experiments import EXPERIMENTS
+from .history import ADDED, PAPER, RECAPS, SECONDARY
 from .notebook import budget_span, percent
 from .paths import fill_marked_block, results_root
-from .stats import JUDGED, VERDICTS
+from .stats import JUDGED, VERDICTS, bh_qvalues
 
-__all__ = ["collect", "to_markdown", "summary", "write_index", "update_readme", "PAPERS"]
+__all__ = ["collect", "to_markdown", "summary", "counts", "against_paper", "revised", "declared_after_data",
+           "rule_changes",
+           "write_index", "update_readme", "PAPERS"]
 
 VERDICT_COLOURS = {"confirmed": "#c8e6c9", "not confirmed": "#ffcdd2", "inconclusive": "#fff3c4",
                    "inconclusive (n < 2)": "#ffe9b3", "not testable at this budget": "#e0e0e0", "not run": "#f5f5f5"}
@@ -43,18 +46,27 @@ def _paper_of(experiment: str) -> str:
 
 
 def _paper_numbers(paper: pd.DataFrame, claim) -> str:
-    """The paper's numbers behind a claim, from its cited table, e.g. ``81.4 vs 81.4``."""
+    """The paper's numbers behind a claim, from its cited table, e.g. ``81.4 vs 81.4``; marked where
+    they come from a secondary transcription or the authors' logs rather than the paper's text."""
     if hasattr(claim, "target"):
         return claim.shown or f"{claim.target:.3g}"
     if hasattr(claim, "threshold"):
         return f">= {claim.threshold:g}"
     if getattr(claim, "added", False):
         return "(not in the paper)"
-    values = []
+    if not hasattr(claim, "a"):  # a joint claim of several settings
+        return "-"
+    values, sources = [], set()
     for setting in (claim.a, claim.b):
         match = paper[paper.setting == setting] if len(paper) else paper
         values.append(f"{match.value.iloc[0]:g}" if len(match) else "-")
-    return "-" if values == ["-", "-"] else " vs ".join(values)
+        if len(match) and "checked" in match:
+            sources.add(str(match.checked.iloc[0]))
+    if values == ["-", "-"]:
+        return "-"
+    mark = (" (secondary transcription)" if any(c.startswith("secondary") for c in sources) else
+            " (authors' logs)" if any("logs" in c and not c.startswith("paper") for c in sources) else "")
+    return " vs ".join(values) + mark
 
 
 def _ours(row: dict, claim) -> str:
@@ -85,12 +97,20 @@ def _kind(claim) -> str:
     return "ratio to paper" if hasattr(claim, "target") else "value" if hasattr(claim, "threshold") else "difference"
 
 
+# the verdict table's columns that come from the rule history (see Experiment.verdicts)
+HISTORY_COLUMNS = ["source", "declared", "first run", "declared before data", "pre-declared rule",
+                   "pre-declared verdict", "revised after data", "rule history", "status", "planned", "hypothesis"]
+
+
 def collect(profile: str, experiments: list[str] | None = None, **data: str | None) -> pd.DataFrame:
     """One row per claim across the study's experiments, judged on the stored runs of ``profile``.
     ``data`` holds the sources the runs were trained on, by parameter (``data=``, ``data_cifar100=``,
     ...; None: the profile's). The numbers stay numbers (``a``, ``b``, ``difference``, ``ci_low``,
-    ``ci_high``, ``budget``, ``detectable``, read as ``kind`` says); ``ours``, ``difference [CI]``
-    and ``paper's number`` are their printed forms."""
+    ``ci_high``, ``budget``, ``detectable``, ``p``, ``q``, read as ``kind`` says); ``ours``,
+    ``difference [CI]`` and ``paper's number`` are their printed forms. ``verdict`` is the rule in
+    force's, ``pre-declared verdict`` the rule's declared before the claim's first run (see
+    :data:`HISTORY_COLUMNS` and :meth:`lrstudy.study.Experiment.verdicts`); ``q`` is the
+    Benjamini-Hochberg q-value among each paper's own judged claims (:func:`q_values`)."""
     rows = []
     for name in experiments or EXPERIMENTS:
         experiment = EXPERIMENTS[name]
@@ -102,15 +122,16 @@ def collect(profile: str, experiments: list[str] | None = None, **data: str | No
         done = runs[runs.status.isin(["finished", "diverged"])]
         for claim in experiment.claims:
             v = verdicts.loc[claim.id].to_dict()
+            rule = claim.in_force
             rows.append({
                 "paper": _paper_of(name),
                 "notebook": name,
                 "claim": claim.id,
-                "statement": claim.text,
-                "paper's number": _paper_numbers(paper, claim),
-                "ours": _ours(v, claim),
-                "difference [CI]": _difference(v, claim),
-                "kind": _kind(claim),
+                "statement": v["text"],
+                "paper's number": _paper_numbers(paper, rule if hasattr(rule, "a") else claim),
+                "ours": _ours(v, rule),
+                "difference [CI]": _difference(v, rule),
+                "kind": _kind(rule),
                 "a": v["a"],
                 "b": v["b"],
                 "difference": v["difference"],
@@ -119,9 +140,12 @@ def collect(profile: str, experiments: list[str] | None = None, **data: str | No
                 "n": int(v["n"]),
                 "budget": v["budget"],
                 "detectable": v["detectable"],
+                "p": v["p"],
+                "against": int(v["against"]),
                 "verdict": v["verdict"],
-                "rule": claim.rule,
-                "testable when": claim.testable.rule(),
+                **{column: v[column] for column in HISTORY_COLUMNS},
+                "rule": v["rule"],
+                "testable when": v["testable when"],
                 "rule changed": claim.changed,
                 "basis": v["basis"],
                 "profile": profile,
@@ -129,7 +153,81 @@ def collect(profile: str, experiments: list[str] | None = None, **data: str | No
                 "data": _names(done, "data"),
                 "devices": _names(done, "device"),
             })
-    return pd.DataFrame(rows)
+    card = pd.DataFrame(rows)
+    return card.assign(q=q_values(card)) if len(card) else card
+
+
+PAPERS_OWN = (PAPER, SECONDARY)  # the sources that are a paper's own claims
+
+
+def _hypotheses(card: pd.DataFrame) -> pd.DataFrame:
+    """One row per hypothesis: claims judged jointly (the window shapes) share a rule in force and
+    count once."""
+    return card.drop_duplicates(subset=["notebook", "hypothesis"]) if "hypothesis" in card else card
+
+
+def q_values(card: pd.DataFrame) -> list[float]:
+    """Benjamini-Hochberg q-values within each paper's own judged claims (one per hypothesis; NaN
+    for the study's added comparisons, recaps' advice, rules without a p-value, and claims not judged
+    -- too few seeds, not testable, not run). Claims judged jointly share their hypothesis' q."""
+    q = pd.Series(float("nan"), index=card.index)
+    own = _hypotheses(card[card.source.isin(PAPERS_OWN) & card.verdict.isin(JUDGED) & card.p.notna()])
+    for _, family in own.groupby("paper"):
+        q[family.index] = bh_qvalues(family.p.tolist())
+    shared = dict(zip(zip(own.notebook, own.hypothesis), q[own.index]))
+    return [shared.get((nb, h), float("nan")) for nb, h in zip(card.notebook, card.hypothesis)]
+
+
+GROUPS = {"paper claims": PAPERS_OWN, "the study's added comparisons": (ADDED,), "recaps' advice": (RECAPS,)}
+
+
+def counts(card: pd.DataFrame) -> pd.DataFrame:
+    """Verdict counts per group -- the papers' own claims, the study's added comparisons, recaps'
+    advice -- one per hypothesis; ``interim`` counts the judged ones with fewer seeds than planned."""
+    rows = {}
+    for group, sources in GROUPS.items():
+        part = _hypotheses(card[card.source.isin(sources)])
+        row = {v: int((part.verdict == v).sum()) for v in VERDICTS}
+        row["interim"] = int((part.verdict.isin(JUDGED) & part.status.str.startswith("interim")).sum())
+        row["total"] = len(part)
+        rows[group] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _counted(row: pd.Series) -> str:
+    parts = [f"{row[v]} {v}" for v in VERDICTS if row[v]]
+    interim = f" ({row['interim']} of the judged ones interim)" if row["interim"] else ""
+    return (", ".join(parts) or "none") + interim
+
+
+def against_paper(card: pd.DataFrame) -> str:
+    """One sentence on where the evidence goes against the papers' own claims: claims not confirmed,
+    and claims with two seeds or more whose every seed falls on the wrong side of the rule's
+    threshold (``against`` = ``n``) whatever their verdict; or a sentence saying there are none."""
+    own = _hypotheses(card[card.source.isin(PAPERS_OWN)])
+    wrong = own[(own.verdict == "not confirmed") | ((own.n >= 2) & (own.against >= own.n))]
+    if not len(wrong):
+        return "No paper claim has evidence against it yet."
+    items = [f"{r.claim} ({r.verdict}; {r['difference [CI]']}, {int(r.against)} of {int(r.n)} seeds against)"
+             for _, r in wrong.iterrows()]
+    return "The evidence goes against the paper in " + "; ".join(items) + "."
+
+
+CHANGE_COLUMNS = ["paper", "claim", "pre-declared verdict", "verdict", "status", "rule history"]
+
+
+def revised(card: pd.DataFrame) -> pd.DataFrame:
+    """Every claim revised after its data whose verdict under the pre-declared rule differs from its
+    verdict under the rule in force: claim, both verdicts, status and rule history."""
+    changed = card[card["revised after data"].astype(bool) & (card["declared before data"] != "no")
+                   & (card["pre-declared verdict"] != card.verdict)]
+    return changed[CHANGE_COLUMNS].reset_index(drop=True)
+
+
+def declared_after_data(card: pd.DataFrame) -> pd.DataFrame:
+    """Every claim whose rule was first declared only after the first run it judges (so it has no
+    pre-declared verdict at all)."""
+    return card[card["declared before data"] == "no"][CHANGE_COLUMNS].reset_index(drop=True)
 
 
 NAMES_SEPARATOR = ", "
@@ -154,29 +252,43 @@ READER_COLUMNS = ["paper", "claim", "statement", "paper's number", "ours", "diff
                   "detectable", "verdict"]
 
 
-def to_markdown(card: pd.DataFrame) -> str:
-    """The scorecard as a GitHub-flavoured markdown table (for the README)."""
-    printed = _printed(card)
-    lines = ["| " + " | ".join(READER_COLUMNS) + " |", "|" + "---|" * len(READER_COLUMNS)]
-    for _, r in printed.iterrows():
-        cells = [str(r[c]).replace("|", "/") for c in READER_COLUMNS]
-        lines.append("| " + " | ".join(cells) + " |")
+def _markdown_table(frame: pd.DataFrame, columns: list[str]) -> str:
+    """A GitHub-flavoured markdown table of ``frame``'s ``columns`` ("none" when it has no rows)."""
+    if not len(frame):
+        return "none"
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for _, r in frame.iterrows():
+        lines.append("| " + " | ".join(str(r[c]).replace("|", "/") for c in columns) + " |")
     return "\n".join(lines)
 
 
+def rule_changes(card: pd.DataFrame) -> str:
+    """In markdown: the verdicts that differ between the pre-declared and the revised rule
+    (:func:`revised`), then the claims declared only after their data (:func:`declared_after_data`)."""
+    return (f"Verdicts that differ between the pre-declared and the revised rule:\n\n"
+            f"{_markdown_table(revised(card), CHANGE_COLUMNS)}\n\n"
+            f"Claims declared only after the first run they judge:\n\n"
+            f"{_markdown_table(declared_after_data(card), CHANGE_COLUMNS)}\n")
+
+
+def to_markdown(card: pd.DataFrame) -> str:
+    """The scorecard as a GitHub-flavoured markdown table (for the README)."""
+    return _markdown_table(_printed(card), READER_COLUMNS)
+
+
 def summary(card: pd.DataFrame) -> str:
-    """One sentence on what the verdicts of a profile are worth: its budgets and seeds, how many
-    claims they could judge, and how many rows compare at equal iterations."""
-    counts = card.verdict.value_counts()
-    judged = int(card.verdict.isin(JUDGED).sum())
+    """What the verdicts of a profile are worth: its budgets and seeds, how many claims they could
+    judge, and the verdicts counted separately for the papers' own claims and the study's added
+    comparisons (and recaps' advice), each hypothesis once."""
+    judged = int(_hypotheses(card).verdict.isin(JUDGED).sum())
     budgets = card.budget[card.budget > 0]
-    equal = int(card.claim.str.endswith("@equal-iterations").sum())
     seeds = ", ".join(str(n) for n in sorted(set(card.seeds)))
-    verdicts = ", ".join(f"{int(counts.get(v, 0))} {v}" for v in VERDICTS if counts.get(v, 0))
+    table = counts(card)
+    groups = "; ".join(f"{group}: {_counted(row)}" for group, row in table.iterrows() if row["total"])
     head = (f"At {budget_span(budgets)} of the papers' budgets (training images per arm) and {seeds} seed(s) "
             "planned (`n`: how many ran), "
-            f"{judged} of {len(card)} claims can be judged")
-    return f"{head}; {equal} rows compare the arms at equal iterations. Verdicts: {verdicts}."
+            f"{judged} of {len(_hypotheses(card))} claims can be judged")
+    return f"{head}. Verdicts -- {groups}."
 
 
 def _distinct(cells: pd.Series) -> str:
@@ -188,7 +300,7 @@ def _distinct(cells: pd.Series) -> str:
 
 def headline(card: pd.DataFrame, profile: str) -> str:
     """The scorecard page's first line, in markdown: the summary, then the data and devices behind it."""
-    return (f"**{summary(card)}** Profile `{profile}`; data: {_distinct(card.data)}; "
+    return (f"**{summary(card)}** {against_paper(card)} Profile `{profile}`; data: {_distinct(card.data)}; "
             f"devices: {_distinct(card.devices)}.")
 
 

@@ -8,21 +8,33 @@ A verdict is one of :data:`VERDICTS`. Before a claim's rule is applied at all, i
 :class:`Testability` is checked -- also declared before any run: whether the profile trained enough
 of the paper's budget, and whether the arms that must have levelled off did. A claim that fails it
 is "not testable at this budget", whatever its numbers say. One seed is never enough for a yes or a
-no: with fewer than two seeds a testable claim is "inconclusive (n < 2)". Every verdict row also
-gives the smallest difference its seeds could have detected (:func:`detectable_difference`).
+no: with fewer than two seeds a testable claim is "inconclusive (n < 2)".
+
+Every verdict row also gives ``p``, the one-sided p-value of the rule's test (the paired t-test
+whose 95% interval decides it; :func:`bh_qvalues` turns a family of them into Benjamini-Hochberg
+q-values), and ``detectable``: the smallest difference the *planned* seeds detect four times in
+five, from the between-seed spread pooled over the experiment's runs of the same network and
+budget (prospective power; never a row's own spread). Curves get the same t-interval per step as
+the tables (:func:`curve_band`, :func:`difference_band`): bootstrap bands over three seeds cover
+far less than 95%.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Mapping
+from itertools import combinations
+from typing import Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 from scipy import stats as _st
 
-__all__ = ["mean_ci", "Claim", "Control", "Agreement", "AtLeast", "Testability", "VERDICTS", "JUDGED", "NOT_TESTABLE", "TOO_FEW",
-           "detectable_difference", "seeds_needed", "binomial_se"]
+from .history import STUDY_RULES, History
+
+__all__ = ["mean_ci", "Claim", "Control", "Agreement", "AtLeast", "AllEquivalent", "Testability", "VERDICTS", "JUDGED",
+           "NOT_TESTABLE", "TOO_FEW", "detectable_difference", "seeds_needed", "binomial_se", "bh_qvalues",
+           "pooled_sd", "curve_band", "difference_band", "interim"]
 
 NOT_TESTABLE, TOO_FEW = "not testable at this budget", "inconclusive (n < 2)"
 VERDICTS = ("confirmed", "not confirmed", "inconclusive", TOO_FEW, NOT_TESTABLE, "not run")
@@ -40,6 +52,70 @@ def mean_ci(values, confidence: float = CONFIDENCE) -> tuple[float, float, float
         return mean, math.nan, math.nan
     half = float(_st.t.ppf(0.5 + confidence / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
     return mean, mean - half, mean + half
+
+
+def curve_band(curves: pd.DataFrame, metric: str = "test_acc", by: str = "setting",
+               confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """Per ``by`` value and step: the mean of ``metric`` over seeds and the ends of its Student-t
+    interval (:func:`mean_ci`, the tables' method), with ``n`` seeds; NaN ends where n < 2.
+    Columns: ``by``, ``step``, ``mean``, ``low``, ``high``, ``n``."""
+    rows = []
+    data = curves[curves[metric].notna()] if metric in curves else curves.iloc[0:0]
+    for (key, step), group in data.groupby([by, "step"], sort=True):
+        mean, low, high = mean_ci(group[metric].tolist(), confidence)
+        rows.append({by: key, "step": step, "mean": mean, "low": low, "high": high, "n": len(group)})
+    return pd.DataFrame(rows, columns=[by, "step", "mean", "low", "high", "n"])
+
+
+def difference_band(curves: pd.DataFrame, a: str, b: str, metric: str = "test_acc", by: str = "setting",
+                    confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """Per step both ``a`` and ``b`` were evaluated at: the paired (by seed) difference ``a - b`` of
+    ``metric``, its mean and Student-t interval over the seeds that have both -- the interval a
+    claim's verdict uses, along the curve. Columns: ``step``, ``mean``, ``low``, ``high``, ``n``."""
+    data = curves[curves[metric].notna()] if metric in curves else curves.iloc[0:0]
+    wide = data[data[by].isin([a, b])].pivot_table(index=["step", "seed"], columns=by, values=metric)
+    rows = []
+    if a in wide and b in wide:
+        paired = (wide[a] - wide[b]).dropna()
+        for step, diffs in paired.groupby(level="step"):
+            mean, low, high = mean_ci(diffs.tolist(), confidence)
+            rows.append({"step": step, "mean": mean, "low": low, "high": high, "n": len(diffs)})
+    return pd.DataFrame(rows, columns=["step", "mean", "low", "high", "n"])
+
+
+def bh_qvalues(pvalues: Sequence[float]) -> list[float]:
+    """Benjamini-Hochberg q-values of a family of p-values (NaN entries stay NaN and are not counted
+    in the family): the smallest false-discovery rate at which each would be declared."""
+    p = np.asarray(pvalues, dtype=float)
+    q = np.full(len(p), math.nan)
+    finite = np.flatnonzero(~np.isnan(p))
+    if not len(finite):
+        return q.tolist()
+    order = finite[np.argsort(p[finite], kind="stable")]
+    m = len(order)
+    ranked = p[order] * m / np.arange(1, m + 1)
+    q[order] = np.minimum(1.0, np.minimum.accumulate(ranked[::-1])[::-1])
+    return q.tolist()
+
+
+def pooled_sd(groups: Sequence[Sequence[float]]) -> tuple[float, int]:
+    """The between-seed standard deviation pooled over groups (each one setting's values over
+    seeds), with its degrees of freedom; NaN and 0 where no group has two values."""
+    ss, df = 0.0, 0
+    for values in groups:
+        v = np.asarray([x for x in values if x is not None and not math.isnan(x)], dtype=float)
+        if len(v) >= 2:
+            ss += float(((v - v.mean()) ** 2).sum())
+            df += len(v) - 1
+    return (math.sqrt(ss / df), df) if df else (math.nan, 0)
+
+
+def interim(n: int, planned: int) -> str:
+    """A verdict's status: "interim (n of N)" while fewer seeds than planned ran, "final (n of N)"
+    once they all did, "no runs" before any."""
+    if n <= 0:
+        return "no runs"
+    return f"{'interim' if n < planned else 'final'} ({n} of {planned})"
 
 
 def binomial_se(accuracy: float, images: int) -> float:
@@ -137,10 +213,40 @@ class Control:
     row: str
     declared: str
     why: str = ""
+    commit: str = ""
+
+
+def _one_sided(diffs: Sequence[float], threshold: float, above: bool) -> float:
+    """p-value of the paired t-test that the mean difference lies above (or below) ``threshold``."""
+    n = len(diffs)
+    if n < 2:
+        return math.nan
+    mean, sd = float(np.mean(diffs)), float(np.std(diffs, ddof=1))
+    if sd == 0:
+        return 0.0 if (mean > threshold if above else mean < threshold) else 1.0
+    t = (mean - threshold) / (sd / math.sqrt(n))
+    return float(_st.t.sf(t, n - 1) if above else _st.t.cdf(t, n - 1))
+
+
+def _detectable(spread: float | None, planned: int | None) -> float:
+    """The smallest difference the planned seeds detect, from the pooled spread (NaN without one)."""
+    if spread is None or planned is None or not spread == spread:
+        return math.nan
+    return detectable_difference(spread, planned)
+
+
+NO_RESULT = {"difference": math.nan, "ci_low": math.nan, "ci_high": math.nan, "verdict": "not run"}
+
+
+def _comparison_head(rule, n: int, spread: float | None, planned: int | None) -> dict:
+    """The columns a comparison's verdict row starts with, before its seeds are read."""
+    return {"claim": rule.id, "text": rule.text, "rule": rule.rule, "testable when": rule.testable.rule(),
+            "n": n, "a": math.nan, "b": math.nan, "p": math.nan, "against": 0,
+            "detectable": _detectable(spread, planned)}
 
 
 @dataclass(frozen=True)
-class Claim:
+class Claim(History):
     """A claim of a paper, as a comparison of two settings' values (final test accuracy, in points,
     unless the experiment reads a row otherwise).
 
@@ -156,6 +262,9 @@ class Claim:
     the CI lies inside ``(-margin, margin)``; not confirmed when it lies wholly outside
     ``[-margin, margin]``; inconclusive otherwise.
 
+    ``relative``: instead of a fixed margin, a tolerance relative to ``b``'s error -- the margin in
+    points is ``relative * (100 - mean of b)`` ("comparable" error within 10%, say).
+
     ``equal_iterations``: ``a`` and ``b`` train for different numbers of iterations; the experiment
     then also reports the shorter arm against the longer one at the same iteration, read from its
     curve (:meth:`lrstudy.study.Experiment.verdicts`).
@@ -169,15 +278,13 @@ class Claim:
     margin: float = 0.0
     testable: Testability = field(default_factory=Testability)
     equal_iterations: bool = False
-    changed: str = ""  # how and why the rule changed since an earlier version of the study
-    declared: str = ""  # when the rule was committed (a date), where it came after the study's first rules
     control: Control | None = None  # a trained control for the equal-iterations row (see Control)
-    added: bool = False  # a comparison the study added (a control, an equal-iterations reading), not the paper's
+    relative: float = 0.0
 
     def __post_init__(self):
         if self.kind not in ("better", "not_worse", "equivalent"):
             raise ValueError(f"claim {self.id}: kind={self.kind!r}; allowed: 'better', 'not_worse', 'equivalent'")
-        if self.kind != "better" and self.margin <= 0:
+        if self.kind != "better" and self.margin <= 0 and self.relative <= 0:
             raise ValueError(f"claim {self.id}: a {self.kind!r} claim needs a margin > 0")
 
     @property
@@ -186,48 +293,51 @@ class Claim:
         return (self.a, self.b)
 
     @property
+    def _margin_text(self) -> str:
+        return f"{self.relative:.0%} of {self.b}'s error" if self.relative else f"{self.margin:g} points"
+
+    @property
     def rule(self) -> str:
+        m = self._margin_text
         if self.kind == "equivalent":
             return (f"confirmed if the 95% CI of {self.a} - {self.b} (paired by seed) lies within "
-                    f"+/-{self.margin:g} points; not confirmed if it lies wholly outside; otherwise inconclusive")
+                    f"+/-{m}; not confirmed if it lies wholly outside; otherwise inconclusive")
         if self.kind == "better":
-            return (f"confirmed if the 95% CI of {self.a} - {self.b} (paired by seed) is above {self.margin:g}; "
-                    f"not confirmed if it is at or below {self.margin:g}; otherwise inconclusive")
+            above = f"{self.margin:g}" if not self.relative else m
+            return (f"confirmed if the 95% CI of {self.a} - {self.b} (paired by seed) is above {above}; "
+                    f"not confirmed if it is at or below {above}; otherwise inconclusive")
         return (f"confirmed if the 95% CI of {self.a} - {self.b} (paired by seed) is above "
-                f"-{self.margin:g} points; not confirmed if it is below -{self.margin:g}; otherwise inconclusive")
+                f"-{m}; not confirmed if it is below -{m}; otherwise inconclusive")
 
     def judge(self, values: Mapping[str, Mapping[int, float]], testable: str | None = None,
-              test_images: int | None = None) -> dict:
+              spread: float | None = None, planned: int | None = None) -> dict:
         """``values[label][seed]``: each run's value. ``testable``: why the claim is not testable
-        (None: it is). ``test_images``: the test-set size, for the power of a single seed."""
+        (None: it is). ``spread``: the planned standard deviation of one paired difference, and
+        ``planned`` the seeds the profile plans, for the prospective ``detectable``."""
         a, b = values.get(self.a, {}), values.get(self.b, {})
         seeds = sorted(set(a) & set(b))
         diffs = [a[s] - b[s] for s in seeds]
         n = len(diffs)
-        out = {"claim": self.id, "text": self.text, "rule": self.rule, "testable when": self.testable.rule(),
-               "n": n, "a": math.nan, "b": math.nan}
+        out = _comparison_head(self, n, spread, planned)
         if not diffs:
-            return {**out, "difference": math.nan, "ci_low": math.nan, "ci_high": math.nan, "detectable": math.nan,
-                    "verdict": "not run", "basis": "no pair of runs with results"}
+            return {**out, **NO_RESULT, "basis": "no pair of runs with results"}
         mean, low, high = mean_ci(diffs)
         mean_a, mean_b = float(np.mean([a[s] for s in seeds])), float(np.mean([b[s] for s in seeds]))
+        m = self.relative * (100.0 - mean_b) if self.relative else self.margin
         if n >= 2:
-            spread = float(np.std(diffs, ddof=1))
-            detectable = detectable_difference(spread, n)
             basis = f"95% t-interval over {n} paired seeds"
-            verdict = self._verdict(low, high)
+            verdict = self._verdict(low, high, m)
         else:
-            images = test_images or 10_000
-            spread = math.hypot(binomial_se(mean_a, images), binomial_se(mean_b, images))
-            detectable = detectable_difference(spread, 1)
-            basis = f"one difference; detectable from the test set's binomial error ({images} images)"
-            verdict = self._verdict(mean, mean)
+            basis = "one difference"
+            verdict = self._verdict(mean, mean, m)
+        if self.relative:
+            basis += f"; margin {m:.2f} points ({self.relative:.0%} of {100 - mean_b:.2f}% error)"
         verdict, why = _judged(verdict, n, testable)
         return {**out, "a": mean_a, "b": mean_b, "difference": mean, "ci_low": low, "ci_high": high,
-                "detectable": detectable, "verdict": verdict, "basis": why + basis}
+                "p": self._p(diffs, m), "against": sum(self._fails(d, m) for d in diffs),
+                "verdict": verdict, "basis": why + basis}
 
-    def _verdict(self, low: float, high: float) -> str:
-        m = self.margin
+    def _verdict(self, low: float, high: float, m: float) -> str:
         if self.kind == "equivalent":
             if -m < low and high < m:
                 return "confirmed"
@@ -236,18 +346,95 @@ class Claim:
             return "confirmed" if low > m else "not confirmed" if high <= m else "inconclusive"
         return "confirmed" if low > -m else "not confirmed" if high < -m else "inconclusive"
 
+    def _p(self, diffs: Sequence[float], m: float) -> float:
+        """One-sided p-value of the rule's test (two one-sided tests for equivalence)."""
+        if self.kind == "better":
+            return _one_sided(diffs, m, above=True)
+        if self.kind == "not_worse":
+            return _one_sided(diffs, -m, above=True)
+        return max(_one_sided(diffs, -m, above=True), _one_sided(diffs, m, above=False))
+
+    def _fails(self, d: float, m: float) -> bool:
+        """Whether one seed's difference is on the wrong side of the rule's threshold."""
+        if self.kind == "better":
+            return d <= m
+        if self.kind == "not_worse":
+            return d < -m
+        return abs(d) >= m
+
     def effect_to_detect(self, paper_a: float, paper_b: float) -> float:
         """The true difference the seeds must resolve for the paper's numbers to pass this rule."""
         diff = paper_a - paper_b
+        m = self.relative * (100.0 - paper_b) if self.relative else self.margin
         if self.kind == "better":
-            return diff - self.margin
+            return diff - m
         if self.kind == "not_worse":
-            return diff + self.margin
-        return self.margin - abs(diff)
+            return diff + m
+        return m - abs(diff)
 
 
 @dataclass(frozen=True)
-class Agreement:
+class AllEquivalent(History):
+    """Several settings that are all equally good up to ``margin`` points, judged jointly.
+
+    Confirmed when the 95% CI of every pairwise paired difference lies within ``(-margin, margin)``
+    (an intersection-union test: each pair at the 5% level keeps the joint claim at 5%); not
+    confirmed when the CI of any pair lies wholly outside ``[-margin, margin]``; inconclusive
+    otherwise. The row reports the pair furthest apart.
+    """
+
+    id: str
+    text: str
+    members: tuple[str, ...]
+    margin: float
+    testable: Testability = field(default_factory=Testability)
+
+    def __post_init__(self):
+        if len(self.members) < 2 or self.margin <= 0:
+            raise ValueError(f"claim {self.id}: needs two settings or more and a margin > 0")
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.members)
+
+    @property
+    def rule(self) -> str:
+        return (f"confirmed if the 95% CI of every pairwise difference among {', '.join(self.members)} (paired by "
+                f"seed) lies within +/-{self.margin:g} points; not confirmed if any pair's lies wholly outside; "
+                "otherwise inconclusive")
+
+    def judge(self, values: Mapping[str, Mapping[int, float]], testable: str | None = None,
+              spread: float | None = None, planned: int | None = None) -> dict:
+        got = [values.get(label, {}) for label in self.members]
+        seeds = sorted(set.intersection(*(set(v) for v in got)))
+        n = len(seeds)
+        out = _comparison_head(self, n, spread, planned)
+        if not seeds:
+            return {**out, **NO_RESULT, "basis": "no set of runs with results"}
+        common = {label: {s: v[s] for s in seeds} for label, v in zip(self.members, got)}
+        pairs = [(pair, pair.judge(common)) for pair in self._pairs()]
+        pair, widest = max(pairs, key=lambda pr: abs(pr[1]["difference"]))
+        verdicts = [p._verdict(*((r["ci_low"], r["ci_high"]) if n >= 2 else (r["difference"],) * 2), self.margin)
+                    for p, r in pairs]
+        verdict = ("confirmed" if all(v == "confirmed" for v in verdicts) else
+                   "not confirmed" if "not confirmed" in verdicts else "inconclusive")
+        verdict, why = _judged(verdict, n, testable)
+        against = sum(any(abs(v[s] - w[s]) >= self.margin for v, w in combinations(got, 2)) for s in seeds)
+        means = [float(np.mean([v[s] for s in seeds])) for v in got]
+        basis = (f"95% t-intervals of {len(pairs)} pairwise differences over {n} seeds; furthest apart: "
+                 f"{pair.a} - {pair.b}")
+        return {**out, "a": max(means), "b": min(means), "difference": widest["difference"],
+                "ci_low": widest["ci_low"], "ci_high": widest["ci_high"],
+                "p": max(r["p"] for _, r in pairs) if n >= 2 else math.nan, "against": against, "verdict": verdict,
+                "basis": why + basis}
+
+    def _pairs(self) -> list[Claim]:
+        return [Claim(self.id, "", x, y, kind="equivalent", margin=self.margin)
+                for x, y in combinations(self.members, 2)]
+
+
+@dataclass(frozen=True)
+class Agreement(History):
     """A value the paper reports (a suggested learning rate, say), to be matched within a factor.
 
     Confirmed when every seed's value lies within ``[target / factor, target * factor]``; not
@@ -261,7 +448,6 @@ class Agreement:
     factor: float = 2.0
     shown: str = ""  # how the paper states it, where that is not one number (a range, say)
     testable: Testability = field(default_factory=Testability)
-    changed: str = ""
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -274,22 +460,25 @@ class Agreement:
                 f"{self.factor:.3g} around {self.target:.3g}); not confirmed if none does; otherwise inconclusive")
 
     def judge(self, values: Mapping[str, Mapping[int, float]], testable: str | None = None,
-              test_images: int | None = None) -> dict:
+              spread: float | None = None, planned: int | None = None) -> dict:
         got = [v for v in values.get(self.measure, {}).values() if v is not None and not math.isnan(v)]
         out = {"claim": self.id, "text": self.text, "rule": self.rule, "testable when": self.testable.rule(),
-               "n": len(got), "ci_low": math.nan, "ci_high": math.nan, "detectable": math.nan, "b": self.target}
+               "n": len(got), "ci_low": math.nan, "ci_high": math.nan, "detectable": math.nan, "b": self.target,
+               "p": math.nan}
         if not got:
-            return {**out, "a": math.nan, "difference": math.nan, "verdict": "not run", "basis": "no value measured"}
+            return {**out, "a": math.nan, "difference": math.nan, "against": 0, "verdict": "not run",
+                    "basis": "no value measured"}
         inside = [self.target / self.factor <= v <= self.target * self.factor for v in got]
         verdict = "confirmed" if all(inside) else "not confirmed" if not any(inside) else "inconclusive"
         value = float(np.exp(np.mean(np.log(got))))
         verdict, why = _judged(verdict, len(got), testable)
         return {**out, "a": value, "difference": value / self.target, "verdict": verdict,
+                "against": inside.count(False),
                 "basis": why + f"ours / paper = {value / self.target:.2f} (geometric mean over {len(got)} seed(s))"}
 
 
 @dataclass(frozen=True)
-class AtLeast:
+class AtLeast(History):
     """A measured quantity that should reach a threshold (e.g. a speedup of at least 2x).
 
     Confirmed when every seed's value reaches ``threshold``; not confirmed when none does;
@@ -301,7 +490,6 @@ class AtLeast:
     measure: str
     threshold: float
     testable: Testability = field(default_factory=Testability)
-    changed: str = ""
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -313,12 +501,14 @@ class AtLeast:
                 "none is (a target never reached counts as below); otherwise inconclusive")
 
     def judge(self, values: Mapping[str, Mapping[int, float]], testable: str | None = None,
-              test_images: int | None = None) -> dict:
+              spread: float | None = None, planned: int | None = None) -> dict:
         got = dict(values.get(self.measure, {}))
         out = {"claim": self.id, "text": self.text, "rule": self.rule, "testable when": self.testable.rule(),
-               "n": len(got), "ci_low": math.nan, "ci_high": math.nan, "detectable": math.nan, "b": self.threshold}
+               "n": len(got), "ci_low": math.nan, "ci_high": math.nan, "detectable": math.nan, "b": self.threshold,
+               "p": math.nan}
         if not got:
-            return {**out, "a": math.nan, "difference": math.nan, "verdict": "not run", "basis": "no value measured"}
+            return {**out, "a": math.nan, "difference": math.nan, "against": 0, "verdict": "not run",
+                    "basis": "no value measured"}
         reached = [v is not None and not math.isnan(v) and v >= self.threshold for v in got.values()]
         finite = [v for v in got.values() if v is not None and not math.isnan(v)]
         verdict = "confirmed" if all(reached) else "not confirmed" if not any(reached) else "inconclusive"
@@ -326,7 +516,8 @@ class AtLeast:
         missing = len(got) - len(finite)
         verdict, why = _judged(verdict, len(got), testable)
         basis = f"mean {mean:.2f} over {len(finite)} seed(s)" + (f"; {missing} never reached the target" if missing else "")
-        return {**out, "a": mean, "difference": mean, "verdict": verdict, "basis": why + basis}
+        return {**out, "a": mean, "difference": mean, "verdict": verdict, "against": reached.count(False),
+                "basis": why + basis}
 
 
 def companions_at_equal_iterations(claim: Claim, short: str, long: str, long_at_short_end: str) -> list[Claim]:
@@ -334,18 +525,34 @@ def companions_at_equal_iterations(claim: Claim, short: str, long: str, long_at_
     make. Without a control, one row: the same rule, with the longer arm read mid-run at the shorter
     arm's last iteration. With a :class:`Control`, the ``@equal-iterations`` row compares the shorter
     arm with the trained control (it must beat it), and the mid-run reading is kept under its own
-    name, ``@<long>-read-mid-run``."""
+    name, ``@<long>-read-mid-run``. The rows carry the claim's declaration; where the claim's
+    revision changes only its margin (the same arms, the same kind of rule), each row whose rule
+    that changes gets the revised rule's row as its revision. A revision of another kind (the sign
+    of an effect, say) is about the arms at their own budgets and leaves these rows as declared."""
     a, b = (claim.a, long_at_short_end) if claim.b == long else (long_at_short_end, claim.b)
+    # the rows came with the study's rules (STUDY_RULES), or with their claim where that came later
+    declared = max((claim.declared, claim.commit), (STUDY_RULES["declared"], STUDY_RULES["commit"]))
     mid_run = Claim(f"{claim.id}@equal-iterations",
                     f"{claim.text} -- at equal iterations ({long} read mid-run, at {short}'s end)",
-                    a=a, b=b, kind=claim.kind, margin=claim.margin, testable=EQUAL_BUDGET, added=True)
+                    a=a, b=b, kind=claim.kind, margin=claim.margin, relative=claim.relative, testable=EQUAL_BUDGET,
+                    added=True, declared=declared[0], commit=declared[1], changed=claim.changed)
     if claim.control is None:
-        return [mid_run]
-    control = claim.control
-    trained = Claim(f"{claim.id}@equal-iterations",
-                    f"{short} beats {control.row}: {long}'s schedule with its drops compressed into {short}'s "
-                    "iterations (a trained annealing control)", a=short, b=control.row, testable=EQUAL_BUDGET,
-                    declared=control.declared, added=True,
-                    changed=f"declared {control.declared}, before the control trained: {control.why}")
-    slug = long.replace(" ", "-")
-    return [trained, replace(mid_run, id=f"{claim.id}@{slug}-read-mid-run")]
+        rows = [mid_run]
+    else:
+        control = claim.control
+        trained = Claim(f"{claim.id}@equal-iterations",
+                        f"{short} beats {control.row}: {long}'s schedule with its drops compressed into {short}'s "
+                        "iterations (a trained annealing control)", a=short, b=control.row, testable=EQUAL_BUDGET,
+                        declared=control.declared, commit=control.commit, added=True,
+                        changed=f"declared {control.declared[:10]}, before the control trained: {control.why}")
+        slug = long.replace(" ", "-")
+        rows = [trained, replace(mid_run, id=f"{claim.id}@{slug}-read-mid-run")]
+    revision = claim.revision
+    if revision is None or not isinstance(revision.rule, Claim) or \
+            (revision.rule.a, revision.rule.b, revision.rule.kind) != (claim.a, claim.b, claim.kind):
+        return rows
+    revised = {row.id: row for row in companions_at_equal_iterations(replace(revision.rule, revision=None), short, long,
+                                                                      long_at_short_end)}
+    return [replace(row, revision=replace(revision, rule=replace(revised[row.id], declared=revision.declared,
+                                                                 commit=revision.commit)))
+            if row.id in revised and revised[row.id].rule != row.rule else row for row in rows]

@@ -30,7 +30,8 @@ from .policy import scale_steps
 from .runs import RunConfig, RunRecord
 from .schedule_specs import rescale
 from .selection import select
-from .stats import companions_at_equal_iterations, mean_ci
+from .history import declared_before, history_text, rule_before
+from .stats import companions_at_equal_iterations, interim, mean_ci, pooled_sd
 
 __all__ = ["Settings", "Row", "Experiment", "StudyResults", "STANDARD_KNOBS", "BATCH_SCALE", "DATA_PARAMETERS",
            "model_name"]
@@ -180,8 +181,10 @@ class Experiment:
                  claims: Sequence, deviations: Sequence[str], paper: Callable[[], pd.DataFrame],
                  knobs: Mapping[str, tuple] = STANDARD_KNOBS, derived: Mapping[str, Sequence[str]] | None = None,
                  derive: Callable[[Settings, StudyResults], Measures] | None = None,
-                 row_values: Callable[[Settings, StudyResults], Measures] | None = None):
+                 row_values: Callable[[Settings, StudyResults], Measures] | None = None,
+                 unitless: Sequence[str] = ()):
         self.name, self.deviations, self.paper, self.knobs = name, list(deviations), paper, knobs
+        self.unitless = frozenset(unitless)  # derived measures not in accuracy points: no pooled power for them
         self._rows = rows if callable(rows) else (lambda knobs: dict(rows))
         self.derived, self._derive, self._row_values = dict(derived or {}), derive, row_values
         paper_rows = self.rows()
@@ -205,7 +208,7 @@ class Experiment:
         if len(set(self.labels)) != len(self.labels):
             raise ValueError(f"experiment {name!r}: a derived measure has a row's label")
         for claim in self.claims:
-            unknown = [label for label in claim.labels if label not in self.labels]
+            unknown = [label for label in _all_labels(claim) if label not in self.labels]
             if unknown:
                 raise ValueError(f"experiment {name!r}: claim {claim.id} names {unknown[0]!r}, which is neither "
                                  "one of its rows nor a declared derived measure")
@@ -223,7 +226,7 @@ class Experiment:
         measure they name reads -- in the experiment's row order."""
         needed = set()
         for claim_id in claim_ids:
-            for label in self.claim(claim_id).labels:
+            for label in _all_labels(self.claim(claim_id)):
                 needed.update(self.inputs(label))
         return [label for label in self.rows() if label in needed]
 
@@ -366,18 +369,87 @@ class Experiment:
                 gains.append(float(late.test_acc.iloc[-1] - late.test_acc.iloc[0]))
         return float(np.mean(gains)) if gains else math.nan
 
+    def spreads(self, s: Settings, results: StudyResults) -> dict[str, float]:
+        """Per measure in accuracy points: the between-seed standard deviation of final test accuracy,
+        pooled over every row of this profile that trains the same network on the same data set as
+        the measure's first input row -- the planning spread for prospective power, never a row's
+        own. NaN where no such row has two seeds yet, and for the ``unitless`` measures."""
+        rows, final = self.scaled_rows(s), results.final_accuracy()
+        network = {label: (model_name(row.model), row.dataset) for label, row in rows.items()}
+        pooled = {key: pooled_sd([list(final.get(label, {}).values()) for label, k in network.items() if k == key])[0]
+                  for key in set(network.values())}
+        out = {}
+        for label in self.labels:
+            first = self.inputs(label)[0]
+            out[label] = math.nan if label in self.unitless or first not in network else pooled[network[first]]
+        return out
+
+    def first_runs(self, results: StudyResults) -> dict[str, str]:
+        """Per row: when its earliest stored run started (ISO time, from the records)."""
+        out: dict[str, str] = {}
+        for label, record in zip(results.labels, results.records):
+            started = record.meta.get("started_at") if record is not None else None
+            if started and (label not in out or started < out[label]):
+                out[label] = started
+        return out
+
+    def first_judged(self, claim, started: Mapping[str, str]) -> str | None:
+        """When the first run a claim judges started: the moment its evidence existed, i.e. when the
+        last of its measures got its first run (a measure read from several rows, when the first of
+        them did). None while a measure has no run."""
+        firsts = []
+        for label in claim.labels:
+            times = [started[row] for row in self.inputs(label) if row in started]
+            if not times:
+                return None
+            firsts.append(min(times))
+        return max(firsts)
+
     def verdicts(self, s: Settings, results: StudyResults) -> pd.DataFrame:
-        """Each claim judged by its rule on :meth:`measures` -- once its testability rule holds
-        (budget, levelled arms), and with a yes or a no only from two seeds or more -- with the
-        smallest difference its seeds could detect and the budget its arms trained."""
+        """Each claim judged by the rule in force on :meth:`measures` -- once its testability rule
+        holds (budget, levelled arms), and with a yes or a no only from two seeds or more -- beside
+        the verdict of the rule declared before its first run where a revision came after the data.
+
+        Columns besides each rule's own (``a``, ``b``, ``difference``, ``ci_low``, ``ci_high``, ``n``,
+        ``p``, ``against``, ``verdict``, ``basis``): ``budget`` (the smallest share of the paper's
+        images an arm trained), ``detectable`` (prospective: the planned seeds, the pooled spread),
+        ``planned`` (seeds), ``status`` ("interim (n of N)"), ``source`` (whose claim),
+        ``declared``, ``first run``, ``declared before data``, ``pre-declared rule``,
+        ``pre-declared verdict``, ``revised after data``, ``rule history``, ``hypothesis`` (the id of
+        the rule in force: claims judged jointly share it) and ``changed``."""
         values, budgets = self.measures(s, results), self.budgets(s)
-        images = _test_images(results)
+        spreads, started, planned = self.spreads(s, results), self.first_runs(results), len(s.seeds)
+
+        def judged(rule) -> dict:
+            arms = [row for label in rule.labels for row in self.inputs(label)]
+            budget = min(budgets.get(row, 0.0) for row in arms)
+            gains = {label: self.late_gain(results, label, rule.testable.window) for label in rule.testable.levelled}
+            spread = math.hypot(*(spreads.get(label, math.nan) for label in rule.labels[:2])) \
+                if len(rule.labels) >= 2 else math.nan
+            return {**rule.judge(values, rule.testable.reason(budget, gains), spread, planned), "budget": budget}
+
         rows = []
         for claim in self.claims:
-            budget = min(budgets.get(row, 0.0) for label in claim.labels for row in self.inputs(label))
-            gains = {label: self.late_gain(results, label, claim.testable.window) for label in claim.testable.levelled}
-            row = claim.judge(values, claim.testable.reason(budget, gains), images)
-            rows.append({**row, "budget": budget, "changed": claim.changed})
+            in_force = claim.in_force
+            first = self.first_judged(claim, started)
+            row = judged(in_force)
+            before = rule_before(claim, first)
+            if before is None:
+                pre_rule, pre_verdict = "", "no rule before its first run"
+            elif before is in_force:
+                pre_rule, pre_verdict = in_force.rule, row["verdict"]
+            else:
+                pre_rule, pre_verdict = before.rule, judged(before)["verdict"]
+            declared_first = declared_before(claim.declared, first)
+            rows.append({**row, "claim": claim.id, "text": in_force.text, "planned": planned,
+                         "status": interim(row["n"], planned), "source": claim.origin,
+                         "declared": f"{claim.declared[:10]} ({claim.commit})" if claim.commit else claim.declared[:10],
+                         "first run": first[:10] if first else "",
+                         "declared before data": {True: "yes", False: "no", None: "no run yet"}[declared_first],
+                         "pre-declared rule": pre_rule, "pre-declared verdict": pre_verdict,
+                         "revised after data": claim.revision is not None and before is not in_force,
+                         "rule history": history_text(claim, first), "hypothesis": in_force.id,
+                         "changed": claim.changed})
         return pd.DataFrame(rows).set_index("claim")
 
     def what_ran(self, s: Settings, label: str) -> str:
@@ -401,6 +473,11 @@ class Experiment:
         return ", ".join(parts)
 
 
+def _all_labels(claim) -> tuple[str, ...]:
+    """The measures a claim reads under its declared rule and under its revision."""
+    return tuple(dict.fromkeys((*claim.labels, *claim.in_force.labels)))
+
+
 def model_name(model: Mapping) -> str:
     """A network's usual name from its spec ("ResNet-56", "WRN-28-10", "DenseNet-BC-100")."""
     name = model["name"]
@@ -417,16 +494,6 @@ def model_name(model: Mapping) -> str:
 
 
 TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "mnist": 60_000}
-
-
-def _test_images(results: "StudyResults") -> int | None:
-    """The test-set size the runs were evaluated on (for the power of a single seed)."""
-    for config, record in zip(results.configs, results.records):
-        if config.test_subset:
-            return config.test_subset
-        if record is not None and record.meta.get("data", {}).get("test_examples"):
-            return int(record.meta["data"]["test_examples"])
-    return None
 
 
 # the columns of StudyResults.runs, present even when no run has a result yet

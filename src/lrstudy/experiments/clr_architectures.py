@@ -27,9 +27,10 @@ from typing import Mapping
 
 import pandas as pd
 
+from ..history import FIRST_OTHERS, REVISED, Revision
 from ..paper import paper_table
 from ..stats import Claim
-from ..study import BATCH_SCALE, STANDARD_KNOBS, Experiment, Row
+from ..study import BATCH_SCALE, STANDARD_KNOBS, Experiment, Row, Settings, StudyResults
 
 AUGMENT = {"flip": True, "crop": 4, "pad_mode": "zeros"}
 TRAIN_IMAGES = 50_000
@@ -78,13 +79,38 @@ def rows(knobs: Mapping) -> dict[str, Row]:
     return out
 
 
+def best_fixed(network: str, dataset: str) -> str:
+    """The measure "the best of the fixed rates the paper tried" for one network and data set."""
+    return label(network, dataset, "best fixed rate (" + "/".join(f"{r:g}" for r in FIXED_RATES) + ")")
+
+
 CLAIMS = [
     Claim(f"CLR-T4.{network.split()[0].lower()}.{dataset.lower()}",
           f"{network} on {dataset}: CLR {low:g}-{high:g} at least matches the original fixed rate 0.1",
           a=label(network, dataset, f"CLR {low:g}-{high:g}"), b=label(network, dataset, "fixed 0.1"),
-          kind="not_worse", margin=0.5)
+          kind="not_worse", margin=0.5, **FIRST_OTHERS, revision=Revision(
+              Claim(f"CLR-T4.{network.split()[0].lower()}.{dataset.lower()}",
+                    f"{network} on {dataset}: CLR {low:g}-{high:g} at least matches the best of the fixed rates "
+                    f"{', '.join(f'{r:g}' for r in FIXED_RATES)}", a=label(network, dataset, f"CLR {low:g}-{high:g}"),
+                    b=best_fixed(network, dataset), kind="not_worse", margin=0.5),
+              reason="the paper tried three fixed rates beside CLR: CLR must match the best of them (highest mean "
+                     "over seeds), not only the original 0.1", **REVISED))
     for network, (*_, (low, high)) in NETWORKS.items() for dataset in DATASETS
 ]
+DERIVED = {best_fixed(network, dataset): tuple(label(network, dataset, f"fixed {r:g}") for r in FIXED_RATES)
+           for network in NETWORKS for dataset in DATASETS}
+
+
+def derive(s: Settings, results: StudyResults) -> dict[str, dict[int, float]]:
+    """Per network and data set: the fixed rate with the highest mean final accuracy over seeds,
+    its per-seed values (empty until a fixed rate has run)."""
+    final = results.final_accuracy()
+    out: dict[str, dict[int, float]] = {}
+    for measure, rows_ in DERIVED.items():
+        means = {row: sum(final[row].values()) / len(final[row]) for row in rows_ if final.get(row)}
+        out[measure] = dict(final[max(means, key=means.get)]) if means else {}
+    return out
+
 
 DEVIATIONS = [
     "The paper does not name the depths: ResNet-56, ResNet-110 (the Stochastic Depth code's default) "
@@ -119,4 +145,5 @@ def paper() -> pd.DataFrame:
     return table
 
 
-EXPERIMENT = Experiment("clr_architectures", rows, CLAIMS, DEVIATIONS, paper, knobs=KNOBS)
+EXPERIMENT = Experiment("clr_architectures", rows, CLAIMS, DEVIATIONS, paper, knobs=KNOBS, derived=DERIVED,
+                        derive=derive)

@@ -26,13 +26,14 @@ Where the paper is silent we chose, and say so in ``DEVIATIONS``.
 
 from __future__ import annotations
 
-import dataclasses
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
+from ..history import FIRST_CLR, REVISED, STUDY_RULES, Revision
 from ..paper import paper_table
-from ..stats import Claim, Control, Testability
+from ..stats import AllEquivalent, Claim, Control, Testability
 from ..study import Experiment, Row, Settings, StudyResults
 
 CAFFE_FULL = {"name": "caffe_cifar10_full"}
@@ -52,7 +53,9 @@ def _row(iterations: int, schedule: dict, model=CAFFE_FULL, optimizer=SGD, **kw)
 
 FIXED_25K = "fixed, drops at 16k and 22k (25k)"
 TRIANGULAR_25K = "triangular, decay's range (25k)"
-CONTROLS_DECLARED = "2026-12-06"
+CONTROLS_DECLARED, CONTROLS_COMMIT = "2026-12-06T17:08:52+00:00", "e701f11"
+PRECISION_DECLARED, PRECISION_COMMIT = "2026-12-06T17:33:55+00:00", "a739202"
+EQUAL = 0.5  # points: the margin where the paper reports equality
 EXP_RANGE = {"name": "exp_range", "base_lr": 1e-3, "max_lr": 6e-3, "step_size": 2000, "gamma": 0.99994}
 ROWS = {
     # Table 1 (CIFAR-10)
@@ -90,46 +93,77 @@ ROWS = {
 PRECISION_CHECK = ("fixed", "triangular2")
 for _label in PRECISION_CHECK:
     for _precision in ("fp32", "bf16"):
-        ROWS[f"{_label} ({_precision})"] = dataclasses.replace(ROWS[_label], precision=_precision)
+        ROWS[f"{_label} ({_precision})"] = replace(ROWS[_label], precision=_precision)
 TABLE1 = ["fixed", "triangular2", "decay", "exp", "exp_range"]
 # two points of the stepsize-8-epochs run, for the stop-at-cycle-end claim: the end of its last
 # cycle, and halfway down that cycle's descent (at the paper's cadence both are evaluations)
 STOP_RUN = "triangular, stepsize 8 epochs"
 CYCLE_END, MID_DESCENT = "stepsize 8 epochs, end of last cycle", "stepsize 8 epochs, halfway down the last descent"
+BEST_IN_CYCLE = "stepsize 8 epochs, best evaluation within the last cycle (before its end)"
+# sigmoid+BN read as the mean over the triangular run's last LATE_ENDS cycle ends, both arms at those steps
+SIGMOID_FIXED, SIGMOID_CLR, LATE_ENDS = "sigmoid+BN fixed", "sigmoid+BN triangular", 3
+SIGMOID_CLR_LATE = f"sigmoid+BN triangular, mean of its last {LATE_ENDS} cycle ends"
+SIGMOID_FIXED_LATE = f"sigmoid+BN fixed, mean at the same {LATE_ENDS} steps"
 
-# Written before any run; the notebook shows them before it trains.
+# Written before any run (FIRST_CLR); the notebook shows them before it trains. Revisions carry
+# their own date and a one-line reason.
+_TRI2_VS_FIXED = Claim(
+    "CLR-T1.tri2-vs-fixed", "triangular2 reaches the fixed policy's accuracy in 25k instead of 70k iterations",
+    a="triangular2", b="fixed", kind="not_worse", margin=1.0, equal_iterations=True,
+    control=Control(FIXED_25K, CONTROLS_DECLARED,
+                    "fixed read at 25k has had none of its drops (it equals decay there), while "
+                    "triangular2 has had two; the control gives fixed the same two drops at the same steps",
+                    commit=CONTROLS_COMMIT), **FIRST_CLR)
+_WINDOWS = AllEquivalent(
+    "CLR-3.1.windows", "triangle, Welch and Hann windows all give equivalent results (judged jointly)",
+    members=("triangular", "welch", "hann"), margin=EQUAL)
+_JOINTLY = Revision(_WINDOWS, reason="the paper makes one claim of three windows ('all produced equivalent "
+                    "results'): every pair is judged at once, at the 0.5-point margin for equality", **REVISED)
 CLAIMS = [
-    Claim("CLR-T1.tri2-vs-fixed", "triangular2 reaches the fixed policy's accuracy in 25k instead of 70k iterations",
-          a="triangular2", b="fixed", kind="not_worse", margin=1.0, equal_iterations=True,
-          control=Control(FIXED_25K, CONTROLS_DECLARED,
-                          "fixed read at 25k has had none of its drops (it equals decay there), while "
-                          "triangular2 has had two; the control gives fixed the same two drops at the same steps")),
+    replace(_TRI2_VS_FIXED, revision=Revision(
+        replace(_TRI2_VS_FIXED, margin=EQUAL), reason="the paper reports equality (81.4 vs 81.4): a 0.5-point "
+        "margin, not 1", **REVISED)),
     Claim("CLR-T1.exp_range-vs-exp", "exp_range in 42k iterations beats exp in 70k", a="exp_range", b="exp",
-          testable=Testability(levelled=("exp",)), equal_iterations=True),
+          testable=Testability(levelled=("exp",)), equal_iterations=True, **FIRST_CLR),
     Claim("CLR-T1.exp_range-vs-fixed", "exp_range in 42k iterations is at least as accurate as fixed in 70k",
-          a="exp_range", b="fixed", kind="not_worse", margin=1.0, equal_iterations=True),
+          a="exp_range", b="fixed", kind="not_worse", margin=1.0, equal_iterations=True, **FIRST_CLR),
     Claim("CLR-T1.tri2-vs-decay", "the gain comes from cycling, not from decreasing the rate: triangular2 beats decay",
-          a="triangular2", b="decay"),
+          a="triangular2", b="decay", **FIRST_CLR),
     Claim("CLR-3.1.welch", "a Welch (parabolic) window gives results equivalent to the triangle",
-          a="welch", b="triangular", kind="equivalent", margin=1.0),
+          a="welch", b="triangular", kind="equivalent", margin=1.0, revision=_JOINTLY, **FIRST_CLR),
     Claim("CLR-3.1.hann", "a Hann (sinusoidal) window gives results equivalent to the triangle",
-          a="hann", b="triangular", kind="equivalent", margin=1.0),
+          a="hann", b="triangular", kind="equivalent", margin=1.0, revision=_JOINTLY, **FIRST_CLR),
     Claim("CLR-3.3.stepsize", "a stepsize of 8 epochs is (only slightly) better than 2 epochs: at least as good",
-          a="triangular, stepsize 8 epochs", b="triangular, stepsize 2 epochs", kind="not_worse", margin=0.5),
+          a="triangular, stepsize 8 epochs", b="triangular, stepsize 2 epochs", kind="not_worse", margin=0.5,
+          **FIRST_CLR),
     Claim("CLR-3.3.stop-at-cycle-end", "it is best to stop at the end of a cycle: accuracy there beats stopping "
           "halfway down its descent", a=CYCLE_END, b=MID_DESCENT,
           changed="compared with the middle of the last descent, not with the cycle's peak (where a run at the "
-                  "largest rate is trivially worse); read from the stepsize-8-epochs run, evaluated at both points"),
+                  "largest rate is trivially worse); read from the stepsize-8-epochs run, evaluated at both points",
+          revision=Revision(
+              Claim("CLR-3.3.stop-at-cycle-end", "it is best to stop at the end of a cycle: no evaluation within "
+                    "the last cycle beats its end by more than 0.5 points", a=CYCLE_END, b=BEST_IN_CYCLE,
+                    kind="not_worse", margin=EQUAL),
+              reason="halfway down the descent the rate is still high, so the cycle's end beats it almost by "
+                     "construction; the end must match the best point of its cycle", **REVISED),
+          **STUDY_RULES),
     Claim("CLR-4.1.1.sigmoid-bn", "with sigmoid units and batch norm, CLR beats the fixed rate",
-          a="sigmoid+BN triangular", b="sigmoid+BN fixed"),
+          a=SIGMOID_CLR, b=SIGMOID_FIXED, revision=Revision(
+              Claim("CLR-4.1.1.sigmoid-bn", f"with sigmoid units and batch norm, CLR beats the fixed rate (both read "
+                    f"as the mean of the CLR run's last {LATE_ENDS} cycle ends)", a=SIGMOID_CLR_LATE,
+                    b=SIGMOID_FIXED_LATE),
+              reason=f"consecutive evaluations of this net swing by about 7 points: one final evaluation is "
+                     f"replaced by the mean over the last {LATE_ENDS} cycle ends", **REVISED),
+          **FIRST_CLR),
     # the study's annealing control for CLR-T1.tri2-vs-decay (declared before its runs)
     Claim("CLR-ctl.triangular-vs-decay", "cycling alone, without triangular2's stage drops, beats a linear decay: "
           "triangular over decay's range (0.001-0.007, stepsize 2500) beats decay in the same 25k iterations, "
-          "both ending at 0.001", a=TRIANGULAR_25K, b="decay", declared=CONTROLS_DECLARED, added=True),
+          "both ending at 0.001", a=TRIANGULAR_25K, b="decay", declared=CONTROLS_DECLARED, commit=CONTROLS_COMMIT,
+          added=True),
     # the study's precision check: may new experiments train in bf16? (declared before its runs)
     *[Claim(f"CLR-prec.{label}-bf16", f"{label} with bf16 autocast (LRN in float32) ends within 0.5 points of its "
             "float32 runs", a=f"{label} (bf16)", b=f"{label} (fp32)", kind="equivalent", margin=0.5,
-            declared=CONTROLS_DECLARED, added=True) for label in PRECISION_CHECK],
+            declared=PRECISION_DECLARED, commit=PRECISION_COMMIT, added=True) for label in PRECISION_CHECK],
 ]
 
 DEVIATIONS = [
@@ -176,18 +210,37 @@ def against_paper(results: StudyResults) -> pd.DataFrame:
 
 
 def derive(s: Settings, results: StudyResults) -> dict[str, dict[int, float]]:
-    """The two points of the stop-at-cycle-end claim: the stepsize-8-epochs run's test accuracy at
-    the end of its last cycle and halfway down that cycle's descent, per seed (only where the run
-    was evaluated at both: a profile whose cadence misses them leaves the claim not run)."""
-    row = EXPERIMENT.scaled_rows(s)[STOP_RUN]
+    """Per seed: the stop-at-cycle-end points of the stepsize-8-epochs run -- the end of its last
+    cycle, halfway down that cycle's descent, and its best evaluation within the cycle before the
+    end -- and the sigmoid+BN arms as the mean test accuracy at the triangular run's last
+    ``LATE_ENDS`` cycle ends (each arm's curve read at those steps, linearly between evaluations
+    where a profile's cadence misses one). A point a run was not evaluated at (or around) is left
+    out, so that a profile whose cadence misses it leaves its claim not run."""
+    rows = EXPERIMENT.scaled_rows(s)
+    row = rows[STOP_RUN]
     curves = results.curves
     run = curves[(curves.setting == STOP_RUN) & curves.test_acc.notna()]
     out = {}
     for label, step in ((CYCLE_END, row.iterations), (MID_DESCENT, row.iterations - row.schedule["step_size"] // 2)):
         at = run[run.step == step]
         out[label] = dict(zip(at.seed.astype(int), at.test_acc.astype(float)))
+    start = row.iterations - 2 * row.schedule["step_size"]
+    inside = run[(run.step >= start) & (run.step < row.iterations)]
+    out[BEST_IN_CYCLE] = {int(seed): float(one.test_acc.max()) for seed, one in inside.groupby("seed")
+                          if int(seed) in out[CYCLE_END]}
+    clr = rows[SIGMOID_CLR]
+    cycle = 2 * clr.schedule["step_size"]
+    ends = [clr.iterations - k * cycle for k in range(LATE_ENDS)]
+    for label, arm in ((SIGMOID_CLR_LATE, SIGMOID_CLR), (SIGMOID_FIXED_LATE, SIGMOID_FIXED)):
+        out[label] = {}
+        for seed, one in curves[(curves.setting == arm) & curves.test_acc.notna()].groupby("seed"):
+            one = one.sort_values("step")
+            if min(ends) >= one.step.min() and max(ends) <= one.step.max():
+                out[label][int(seed)] = float(np.mean(np.interp(ends, one.step, one.test_acc)))
     return out
 
 
 EXPERIMENT = Experiment("clr_cifar10", ROWS, CLAIMS, DEVIATIONS, paper,
-                        derived={CYCLE_END: (STOP_RUN,), MID_DESCENT: (STOP_RUN,)}, derive=derive)
+                        derived={CYCLE_END: (STOP_RUN,), MID_DESCENT: (STOP_RUN,), BEST_IN_CYCLE: (STOP_RUN,),
+                                 SIGMOID_CLR_LATE: (SIGMOID_CLR,), SIGMOID_FIXED_LATE: (SIGMOID_FIXED, SIGMOID_CLR)},
+                        derive=derive)

@@ -16,6 +16,7 @@ import math
 
 import pandas as pd
 
+from ..history import FIRST_CLR, STUDY_RULES
 from ..paper import paper_table, paper_value
 from ..range_test import smoothed_sweep, suggest_fastai, suggest_smith
 from ..stats import Agreement
@@ -39,14 +40,16 @@ RULE_LOW, RULE_HIGH = paper_value("CLR", "rule of thumb max_lr / base_lr, low"),
 
 CLAIMS = [
     Agreement("CLR-F3.max_lr", "the range test puts max_lr for this net where the paper found it (accuracy stops rising)",
-              measure=SMITH_MAX_LR, target=paper_value("CLR", "range test max_lr"), factor=2.0),
+              measure=SMITH_MAX_LR, target=paper_value("CLR", "range test max_lr"), factor=2.0, **FIRST_CLR),
     Agreement("CLR-F3.base_lr", "the range test puts base_lr where the paper found it (accuracy starts to rise)",
-              measure=SMITH_BASE_LR, target=paper_value("CLR", "range test base_lr"), factor=2.0),
+              measure=SMITH_BASE_LR, target=paper_value("CLR", "range test base_lr"), factor=2.0, **FIRST_CLR),
     # within 1.5x of the rule's own range [3, 4]: [2, 6] (the paper's Fig. 3 reads 0.006 / 0.001 = 6)
     Agreement("CLR-3.3.rule-of-thumb", "the rule of thumb base_lr = max_lr/3 to max_lr/4 agrees with where the "
               "range test's accuracy starts to rise", measure=SMITH_RATIO, target=math.sqrt(RULE_LOW * RULE_HIGH),
               factor=1.5 * math.sqrt(RULE_HIGH / RULE_LOW), shown=f"{RULE_LOW:g}-{RULE_HIGH:g}",
-              changed="added in this version of the study (a claim of the paper's Section 3.3 not judged before)"),
+              changed="added after the range test's runs had been committed (a claim of the paper's Section 3.3 "
+                      "not judged before): it has no verdict declared before its data",
+              **STUDY_RULES),
 ]
 
 DEVIATIONS = [

@@ -21,6 +21,7 @@ from typing import Mapping
 
 import pandas as pd
 
+from ..history import FIRST_OTHERS, SECONDARY, STUDY_RULES
 from ..paper import paper_table, paper_value
 from ..stats import Agreement, AtLeast, Claim
 from ..study import BATCH_SCALE, STANDARD_KNOBS, Experiment, Row, Settings, StudyResults
@@ -157,41 +158,44 @@ TABLE2 = list(_table2(56))
 _HF_LOW, _HF_HIGH = paper_value("SC", "Hessian-free estimate low"), paper_value("SC", "Hessian-free estimate high")
 CLAIMS = [
     Claim("SC-1a", "one cycle to LR 3 in 10k iterations beats the piecewise-constant schedule in 80k",
-          a=FIG1A_CLR, b=FIG1A_PC, equal_iterations=True),
+          a=FIG1A_CLR, b=FIG1A_PC, equal_iterations=True, source=SECONDARY, **FIRST_OTHERS),
     Claim("SC-2b", "ResNet-56 keeps its test accuracy up to LR 3 in the range test, unlike the Caffe net",
           a=RETAINED_RESNET, b=RETAINED_CAFFE,
           changed="retained accuracy now subtracts chance, (acc - 10) / (peak - 10): a net sitting at chance "
-                  "scored 0.75 before"),
+                  "scored 0.75 before", source=SECONDARY, **STUDY_RULES),
     AtLeast("SC-2b.resnet", "in ResNet-56's range test, accuracy at the top of the sweep keeps 80% of its peak's "
             "gain over chance", measure=RETAINED_RESNET, threshold=0.8, changed=(
-                "retained accuracy now subtracts chance (see SC-2b)")),
+                "retained accuracy now subtracts chance (see SC-2b)"), source=SECONDARY, **STUDY_RULES),
     Agreement("SC-HF", "the Hessian-free estimate of the best rate lies in the paper's range early in training",
               measure=HF_EARLY, target=math.sqrt(_HF_LOW * _HF_HIGH),
-              factor=math.sqrt(_HF_HIGH / _HF_LOW), shown=f"{_HF_LOW:g}-{_HF_HIGH:g}"),
+              factor=math.sqrt(_HF_HIGH / _HF_LOW), shown=f"{_HF_LOW:g}-{_HF_HIGH:g}", source=SECONDARY,
+              **FIRST_OTHERS),
     Claim("SC-wd.1e-3", "weight decay 1e-3 eliminates training at such large rates (1e-4 is far better)",
           a="one cycle, weight decay 0.0001", b="one cycle, weight decay 0.001", margin=10.0,
           changed="'far better' now needs more than 10 points (a diverged run sits at chance, far below); "
-                  "before, any positive difference passed"),
+                  "before, any positive difference passed", source=SECONDARY, **STUDY_RULES),
     Claim("SC-wd.1e-5", "regularization must be balanced: 1e-4 also beats less of it (1e-5)",
-          a="one cycle, weight decay 0.0001", b="one cycle, weight decay 1e-05"),
+          a="one cycle, weight decay 0.0001", b="one cycle, weight decay 1e-05", source=SECONDARY, **FIRST_OTHERS),
     Claim("SC-momentum", "momentum 0.9 beats 0.95 under the large-rate cycle", a="one cycle, momentum 0.9",
-          b="one cycle, momentum 0.95"),
+          b="one cycle, momentum 0.95", source=SECONDARY, **FIRST_OTHERS),
     Claim("SC-1cycle", "the 1cycle policy (cyclical momentum, annihilation) is at least as good as one plain cycle",
-          a=CM_CYCLE, b=FIG1A_CLR, kind="not_worse", margin=0.5),
+          a=CM_CYCLE, b=FIG1A_CLR, kind="not_worse", margin=0.5, source=SECONDARY, **FIRST_OTHERS),
     Claim("SC-data.10k", "with 10k training images one cycle still beats PC-LR", a="one cycle, 10000 training images",
-          b="PC-LR, 10000 training images", equal_iterations=True),
+          b="PC-LR, 10000 training images", equal_iterations=True, source=SECONDARY, **FIRST_OTHERS),
     Claim("SC-data.gap", "the gap between one cycle and PC-LR grows as the training data shrinks (10k vs 50k)",
-          a=gap(10_000), b=gap(TRAIN_IMAGES)),
+          a=gap(10_000), b=gap(TRAIN_IMAGES), source=SECONDARY, **FIRST_OTHERS),
     Claim("SC-depth", f"the gain from super-convergence is larger for a shallower net (ResNet-{SHALLOW} against "
           "the main ResNet)", a=GAP_SHALLOW, b=gap(TRAIN_IMAGES),
-          changed="added in this version of the study (the paper's depth comparison, not judged before)"),
+          changed="added in this version of the study (the paper's depth comparison, not judged before)",
+          source=SECONDARY, **STUDY_RULES),
 ]
 for _step, _cycle in zip(TABLE2[::2], TABLE2[1::2]):
     _net = _step.split(": ", 1)[1].rsplit(", step", 1)[0]
     CLAIMS.append(Claim(f"SC-T2.{_net.split(',')[0].replace(' ', '-')}",
                         f"{_net}: 1cycle in fewer epochs at least matches the step schedule the table compares it with",
-                        a=_cycle, b=_step, kind="not_worse", margin=0.5, equal_iterations=True,
-                        changed="paired with the step row the table compares it with (not the shortest step budget)"))
+                        a=_cycle, b=_step, kind="not_worse", margin=0.5, equal_iterations=True, source=SECONDARY,
+                        changed="paired with the step row the table compares it with (not the shortest step budget)",
+                        **STUDY_RULES))
 
 # each derived measure and the rows it is computed from
 DERIVED = {RETAINED_RESNET: (RANGE_RESNET,), RETAINED_CAFFE: (RANGE_CAFFE,), HF_EARLY: (FIG1A_CLR,),
@@ -283,4 +287,4 @@ def derive(s: Settings, results: StudyResults) -> dict[str, dict[int, float]]:
 
 
 EXPERIMENT = Experiment("super_convergence", rows, CLAIMS, DEVIATIONS, paper, knobs=KNOBS, derived=DERIVED,
-                        derive=derive)
+                        derive=derive, unitless=(RETAINED_RESNET, RETAINED_CAFFE, HF_EARLY))
