@@ -14,7 +14,8 @@ import pandas as pd
 
 from .config import load_profile
 from .experiments import EXPERIMENTS
-from .notebook import budget_span, percent
+from .notebook import budget_span, percent, store_box
+from .pages import index_navigation
 from .paths import fill_marked_block, results_root
 from .stats import JUDGED, VERDICTS
 
@@ -199,8 +200,11 @@ def write_index(profile: str, card: pd.DataFrame | None = None, root: Path | Non
     pages = {p.stem for p in folder.glob("*.html") if p.name != "index.html"}
     description = load_profile(profile).description
     links = "\n".join(
-        f'<li><a href="{html.escape(name)}.html">{html.escape(name)}</a> -- {html.escape(SUBJECTS.get(name, ""))}</li>'
+        f'<li><a href="{html.escape(name)}.html">{html.escape(name)}</a>'
+        + (f' (<a href="{html.escape(name)}.reader.html">without code</a>)' if f"{name}.reader" in pages else "")
+        + f' -- {html.escape(SUBJECTS.get(name, ""))}</li>'
         for name in NOTEBOOKS if name in pages)
+    nav, box = index_navigation(folder, profile), store_box(folder, profile)
     table, head = "", ""
     if card is not None and len(card):
         head = f"<p><strong>{html.escape(summary(card))}</strong></p>"
@@ -223,8 +227,9 @@ th {{background: #f4f4f4; position: sticky; top: 0}}
 td:nth-child(5), td:nth-child(6), td:nth-child(7), td:nth-child(8), td:nth-child(9) {{white-space: nowrap}}
 li {{margin: 0.2em 0}}
 </style></head>
-<body><h1>Cyclical learning rates, SGDR and super-convergence: profile <code>{html.escape(profile)}</code></h1>
-<p>{html.escape(description)}</p>
+<body>{nav}<h1>Cyclical learning rates, SGDR and super-convergence: profile <code>{html.escape(profile)}</code></h1>
+<p>What the profile plans: {html.escape(description)} What its runs are, from their records:</p>
+{box}
 {head}
 <p>A claim is judged only when its testability rule, fixed before the runs, holds: enough of the paper's
 budget, the longer arm levelled off where that matters, and at least two seeds for a yes or a no. Otherwise it
