@@ -24,7 +24,7 @@ from .study import DATA_PARAMETERS, Experiment, Settings, StudyResults, model_na
 
 __all__ = ["NOTEBOOK_PARAMETERS", "check_injected_parameters", "setup", "settings", "claims", "what_ran", "title",
            "budget_note", "trained_on", "verdicts", "worth", "power", "deviations", "readable", "ran", "header",
-           "plan_and_ran", "takeaway", "caption"]
+           "plan_and_ran", "takeaway", "caption", "ran_label", "model_name"]
 
 # Every parameter a notebook of the study declares (papermill's -p, `make reproduce`'s variables).
 NOTEBOOK_PARAMETERS = ("profile", *DATA_PARAMETERS.values(), "seeds", "device")
@@ -529,9 +529,8 @@ def store_header(profile: str) -> None:
     display(HTML(store_box(results_root() / profile, profile)))
 
 
-def store_box(folder, profile: str) -> str:
-    """What a profile plans beside what its run store holds, from every stored record (devices,
-    seeds, data, compute hours, commits), as an HTML box that names the runs it describes."""
+def _store_facts(folder, profile: str) -> tuple[dict, str, str]:
+    """The records of a profile's store, what the profile plans, and what the records say ran."""
     from .config import load_profile
     from .pages import stored_records
 
@@ -548,6 +547,21 @@ def store_box(folder, profile: str) -> str:
            f"{', '.join(sorted({r.get('precision') or '?' for r in records.values()}))}; data: {', '.join(data)}; "
            f"{hours:.1f} compute hours; commit {', '.join(commits)}; latest run saved {latest}") \
         if records else "no run is stored yet"
+    return records, planned, did
+
+
+def store_status(folder, profile: str) -> str:
+    """The one status line of a profile, from its run records (what the profile plans, what ran):
+    the index, the README's scorecard block and ``results/<profile>/README.md`` all print this."""
+    _, planned, did = _store_facts(folder, profile)
+    return f"Planned (profile `{profile}`): {planned}. Ran (the run records): {did}."
+
+
+def store_box(folder, profile: str) -> str:
+    """:func:`store_status` as an HTML box that names the runs it describes (for the page test)."""
+    records, planned, did = _store_facts(folder, profile)
+    devices = sorted({r.get("environment", {}).get("device") or "?" for r in records.values()})
+    seeds = sorted({int(r["config"].get("seed", 0)) for r in records.values()})
     return f"""<div class="lrstudy-summary" style="border:1px solid #9ab;border-radius:6px;padding:0.6em 1em;background:#f5f9fc"
  data-ran-devices="{_attr('|'.join(devices))}" data-ran-seeds="{','.join(map(str, seeds))}"
  data-run-ids="{' '.join(sorted(records))}">
@@ -560,3 +574,16 @@ def all_claims() -> dict:
     from .experiments import EXPERIMENTS
 
     return {c.id: c for experiment in EXPERIMENTS.values() for c in experiment.claims}
+
+
+def ran_label(experiment: Experiment, s: Settings, label: str) -> str:
+    """A setting's name (the paper's) with what it trained here: "range test 0-3: ResNet-56 (ran:
+    ResNet-20, 250 it., LR 0-0.3)"."""
+    from .plots import schedule_frame
+
+    row = experiment.scaled_rows(s).get(label)
+    if row is None:
+        return label
+    rates = schedule_frame(experiment.schedules(s, [label]), points=400).lr
+    return (f"{label} (ran: {model_name(row.model)}, {row.iterations:,} it., "
+            f"LR {format_number(rates.min())}-{format_number(rates.max())})")
