@@ -100,6 +100,60 @@ def test_a_rendered_page_reads_offline_and_links_its_neighbours(tmp_path):
     assert (folder / "schedules.html").read_text().count(pages.NAV_START) == 1
 
 
+def test_the_summary_counts_paper_claims_apart_and_names_evidence_against_the_paper():
+    """An inconclusive verdict whose estimate lies on the wrong side of the rule still goes against
+    the paper, and the page says so; the study's added comparisons are counted apart."""
+    from lrstudy.notebook import _result_lines
+    from lrstudy.stats import Claim
+
+    table = pd.DataFrame({"verdict": ["inconclusive", "confirmed", "inconclusive", "not confirmed"],
+                          "difference": [-1.14, 3.2, 0.4, -2.0]},
+                         index=["T1.tri2-vs-fixed", "T1.tri2@equal-iterations", "T1.exp", "T1.decay"])
+    claims = {"T1.tri2-vs-fixed": Claim("T1.tri2-vs-fixed", "", "a", "b", kind="not_worse", margin=1.0),
+              "T1.exp": Claim("T1.exp", "", "a", "b", kind="better")}
+    first, confirmed, against = _result_lines(table, {"T1.tri2@equal-iterations"}, claims)
+    assert first.startswith("The paper's claims: 3 of 3 judged") and "added comparisons: 1 of 1" in first
+    assert confirmed == "Confirmed: T1.tri2@equal-iterations (added)."
+    assert "not confirmed: T1.decay" in against and "T1.tri2-vs-fixed (-1.14)" in against
+    assert against.endswith("Still open: T1.exp.")
+
+
+# ---------------------------------------------------------------- figures
+
+
+def test_the_forest_plot_tells_every_verdict_apart_and_draws_margins():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from lrstudy.plots import VERDICT_MARKS, plot_forest
+    from lrstudy.stats import Claim
+
+    verdicts = ["confirmed", "not confirmed", "inconclusive", "inconclusive (n < 2)", "confirmed",
+                "not testable at this budget", "not run"]
+    card = pd.DataFrame({"claim": [f"c{i}" for i in range(7)], "kind": "difference", "verdict": verdicts,
+                         "status": ["", "", "", "", "interim (2 of 5)", "", ""],
+                         "difference": [1.0, -2.0, 0.2, 0.5, 1.5, 0.1, np.nan],
+                         "ci_low": [0.5, -3.0, -0.5, np.nan, 0.2, -1.0, np.nan],
+                         "ci_high": [1.5, -1.0, 0.9, np.nan, 2.8, 1.2, np.nan],
+                         "added": [False, False, False, False, False, False, True]})
+    claims = {"c0": Claim("c0", "a beats b", "a", "b", kind="better", margin=0.0),
+              "c2": Claim("c2", "a equals b", "a", "b", kind="equivalent", margin=1.0)}
+    fig = plot_forest(card, claims)
+    legend = fig.axes[0].get_legend()
+    names = [t.get_text() for t in legend.get_texts()]
+    assert names[:-1] == [v for v in VERDICT_MARKS]  # interim is its own mark, beside the six verdicts
+    assert "margin" in names[-1]
+    assert len(fig.axes[0].collections) >= 2  # the two shaded regions
+    assert fig.axes[0].get_yticklabels()[-1].get_text() == "c6 (added)"
+
+
+def test_a_legend_says_what_ran():
+    from lrstudy.plots import ran_legend
+
+    spec = {"name": "triangular", "base_lr": 0.01, "max_lr": 0.3, "step_size": 20}
+    assert ran_legend("one cycle 0.1-3, 10k iterations", 40, spec).endswith("ran: 40 it., LR 0.01-0.3")
+
+
 # ---------------------------------------------------------------- the page test
 
 
@@ -194,3 +248,10 @@ def test_a_smoke_training_notebook_renders_pages_that_pass(tmp_path):
     assert (out / "clr_range_test.reader.html").exists()
     assert pages.check([out]) == []
     assert "injected-parameters" not in executed.read_text()
+
+
+def test_every_committed_page_passes_the_page_test():
+    """Every page under results/ (re-rendered with `make reproduce TRAIN=no` after a change to the
+    notebooks or to lrstudy.pages) passes the page test."""
+    problems = pages.check([ROOT / "results"])
+    assert problems == [], "\n".join(problems[:20]) + f"\n({len(problems)} problems)"

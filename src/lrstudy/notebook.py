@@ -446,7 +446,7 @@ def header(experiment: Experiment, s: Settings, results: StudyResults, claim: st
     table = experiment.verdicts(s, results)
     plan, did = _plan_sentence(s, r["planned_runs"]), _ran_sentence(r)
     setup_line = f"planned: {plan}; ran: {did}." if plan != did else f"ran as planned: {did}."
-    lines = _result_lines(table)
+    lines = _result_lines(table, _added(experiment), {c.id: c for c in experiment.claims})
     budget = s.knobs.get("budget_scale", 1)
     deviations = [f"{len(experiment.deviations)} listed under Deviations from the paper"]
     if budget != 1:
@@ -487,27 +487,55 @@ def _verdicts_of(table: pd.DataFrame) -> pd.Series:
     return table["verdict"].astype(str) if "verdict" in table else pd.Series(dtype=str)
 
 
-def _result_lines(table: pd.DataFrame) -> list[str]:
-    """Three lines: how many claims were judged and how they came out; which were confirmed; which
-    went against the paper or stay open."""
+def _result_lines(table: pd.DataFrame, added: set[str] = frozenset(), claims: dict | None = None) -> list[str]:
+    """Three lines: how the paper's claims came out (the study's added comparisons counted apart);
+    which were confirmed; which went against the paper -- not confirmed, or inconclusive with the
+    estimate on the wrong side of the rule's line -- and which stay open."""
     verdicts = _verdicts_of(table)
-    judged = verdicts[verdicts.isin(JUDGED)]
-    counts = verdicts.value_counts()
-    first = (f"{len(judged)} of {len(verdicts)} claims judged: " +
-             (", ".join(f"{n} {v}" for v, n in counts.items()) or "none"))
-    confirmed = list(verdicts.index[verdicts == "confirmed"])
+    paper = verdicts[~verdicts.index.isin(list(added))]
+    extra = verdicts[verdicts.index.isin(list(added))]
+
+    def counts(part: pd.Series) -> str:
+        return ", ".join(f"{n} {v}" for v, n in part.value_counts().items()) or "none"
+
+    def named(ids) -> str:
+        return ", ".join(c + (" (added)" if c in added else "") for c in ids) or "none"
+
+    first = f"The paper's claims: {int(paper.isin(JUDGED).sum())} of {len(paper)} judged ({counts(paper)})"
+    if len(extra):
+        first += f"; the study's added comparisons: {int(extra.isin(JUDGED).sum())} of {len(extra)} judged ({counts(extra)})"
     against = list(verdicts.index[verdicts == "not confirmed"])
-    open_ = list(verdicts.index[verdicts.str.startswith("inconclusive")])
-    second = "Confirmed: " + (", ".join(confirmed) if confirmed else "none") + "."
-    third = ("Not confirmed: " + ", ".join(against) + "." if against else
-             "Still open (inconclusive): " + (", ".join(open_) if open_ else "none") + ".")
-    return [first + ".", second, third]
+    leaning, open_ = [], []
+    for claim_id in verdicts.index[verdicts.str.startswith("inconclusive")]:
+        difference = table.loc[claim_id, "difference"] if "difference" in table else math.nan
+        if _leans_against((claims or {}).get(claim_id), difference):
+            leaning.append(f"{claim_id} ({difference:+.2f})")
+        else:
+            open_.append(claim_id)
+    third = (f"Against the paper: not confirmed: {named(against)}; inconclusive with the estimate on the wrong side "
+             f"of the rule: {', '.join(leaning) or 'none'}. Still open: {named(open_)}.")
+    return [first + ".", f"Confirmed: {named(verdicts.index[verdicts == 'confirmed'])}.", third]
+
+
+def _leans_against(claim, difference: float) -> bool:
+    """Whether a comparison's estimate lies where its rule would not confirm it (below the margin
+    of a "better" or "not worse" claim, outside that of an "equivalent" one)."""
+    kind, margin = getattr(claim, "kind", None), getattr(claim, "margin", None)
+    if kind is None or margin is None or difference != difference:
+        return False
+    return {"better": difference <= margin, "not_worse": difference < -margin,
+            "equivalent": abs(difference) > margin}.get(kind, False)
+
+
+def _added(experiment: Experiment) -> set[str]:
+    """The ids of the study's own comparisons (not the paper's claims)."""
+    return {c.id for c in experiment.claims if getattr(c, "added", False)}
 
 
 def takeaway(experiment: Experiment, s: Settings, results: StudyResults) -> Markdown:
     """The page's last words: what a reader should take away, from the verdicts and the records."""
     table = experiment.verdicts(s, results)
-    lines = _result_lines(table)
+    lines = _result_lines(table, _added(experiment), {c.id: c for c in experiment.claims})
     r = ran(results)
     caveat = ("One seed is never a yes or a no. " if r["runs"] and r["seeds_per_setting"][0] < 2 else "")
     budget = s.knobs.get("budget_scale", 1)

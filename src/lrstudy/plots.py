@@ -18,7 +18,7 @@ from .schedule_specs import make_schedule, sample
 from .stats import mean_ci
 
 __all__ = ["schedule_frame", "plot_schedules", "plot_curves", "plot_final", "plot_forest", "describe_schedule",
-           "captioned", "legend_outside", "t_interval"]
+           "captioned", "legend_outside", "ran_legend", "t_interval"]
 
 
 def t_interval(values) -> tuple[float, float]:
@@ -34,6 +34,16 @@ def captioned(fig, caption: str | None):
         width = int(fig.get_figwidth() * 13)
         fig.text(0.01, 0.0, textwrap.fill(caption, width), ha="left", va="top", fontsize="small", style="italic")
     return fig
+
+
+def ran_legend(label: str, iterations: int, spec: dict) -> str:
+    """A legend entry that says what ran: the setting's name (the paper's), then the iterations and
+    the learning-rate range it trained with here."""
+    rates = schedule_frame({label: (iterations, spec)}, points=400).lr
+    rates = rates[rates > 0]
+    span = f"{rates.min():.2g}-{rates.max():.2g}" if len(rates) and rates.min() != rates.max() else \
+        f"{rates.max():.2g}" if len(rates) else "0"
+    return f"{label}\n  ran: {iterations:,} it., LR {span}"
 
 
 def legend_outside(ax, title: str | None = None) -> None:
@@ -88,7 +98,10 @@ def plot_curves(curves: pd.DataFrame, schedules: dict[str, tuple[int, dict]], me
     if len(curves):
         sns.lineplot(data=curves, x="x", y="y", hue="setting", hue_order=order, palette=palette,
                      errorbar=t_interval, ax=top)
-        legend_outside(top, "setting")
+        legend_outside(top, "setting (what ran)")
+        for text in top.get_legend().get_texts():  # a setting's name is the paper's; say what ran
+            if text.get_text() in schedules:
+                text.set_text(ran_legend(text.get_text(), *schedules[text.get_text()]))
     else:
         _nothing_yet(top)
     for label, steps in (marks or {}).items():
@@ -207,7 +220,12 @@ def plot_forest(card: pd.DataFrame, claims: dict | None = None, caption: str | N
                 markerfacecolor=colour if filled else "white", markeredgewidth=1.5)
     ax.axvline(0, color="k", linewidth=0.8)
     ax.set_xlim(*span)
-    ax.set_yticks(range(len(pairs)), pairs.claim, fontsize="small")
+    added = pairs["added"].fillna(False).astype(bool) if "added" in pairs else pd.Series(False, index=pairs.index)
+    ax.set_yticks(range(len(pairs)), [f"{c} (added)" if a else c for c, a in zip(pairs.claim, added)],
+                  fontsize="small")
+    for tick, is_added in zip(ax.get_yticklabels(), added):
+        if is_added:  # the study's own comparisons, not the paper's claims
+            tick.set_style("italic")
     ax.set_ylim(len(pairs) - 0.5, -0.5)
     ax.set_xlabel("difference a - b (accuracy points), 95% interval")
     ax.grid(axis="x", alpha=0.3)
