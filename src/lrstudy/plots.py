@@ -13,6 +13,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter
 
 from .schedule_specs import make_schedule, sample
 from .stats import mean_ci
@@ -40,10 +41,16 @@ def ran_legend(label: str, iterations: int, spec: dict) -> str:
     """A legend entry that says what ran: the setting's name (the paper's), then the iterations and
     the learning-rate range it trained with here."""
     rates = schedule_frame({label: (iterations, spec)}, points=400).lr
-    rates = rates[rates > 0]
-    span = f"{rates.min():.2g}-{rates.max():.2g}" if len(rates) and rates.min() != rates.max() else \
-        f"{rates.max():.2g}" if len(rates) else "0"
+    low, high = float(rates.min()), float(rates.max())
+    low = 0.0 if low < high * 1e-5 else low  # a cosine or annealing that reaches (nearly) zero
+    span = _rate(high) if low == high else f"{_rate(low)}-{_rate(high)}"
     return f"{label}\n  ran: {iterations:,} it., LR {span}"
+
+
+def _rate(value: float) -> str:
+    """A learning rate in plain decimals, two significant digits (0.0004, 0.05, 3)."""
+    return "0" if value == 0 else np.format_float_positional(value, precision=2, unique=True, fractional=False,
+                                                             trim="-")
 
 
 def legend_outside(ax, title: str | None = None) -> None:
@@ -109,8 +116,10 @@ def plot_curves(curves: pd.DataFrame, schedules: dict[str, tuple[int, dict]], me
         at = mean[mean.index.isin(steps)]
         top.scatter(at.index / scale, at.values, marker="v", s=36, color=palette.get(label, "k"), zorder=5)
     top.set_ylabel(ylabel.replace("accuracy", "error") if error else ylabel)
-    if error:
+    if error:  # plain numbers on the log axis (20, 30, 50), not 2 x 10^1
         top.set_yscale("log")
+        top.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        top.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     top.grid(alpha=0.3)
     if title:
         top.set_title(title, fontsize="medium")
