@@ -8,6 +8,7 @@ every experiment's notebook has in common live here, so that they read the same 
 from __future__ import annotations
 
 import ast
+import hashlib
 import html
 import math
 import re
@@ -63,6 +64,7 @@ def setup() -> None:
     pd.set_option("display.max_rows", None)
     pd.set_option("display.max_columns", None)
     pd.set_option("display.width", 250)
+    pd.set_option("display.multi_sparse", False)  # every row names its group: a long table is read row by row
     _show_tables_readable()
 
 
@@ -75,8 +77,24 @@ def _show_tables_readable() -> None:
     if shell is None:
         return
     html = shell.display_formatter.formatters["text/html"]
-    html.for_type(pd.DataFrame, lambda df: readable(df).to_html(escape=True))
-    html.for_type(pd.Series, lambda series: readable(series.to_frame()).to_html(escape=True))
+    html.for_type(pd.DataFrame, table_html)
+    html.for_type(pd.Series, lambda series: table_html(series.to_frame()))
+
+
+def table_html(table: pd.DataFrame) -> str:
+    """A table as a page draws it: :func:`readable`, with its text columns aligned left (the lab
+    template right-aligns every cell, which makes sentences hard to read)."""
+    shown = readable(table)
+    text = [i for i in range(table.shape[1]) if not pd.api.types.is_numeric_dtype(table.iloc[:, i])
+            and not all(_numeric_text(v) for v in shown.iloc[:, i])]
+    styles = [{"selector": f"td.col{i}, th.col_heading.col{i}", "props": "text-align: left"} for i in text]
+    # an id from the content, not a random one: a page re-rendered from the same runs stays the same
+    uuid = hashlib.sha256(shown.to_csv().encode()).hexdigest()[:10]
+    return shown.style.set_uuid(uuid).set_table_styles(styles).to_html()
+
+
+def _numeric_text(cell: str) -> bool:
+    return bool(re.fullmatch(r"[-+–]?[\d,.]*%?|–", cell))
 
 
 # column names as a reader says them
@@ -242,7 +260,9 @@ def verdicts(experiment: Experiment, s: Settings, results: StudyResults) -> pd.D
     how many claims this profile's budget and seeds can test at all."""
     table = experiment.verdicts(s, results)
     display(Markdown(worth(table, s)))
-    return table[VERDICT_COLUMNS]
+    shown = table[[c for c in VERDICT_COLUMNS if c in table] + [c for c in table if c not in VERDICT_COLUMNS
+                                                               and c not in ("changed", "rule", "testable when")]]
+    return shown.assign(budget=[percent(b) if b == b else None for b in shown.budget])
 
 
 def worth(table: pd.DataFrame, s: Settings) -> str:
