@@ -37,7 +37,7 @@ def test_readable_tables_print_no_nan_none_exponent_or_dict():
         assert not any(bad in cell for cell in cells), bad
 
 
-@pytest.mark.parametrize("value, text", [(80.0, "80.00"), (0.5, "0.50"), (1e-5, "0.00001"), (0, "0"),
+@pytest.mark.parametrize("value, text", [(80.0, "80.00"), (0.5, "0.50"), (1e-5, "0.00001"), (4.508563e-15, "4.5e-15"), (0, "0"),
                                          (math.nan, "–"), (None, "–"), (pd.NA, "–"), (True, "yes"), (70000, "70,000"),
                                          ([1, 2], "1, 2"), ({}, "–")])
 def test_format_cell_boundaries(value, text):

@@ -125,13 +125,16 @@ def _is_missing(value) -> bool:
 
 def format_number(value: float, whole: bool = False) -> str:
     """A number as a page prints it: whole numbers with thousands separators; otherwise two decimals,
-    or two significant digits below 0.1 -- never in exponent form (80.34, 0.011, 0.0004)."""
+    or two significant digits below 0.1 -- in exponent form only below a millionth (80.34, 0.011,
+    0.0004, 4.5e-15)."""
     if whole or float(value).is_integer() and abs(value) >= 1000:
         return f"{value:,.0f}"
     if value == 0:
         return "0"
     if abs(value) >= 0.1:
         return f"{value:.2f}"
+    if abs(value) < 1e-6:  # rounding noise (4.5e-15): its order of magnitude is all there is to read
+        return f"{value:.1e}"
     return np.format_float_positional(float(value), precision=2, unique=True, fractional=False, trim="-")
 
 
