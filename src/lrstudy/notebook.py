@@ -65,6 +65,7 @@ def setup() -> None:
     pd.set_option("display.max_columns", None)
     pd.set_option("display.width", 250)
     pd.set_option("display.multi_sparse", False)  # every row names its group: a long table is read row by row
+    pd.set_option("styler.sparse.index", False)
     _show_tables_readable()
 
 
