@@ -3,7 +3,10 @@
 #   make test                       install into .venv (first time), run pytest + nbval (smoke profile)
 #   make reproduce [PROFILE=cpu|fast|full|smoke] [DATA=cifar10|path] [NOTEBOOKS="clr_cifar10 ..."] [TRAIN=no]
 #                  [DATA_CIFAR100=cifar100|path] [DATA_MNIST=mnist|path]
-#                                   execute notebooks with papermill into results/<profile>/ (+ HTML)
+#                                   execute notebooks with papermill into results/<profile>/ (+ HTML, and a
+#                                   reader's HTML without code: <notebook>.reader.html)
+#   make pages-check [SHOTS=dir]    the page test on every page under results/, and headless-Chromium screenshots
+#                                   (network off) into SHOTS where Chromium is installed
 #   make readme PROFILE=cpu [DATA=...]   regenerate the README's scorecard table from that profile's runs
 #   make bench [QUICK=1]            speed benchmark on this machine's device -> results/bench/<device>.{csv,md}
 #   make gpu-check                  can this machine run the study? one row per check, 110 s budget -> results/gpu-check.md
@@ -40,7 +43,7 @@ export LRSTUDY_RESULTS := $(abspath $(RESULTS))
 export JUPYTER_PATH := $(abspath $(VENV))/share/jupyter
 export PYTHONNOUSERSITE := 1
 
-.PHONY: test reproduce notebooks readme bench gpu-check plans gpu-window lab clean distclean venv FORCE
+.PHONY: test reproduce notebooks pages-check readme bench gpu-check plans gpu-window lab clean distclean venv FORCE
 .DELETE_ON_ERROR:
 
 venv: $(STAMP)
@@ -72,6 +75,7 @@ reproduce: $(STAMP)
 	$(BIN)/python -m lrstudy status --profile $$profile $(CLI_DATA) $(if $(filter no,$(TRAIN)),--missing-ok) $(NOTEBOOKS) || status=1; \
 	$(BIN)/python -m lrstudy scorecard --profile $$profile $(CLI_DATA) --index > /dev/null \
 	  && echo "  index   $(RESULTS)/$$profile/index.html" || status=1; \
+	$(BIN)/python -m lrstudy.pages link $(RESULTS)/$$profile || status=1; \
 	exit $$status
 
 OUT = $(RESULTS)/$(PROFILE)
@@ -98,9 +102,17 @@ $(OUT)/%.html: notebooks/%.ipynb $(STAMP) FORCE
 	LRSTUDY_PROGRESS=terminal LRSTUDY_TRAIN=$(TRAIN) $(BIN)/papermill -k python3 --cwd notebooks -p profile $(PROFILE) $(DATA_ARG) $< $(OUT)/$*.partial.ipynb \
 	  || { mv -f $(OUT)/$*.partial.ipynb $(OUT)/$*.failed.ipynb 2>/dev/null; exit 1; }
 	mv $(OUT)/$*.partial.ipynb $(OUT)/$*.ipynb
-	$(BIN)/jupyter nbconvert --to html --log-level WARN $(OUT)/$*.ipynb
+	$(BIN)/python -m lrstudy.pages render $(OUT)/$*.ipynb > /dev/null
 
 FORCE:
+
+# The page test on every page under $(RESULTS) (truncated tables, raw TeX, machine paths, progress
+# bars, dead links, headers against the run records), then -- where Chromium is installed -- a
+# screenshot of each page with the network off, into SHOTS for a person to look at.
+SHOTS ?= /tmp/lrstudy-pages
+pages-check: $(STAMP)
+	@$(BIN)/python -m lrstudy.pages check $(RESULTS); status=$$?; \
+	$(BIN)/python -m lrstudy.pages screenshot $(RESULTS) $(SHOTS); exit $$status
 
 bench: $(STAMP)
 	$(BIN)/python -m lrstudy.bench $(if $(QUICK),--quick) --out $(RESULTS)/bench

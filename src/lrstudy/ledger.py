@@ -226,9 +226,19 @@ class Steps:
 
 def progress_stream():
     """Where the live bar goes: with ``LRSTUDY_PROGRESS=terminal`` (``make reproduce`` sets it for
-    papermill), to the process's own stderr -- the terminal running make -- so that a rendered
-    notebook keeps one line per run and no bar; otherwise where tqdm puts it (a notebook, a terminal)."""
-    return sys.__stderr__ if os.environ.get("LRSTUDY_PROGRESS") == "terminal" else None
+    papermill), to the terminal running make, opened as ``/dev/tty`` -- the kernel forwards its own
+    stderr into the notebook, so ``sys.__stderr__`` would put every redraw on the page -- and nowhere
+    (:data:`NO_BAR`) without a terminal (CI, a background job); otherwise where tqdm puts it (a
+    notebook, a terminal)."""
+    if os.environ.get("LRSTUDY_PROGRESS") != "terminal":
+        return None
+    try:
+        return open("/dev/tty", "w")  # noqa: SIM115 -- lives as long as the bar
+    except OSError:
+        return NO_BAR
+
+
+NO_BAR = object()  # progress_stream's answer where a bar has nowhere to go but the page
 
 
 def run_steps(loop: Steps, ledger: Ledger, iterations: int, evals: Sequence[int], trace_every: int | None,
@@ -257,8 +267,10 @@ def run_steps(loop: Steps, ledger: Ledger, iterations: int, evals: Sequence[int]
         ledger.row(step, runs, tests, {i: loop.columns(i) for i in runs})
         ledger.flush()
 
-    bar = tqdm(total=iterations, initial=first_step, desc=description, disable=not progress, mininterval=2.0,
-               unit="it", dynamic_ncols=True, leave=False, file=progress_stream())
+    stream = progress_stream()
+    bar = tqdm(total=iterations, initial=first_step, desc=description, disable=not progress or stream is NO_BAR,
+               mininterval=2.0, unit="it", dynamic_ncols=True, leave=False,
+               file=None if stream is NO_BAR else stream)
     # A checkpoint is written after that step's rows, so on resume they are already there.
     next_eval = bisect.bisect_right(evals, first_step) if saved is not None else 0
     chunk_end = first_step

@@ -8,19 +8,24 @@ every experiment's notebook has in common live here, so that they read the same 
 from __future__ import annotations
 
 import ast
+import hashlib
+import html
 import math
+import re
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from IPython.display import Markdown, display
+from IPython.display import HTML, Markdown, display
 
+from .data import describe_source
 from .provenance import names_a_cpu
 from .stats import JUDGED, Claim, binomial_se, seeds_needed
 from .study import DATA_PARAMETERS, Experiment, Settings, StudyResults, model_name
 
 __all__ = ["NOTEBOOK_PARAMETERS", "check_injected_parameters", "setup", "settings", "claims", "what_ran", "title",
-           "budget_note", "trained_on", "verdicts", "worth", "power", "deviations"]
+           "budget_note", "trained_on", "verdicts", "worth", "power", "deviations", "readable", "ran", "header",
+           "plan_and_ran", "takeaway", "caption", "ran_label", "model_name"]
 
 # Every parameter a notebook of the study declares (papermill's -p, `make reproduce`'s variables).
 NOTEBOOK_PARAMETERS = ("profile", *DATA_PARAMETERS.values(), "seeds", "device")
@@ -51,11 +56,128 @@ def _kernel_history() -> list[str]:
 
 
 def setup() -> None:
-    """A notebook's first call: refuse unknown injected parameters, and show whole table cells
-    with three significant decimals."""
+    """A notebook's first call: refuse unknown injected parameters, and show every table whole
+    (all rows, whole cells) and readable (see :func:`readable`)."""
     check_injected_parameters()
-    pd.set_option("display.precision", 3)
+    pd.set_option("display.precision", 2)
     pd.set_option("display.max_colwidth", None)
+    pd.set_option("display.max_rows", None)
+    pd.set_option("display.max_columns", None)
+    pd.set_option("display.width", 250)
+    pd.set_option("display.multi_sparse", False)  # every row names its group: a long table is read row by row
+    pd.set_option("styler.sparse.index", False)
+    _show_tables_readable()
+
+
+def _show_tables_readable() -> None:
+    """Make the kernel draw every DataFrame and Series through :func:`readable`, so that no table of
+    a page is cut to ten rows or shows NaN, 1.149e-02 or a dict's repr (nothing outside a kernel)."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None:
+        return
+    html = shell.display_formatter.formatters["text/html"]
+    html.for_type(pd.DataFrame, table_html)
+    html.for_type(pd.Series, lambda series: table_html(series.to_frame()))
+
+
+def table_html(table: pd.DataFrame) -> str:
+    """A table as a page draws it: :func:`readable`, with its text columns aligned left (the lab
+    template right-aligns every cell, which makes sentences hard to read)."""
+    shown = readable(table)
+    text = [i for i in range(table.shape[1]) if not pd.api.types.is_numeric_dtype(table.iloc[:, i])
+            and not all(_numeric_text(v) for v in shown.iloc[:, i])]
+    styles = [{"selector": f"td.col{i}, th.col_heading.col{i}", "props": "text-align: left"} for i in text]
+    # an id from the content, not a random one: a page re-rendered from the same runs stays the same
+    uuid = hashlib.sha256(shown.to_csv().encode()).hexdigest()[:10]
+    return shown.style.set_uuid(uuid).set_table_styles(styles).to_html()
+
+
+def _numeric_text(cell: str) -> bool:
+    return bool(re.fullmatch(r"[-+–]?[\d,.]*%?|–", cell))
+
+
+# column names as a reader says them
+READABLE_NAMES = {"final_test_acc": "final test accuracy (%)", "final_train_acc": "final train accuracy (%)",
+                  "test_acc": "test accuracy (%)", "train_acc": "train accuracy (%)", "ci_low": "95% CI low",
+                  "ci_high": "95% CI high", "ours_mean": "ours (mean)", "ours_ci95": "ours, 95% CI",
+                  "per_seed": "per seed", "paper_iterations": "paper's iterations", "train_s": "training time (s)",
+                  "steps_done": "updates done", "code_modified": "code modified", "run_id": "run id",
+                  "recommended_epoch": "recommended epoch", "recommended_acc": "recommended accuracy (%)"}
+MISSING = "–"  # what an empty cell shows: never NaN, <NA> or None
+
+
+def readable_name(name) -> str:
+    """A column or index name as a reader says it (``ours_mean`` -> "ours (mean)")."""
+    if not isinstance(name, str):
+        return name
+    return READABLE_NAMES.get(name, name.replace("_", " "))
+
+
+def _is_missing(value) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    try:
+        return bool(isinstance(value, (float, np.floating)) and math.isnan(value))
+    except TypeError:
+        return False
+
+
+def format_number(value: float, whole: bool = False) -> str:
+    """A number as a page prints it: whole numbers with thousands separators; otherwise two decimals,
+    or two significant digits below 0.1 -- in exponent form only below a millionth (80.34, 0.011,
+    0.0004, 4.5e-15)."""
+    if whole or float(value).is_integer() and abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if value == 0:
+        return "0"
+    if abs(value) >= 0.1:
+        return f"{value:.2f}"
+    if abs(value) < 1e-6:  # rounding noise (4.5e-15): its order of magnitude is all there is to read
+        return f"{value:.1e}"
+    return np.format_float_positional(float(value), precision=2, unique=True, fractional=False, trim="-")
+
+
+def format_cell(value, whole: bool = False) -> str:
+    """One table cell as text: numbers by :func:`format_number`, a dict as ``key=value`` pairs, a list
+    joined by commas, a missing value as a dash."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={format_cell(v)}" for k, v in value.items()) or MISSING
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return ", ".join(format_cell(v) for v in value) or MISSING
+    if _is_missing(value):
+        return MISSING
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return f"{value:,}"
+    if isinstance(value, (float, np.floating)):
+        return format_number(float(value), whole)
+    text = str(value)
+    return text if text not in ("nan", "NaN", "<NA>", "None", "") else MISSING
+
+
+def readable(table: pd.DataFrame) -> pd.DataFrame:
+    """A table as a page shows it: every cell text (see :func:`format_cell`), a float column that
+    holds only whole numbers printed as whole numbers, names without underscores."""
+    columns = {}
+    for i in range(table.shape[1]):
+        values = table.iloc[:, i]
+        numeric = values.dtype.kind in "fiu" or str(values.dtype) in ("Int64", "Float64")
+        present = pd.to_numeric(values, errors="coerce").dropna() if numeric else pd.Series(dtype=float)
+        whole = len(present) > 0 and all(float(v).is_integer() for v in present)
+        columns[i] = [format_cell(v, whole) for v in values]
+    out = pd.DataFrame(columns, index=table.index)
+    out.columns = table.columns
+    out.columns = [readable_name(c) for c in out.columns] if not isinstance(out.columns, pd.MultiIndex) else out.columns
+    out.columns.name = readable_name(table.columns.name)
+    if not isinstance(out.index, pd.MultiIndex):
+        out.index = [format_cell(v) if not isinstance(v, str) else v for v in out.index]
+        out.index.name = readable_name(table.index.name)
+    else:
+        out.index.names = [readable_name(n) for n in table.index.names]
+    return out
 
 
 def settings(experiment: Experiment, profile: str, seeds: int | None = None, device: str | None = None,
@@ -142,7 +264,9 @@ def verdicts(experiment: Experiment, s: Settings, results: StudyResults) -> pd.D
     how many claims this profile's budget and seeds can test at all."""
     table = experiment.verdicts(s, results)
     display(Markdown(worth(table, s)))
-    return table[VERDICT_COLUMNS]
+    shown = table[[c for c in VERDICT_COLUMNS if c in table] + [c for c in table if c not in VERDICT_COLUMNS
+                                                               and c not in ("changed", "rule", "testable when")]]
+    return shown.assign(budget=[percent(b) if b == b else None for b in shown.budget])
 
 
 def worth(table: pd.DataFrame, s: Settings) -> str:
@@ -216,3 +340,302 @@ def deviations(experiment: Experiment, s: Settings | None = None) -> Markdown:
                          f"iterations at {s.knobs.get('batch_scale', 1):g} of its batch (rates scaled with the "
                          "batch); what each row trains is listed with the claims.")
     return Markdown("\n".join(f"- {d}" for d in lines))
+
+
+def _device_kind(device: str) -> str:
+    """A planned device (cpu, cuda, auto) or a stored device name, as a reader says it."""
+    planned = {"cpu": "a CPU", "cuda": "a CUDA GPU", "auto": "a CUDA GPU where there is one, else a CPU"}
+    return planned.get(device) or _devices_text([device])
+
+
+def _devices_text(devices: Sequence[str]) -> str:
+    """Stored device names as a reader says them: "a CPU (AMD EPYC, 1 thread)", "CPUs (AMD EPYC, 1
+    thread; Intel Xeon, 1 thread)", "a GPU (NVIDIA H100)"."""
+    cpus = [_cpu_name(d) for d in devices if names_a_cpu(d)]
+    gpus = [d for d in devices if not names_a_cpu(d)]
+    parts = []
+    if cpus:
+        parts.append(("a CPU" if len(cpus) == 1 else "CPUs") + f" ({'; '.join(cpus)})")
+    if gpus:
+        parts.append(("a GPU" if len(gpus) == 1 else "GPUs") + f" ({'; '.join(gpus)})")
+    return " and ".join(parts) or "no device yet"
+
+
+def _cpu_name(device: str) -> str:
+    """``CPU: AMD EPYC (1 threads)`` -> ``AMD EPYC, 1 thread``."""
+    match = re.fullmatch(r"\S+ (.*) \((\d+) threads?\)", device)
+    if not match:
+        return device.split(" ", 1)[-1]
+    name, threads = match.groups()
+    return f"{name}, {threads} thread{'s' if threads != '1' else ''}"
+
+
+def _seeds_text(seeds: Sequence[int]) -> str:
+    """``[1, 2, 3]`` -> "seeds 1-3", ``[1, 3]`` -> "seeds 1, 3", ``[1]`` -> "seed 1"."""
+    seeds = sorted(seeds)
+    if not seeds:
+        return "no seed"
+    if len(seeds) == 1:
+        return f"seed {seeds[0]}"
+    if seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 2:
+        return f"seeds {seeds[0]}-{seeds[-1]}"
+    return "seeds " + ", ".join(map(str, seeds))
+
+
+def _span(values: Sequence[float], fmt=lambda v: f"{v:,}") -> str:
+    low, high = min(values), max(values)
+    return fmt(low) if low == high else f"{fmt(low)}-{fmt(high)}"
+
+
+def ran(results: StudyResults) -> dict:
+    """What the stored runs of a notebook are, from their records only: run ids, devices, precisions,
+    data, seeds (and how many per setting), iterations, networks, learning-rate range, compute hours
+    and commits. Profile defaults never stand in for any of these."""
+    runs = results.runs
+    done = runs[runs.status.isin(["finished", "diverged"])] if len(runs) else runs
+    by_id = {config.id: config for config in results.configs}
+    configs = [by_id[i] for i in done.run_id] if len(done) else []
+    curves = results.curves
+    lrs = curves.lr.dropna() if "lr" in curves else pd.Series(dtype=float)
+    lrs = lrs[lrs > 0]
+    per_setting = done.groupby("setting").seed.nunique() if len(done) else pd.Series(dtype=int)
+    return {
+        "run_ids": list(done.run_id),
+        "devices": sorted(set(done.device.dropna())) if len(done) else [],
+        "precisions": sorted(set(done.precision.dropna())) if len(done) else [],
+        "data": sorted(set(done.data.dropna())) if len(done) else [],
+        "seeds": sorted({int(s) for s in done.seed}) if len(done) else [],
+        "seeds_per_setting": (int(per_setting.min()), int(per_setting.max())) if len(per_setting) else (0, 0),
+        "iterations": sorted({int(c.iterations) for c in configs}),
+        "networks": sorted({model_name(c.model) for c in configs}),
+        "lr": (float(lrs.min()), float(lrs.max())) if len(lrs) else None,
+        "hours": float(pd.to_numeric(done.train_s, errors="coerce").sum() / 3600) if len(done) else 0.0,
+        "commits": sorted({str(c)[:7] for c in done.commit.dropna()}) if len(done) else [],
+        "runs": len(done),
+        "planned_runs": len(runs),
+    }
+
+
+def _ran_sentence(r: dict) -> str:
+    if not r["runs"]:
+        return "nothing yet: no run of this notebook is in the store"
+    low, high = r["seeds_per_setting"]
+    per = f"{low}" if low == high else f"{low}-{high}"
+    devices = _devices_text(r["devices"])
+    return (f"{r['runs']} runs, {_seeds_text(r['seeds'])} ({per} per setting), on {devices}, "
+            f"{', '.join(r['precisions'])}")
+
+
+def _plan_sentence(s: Settings, planned_runs: int) -> str:
+    return f"{planned_runs} runs, {len(s.seeds)} seed(s) per setting, on {_device_kind(s.device)}, {s.precision}"
+
+
+def plan_and_ran(experiment: Experiment, s: Settings, results: StudyResults) -> pd.DataFrame:
+    """The settings table: what the profile plans beside what the stored runs are, one row per
+    setting a reader asks about (device, precision, data, seeds, iterations, network, ...)."""
+    r = ran(results)
+    plan_rows = experiment.scaled_rows(s)
+    planned_iterations = sorted({row.iterations for row in plan_rows.values()}) or [0]
+    paper_iterations = sorted({row.iterations for row in experiment.rows().values()}) or [0]
+    none = "none yet"
+    rows = [
+        ("profile", s.profile.name, s.profile.name),
+        ("device", _device_kind(s.device), "; ".join(r["devices"]) or none),
+        ("precision", s.precision, ", ".join(r["precisions"]) or none),
+        ("data", "; ".join(describe for describe in _data_labels(s)), "; ".join(r["data"]) or none),
+        ("seeds", _seeds_text(list(s.seeds)), _seeds_text(r["seeds"]) if r["runs"] else none),
+        ("runs", f"{r['planned_runs']:,}", f"{r['runs']:,}"),
+        ("iterations per run", _span(planned_iterations) + f" (paper: {_span(paper_iterations)})",
+         _span(r["iterations"]) if r["iterations"] else none),
+        ("networks", ", ".join(sorted({model_name(row.model) for row in plan_rows.values()})),
+         ", ".join(r["networks"]) or none),
+        ("learning rates", "as each setting's schedule",
+         _span(r["lr"], format_number) if r["lr"] else none),
+        ("compute", "", f"{r['hours']:.1f} hours of training" if r["runs"] else none),
+        ("commit", "", ", ".join(r["commits"]) or none),
+    ]
+    return pd.DataFrame(rows, columns=["", "planned (profile)", "ran (run records)"]).set_index("")
+
+
+def _data_labels(s: Settings) -> list[str]:
+    return [describe_source(source)[1] for source in s.data.values()]
+
+
+def header(experiment: Experiment, s: Settings, results: StudyResults, claim: str) -> pd.DataFrame:
+    """The page's summary box, in the style of a reproducibility report -- the claim, the setup
+    that ran beside the plan, the results in three lines, the deviations -- then the settings table
+    (:func:`plan_and_ran`). Every number in it comes from the run records; the box carries the ids
+    of the runs it describes, so that the page test can check its devices and seeds against them."""
+    r = ran(results)
+    table = experiment.verdicts(s, results)
+    plan, did = _plan_sentence(s, r["planned_runs"]), _ran_sentence(r)
+    setup_line = f"planned: {plan}; ran: {did}." if plan != did else f"ran as planned: {did}."
+    lines = _result_lines(table, _added(experiment), {c.id: c for c in experiment.claims})
+    budget = s.knobs.get("budget_scale", 1)
+    deviations = [f"{len(experiment.deviations)} listed under Deviations from the paper"]
+    if budget != 1:
+        deviations.append(f"this profile trains {budget:g} of the paper's iterations")
+    if r["runs"] and len(r["seeds"]) < len(s.seeds):
+        deviations.append(f"{len(r['seeds'])} of {len(s.seeds)} planned seeds ran")
+    if r["devices"] and not all(_same_kind(s.device, d) for d in r["devices"]):
+        deviations.append(f"planned on {_device_kind(s.device)}, trained on {_devices_text(r['devices'])}")
+    data = "; ".join(r["data"]) or "; ".join(_data_labels(s))
+    box = f"""<div class="lrstudy-summary" style="border:1px solid #9ab;border-radius:6px;padding:0.6em 1em;background:#f5f9fc"
+ data-ran-devices="{_attr('|'.join(r['devices']))}" data-ran-seeds="{','.join(map(str, r['seeds']))}"
+ data-run-ids="{' '.join(r['run_ids'])}">
+<p><strong>Claim.</strong> {_esc(claim)}</p>
+<p><strong>Setup.</strong> {_esc(setup_line)} Data: {_esc(data)}. Iterations per run:
+{_esc(_span(r['iterations']) if r['iterations'] else 'none yet')}; networks: {_esc(', '.join(r['networks']) or 'none yet')};
+{_esc(f"{r['hours']:.1f}")} compute hours; commit {_esc(', '.join(r['commits']) or '-')}.</p>
+<p><strong>Results.</strong><br>{'<br>'.join(_esc(line) for line in lines)}</p>
+<p><strong>Deviations.</strong> {_esc('; '.join(deviations))}.</p>
+</div>"""
+    display(HTML(box))
+    return plan_and_ran(experiment, s, results)
+
+
+def _same_kind(planned: str, stored: str) -> bool:
+    return planned == "auto" or (planned == "cpu") == names_a_cpu(stored)
+
+
+def _esc(text: str) -> str:
+    return html.escape(text, quote=False)
+
+
+def _attr(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def _verdicts_of(table: pd.DataFrame) -> pd.Series:
+    """The verdict each claim stands at (the revised one where a table has both)."""
+    return table["verdict"].astype(str) if "verdict" in table else pd.Series(dtype=str)
+
+
+def _result_lines(table: pd.DataFrame, added: set[str] = frozenset(), claims: dict | None = None) -> list[str]:
+    """Three lines: how the paper's claims came out (the study's added comparisons counted apart);
+    which were confirmed; which went against the paper -- not confirmed, or inconclusive with the
+    estimate on the wrong side of the rule's line -- and which stay open."""
+    verdicts = _verdicts_of(table)
+    paper = verdicts[~verdicts.index.isin(list(added))]
+    extra = verdicts[verdicts.index.isin(list(added))]
+
+    def counts(part: pd.Series) -> str:
+        return ", ".join(f"{n} {v}" for v, n in part.value_counts().items()) or "none"
+
+    def named(ids) -> str:
+        return ", ".join(c + (" (added)" if c in added else "") for c in ids) or "none"
+
+    first = f"The paper's claims: {int(paper.isin(JUDGED).sum())} of {len(paper)} judged ({counts(paper)})"
+    if len(extra):
+        first += f"; the study's added comparisons: {int(extra.isin(JUDGED).sum())} of {len(extra)} judged ({counts(extra)})"
+    against = list(verdicts.index[verdicts == "not confirmed"])
+    leaning, open_ = [], []
+    for claim_id in verdicts.index[verdicts.str.startswith("inconclusive")]:
+        difference = table.loc[claim_id, "difference"] if "difference" in table else math.nan
+        if _leans_against((claims or {}).get(claim_id), difference):
+            leaning.append(f"{claim_id} ({difference:+.2f})")
+        else:
+            open_.append(claim_id)
+    third = (f"Against the paper: not confirmed: {named(against)}; inconclusive with the estimate on the wrong side "
+             f"of the rule: {', '.join(leaning) or 'none'}. Still open: {named(open_)}.")
+    return [first + ".", f"Confirmed: {named(verdicts.index[verdicts == 'confirmed'])}.", third]
+
+
+def _leans_against(claim, difference: float) -> bool:
+    """Whether a comparison's estimate lies where its rule would not confirm it (below the margin
+    of a "better" or "not worse" claim, outside that of an "equivalent" one)."""
+    kind, margin = getattr(claim, "kind", None), getattr(claim, "margin", None)
+    if kind is None or margin is None or difference != difference:
+        return False
+    return {"better": difference <= margin, "not_worse": difference < -margin,
+            "equivalent": abs(difference) > margin}.get(kind, False)
+
+
+def _added(experiment: Experiment) -> set[str]:
+    """The ids of the study's own comparisons (not the paper's claims)."""
+    return {c.id for c in experiment.claims if getattr(c, "added", False)}
+
+
+def takeaway(experiment: Experiment, s: Settings, results: StudyResults) -> Markdown:
+    """The page's last words: what a reader should take away, from the verdicts and the records."""
+    table = experiment.verdicts(s, results)
+    lines = _result_lines(table, _added(experiment), {c.id: c for c in experiment.claims})
+    r = ran(results)
+    caveat = ("One seed is never a yes or a no. " if r["runs"] and r["seeds_per_setting"][0] < 2 else "")
+    budget = s.knobs.get("budget_scale", 1)
+    scale = (f"At {budget:g} of the paper's iterations only the ordering of settings carries over. "
+             if budget != 1 else "")
+    return Markdown("**What to take away.** " + " ".join(lines) + (f" {caveat}{scale}".rstrip()
+                    if caveat or scale else ""))
+
+
+def caption(text: str) -> Markdown:
+    """A figure's one-line caption: what to notice, and which figure of the paper it reproduces."""
+    return Markdown(f"<p class=\"lrstudy-caption\"><em>{_esc(text)}</em></p>")
+
+
+def store_header(profile: str) -> None:
+    """The scorecard's summary box (see :func:`store_box`) for the profile's run store."""
+    from .paths import results_root
+
+    display(HTML(store_box(results_root() / profile, profile)))
+
+
+def _store_facts(folder, profile: str) -> tuple[dict, str, str]:
+    """The records of a profile's store, what the profile plans, and what the records say ran."""
+    from .config import load_profile
+    from .pages import stored_records
+
+    plan = load_profile(profile)
+    records = stored_records(folder)
+    devices = sorted({r.get("environment", {}).get("device") or "?" for r in records.values()})
+    seeds = sorted({int(r["config"].get("seed", 0)) for r in records.values()})
+    data = sorted({r.get("data", {}).get("data_name") or "?" for r in records.values()})
+    hours = sum(r.get("timings", {}).get("wall_s") or 0 for r in records.values()) / 3600
+    commits = sorted({str(r.get("environment", {}).get("commit") or "?")[:7] for r in records.values()})
+    latest = max((str(r.get("saved_at", ""))[:10] for r in records.values()), default="")
+    planned = f"{plan.seeds} seed(s) per setting on {_device_kind(plan.device)}, {plan.precision}"
+    did = (f"{len(records)} runs, {_seeds_text(seeds)}, on {_devices_text(devices)}, "
+           f"{', '.join(sorted({r.get('precision') or '?' for r in records.values()}))}; data: {', '.join(data)}; "
+           f"{hours:.1f} compute hours; commit {', '.join(commits)}; latest run saved {latest}") \
+        if records else "no run is stored yet"
+    return records, planned, did
+
+
+def store_status(folder, profile: str) -> str:
+    """The one status line of a profile, from its run records (what the profile plans, what ran):
+    the index, the README's scorecard block and ``results/<profile>/README.md`` all print this."""
+    _, planned, did = _store_facts(folder, profile)
+    return f"Planned (profile `{profile}`): {planned}. Ran (the run records): {did}."
+
+
+def store_box(folder, profile: str) -> str:
+    """:func:`store_status` as an HTML box that names the runs it describes (for the page test)."""
+    records, planned, did = _store_facts(folder, profile)
+    devices = sorted({r.get("environment", {}).get("device") or "?" for r in records.values()})
+    seeds = sorted({int(r["config"].get("seed", 0)) for r in records.values()})
+    return f"""<div class="lrstudy-summary" style="border:1px solid #9ab;border-radius:6px;padding:0.6em 1em;background:#f5f9fc"
+ data-ran-devices="{_attr('|'.join(devices))}" data-ran-seeds="{','.join(map(str, seeds))}"
+ data-run-ids="{' '.join(sorted(records))}">
+<p><strong>Planned</strong> (profile <code>{_esc(profile)}</code>): {_esc(planned)}.<br>
+<strong>Ran</strong> (the run records): {_esc(did)}.</p></div>"""
+
+
+def all_claims() -> dict:
+    """Every claim of the study by id (the forest plot reads its kind and margin)."""
+    from .experiments import EXPERIMENTS
+
+    return {c.id: c for experiment in EXPERIMENTS.values() for c in experiment.claims}
+
+
+def ran_label(experiment: Experiment, s: Settings, label: str) -> str:
+    """A setting's name (the paper's) with what it trained here: "range test 0-3: ResNet-56 (ran:
+    ResNet-20, 250 it., LR 0-0.3)"."""
+    from .plots import schedule_frame
+
+    row = experiment.scaled_rows(s).get(label)
+    if row is None:
+        return label
+    rates = schedule_frame(experiment.schedules(s, [label]), points=400).lr
+    return (f"{label} (ran: {model_name(row.model)}, {row.iterations:,} it., "
+            f"LR {format_number(rates.min())}-{format_number(rates.max())})")
