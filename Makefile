@@ -59,7 +59,8 @@ test: $(STAMP)
 # results/ is touched only once reproduce can succeed: the data every missing run needs is found
 # first (else one message, exit 2, within seconds); pages render into $(BUILD)/pages/<profile>/
 # (a failed one into $(BUILD)/failed/<profile>/), and a page replaces the one in results/ only if
-# it shows at least that page's finished runs (lrstudy.reproduce).
+# it shows at least that page's finished runs (lrstudy.reproduce). The venv is up to date by then
+# (-o: the sub-make does not check it again).
 reproduce: $(STAMP)
 	@profile="$(PROFILE)"; \
 	if [ -z "$$profile" ]; then \
@@ -68,7 +69,7 @@ reproduce: $(STAMP)
 	  echo "PROFILE not set: using '$$profile' ($$( [ $$profile = fast ] && echo 'CUDA GPU found' || echo 'no CUDA GPU'))"; \
 	fi; \
 	$(BIN)/python -m lrstudy preflight --profile $$profile $(CLI_DATA) $(if $(filter no,$(TRAIN)),--no-train) $(NOTEBOOKS) || exit 2; \
-	$(MAKE) --no-print-directory --keep-going notebooks PROFILE=$$profile; status=$$?; \
+	$(MAKE) --no-print-directory --keep-going -o $(STAMP) notebooks PROFILE=$$profile; status=$$?; \
 	echo; echo "== make reproduce, profile '$$profile' =="; \
 	rendered=; \
 	for nb in $(NOTEBOOKS); do \
@@ -77,8 +78,9 @@ reproduce: $(STAMP)
 	done; \
 	if [ -n "$$rendered" ]; then $(BIN)/python -m lrstudy publish --profile $$profile --from $(BUILD)/pages/$$profile $$rendered || status=1; fi; \
 	$(BIN)/python -m lrstudy status --profile $$profile $(CLI_DATA) $(if $(filter no,$(TRAIN)),--missing-ok) $(NOTEBOOKS) || status=1; \
-	$(BIN)/python -m lrstudy scorecard --profile $$profile $(CLI_DATA) --index > /dev/null \
+	if [ $$status = 0 ]; then $(BIN)/python -m lrstudy scorecard --profile $$profile $(CLI_DATA) --index > /dev/null \
 	  && echo "  index   $(RESULTS)/$$profile/index.html" || status=1; \
+	else echo "  index   $(RESULTS)/$$profile/index.html kept (not every page was published)"; fi; \
 	exit $$status
 
 # Where pages render before they are published into $(RESULTS)/<profile>/

@@ -33,7 +33,7 @@ def test_make_reproduce_on_a_fresh_clone_without_data_or_network_changes_nothing
     subprocess.run(["git", "clone", "--quiet", "--no-checkout", str(ROOT), str(clone)], check=True)
     subprocess.run(["git", "checkout", "--quiet", "--detach", head], cwd=clone, check=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("LRSTUDY_")}
-    env.update(OFFLINE, LRSTUDY_DATA_ROOT=str(tmp_path / "data"))
+    env.update(OFFLINE, LRSTUDY_DATA_ROOT=str(tmp_path / "data"), PYTHONPATH=str(clone / "src"))
     before = subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=clone, capture_output=True, text=True).stdout
     started = time.monotonic()
     result = make(["reproduce", "PROFILE=cpu"], clone, env)
