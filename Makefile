@@ -3,8 +3,9 @@
 #   make test                       install into .venv (first time), run pytest + nbval (smoke profile)
 #   make reproduce [PROFILE=cpu|fast|full|smoke] [DATA=cifar10|path] [NOTEBOOKS="clr_cifar10 ..."] [TRAIN=no]
 #                  [DATA_CIFAR100=cifar100|path] [DATA_MNIST=mnist|path]
-#                                   execute notebooks with papermill into results/<profile>/ (+ HTML, and a
-#                                   reader's HTML without code: <notebook>.reader.html)
+#                                   execute notebooks with papermill (into build/pages/) and publish each page into
+#                                   results/<profile>/ (+ HTML, and a reader's HTML without code:
+#                                   <notebook>.reader.html) if it shows at least the runs of the page there
 #   make pages-check [SHOTS=dir]    the page test on every page under results/, and headless-Chromium screenshots
 #                                   (network off) into SHOTS where Chromium is installed
 #   make readme PROFILE=cpu [DATA=...]   regenerate the README's scorecard table from that profile's runs
@@ -59,6 +60,11 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 # PROFILE defaults to `fast` where torch sees a CUDA GPU, else `cpu`; the choice is printed.
+# results/ is touched only once reproduce can succeed: the data every missing run needs is found
+# first (else one message, exit 2, within seconds); pages render into $(BUILD)/pages/<profile>/
+# (a failed one into $(BUILD)/failed/<profile>/), and a page replaces the one in results/ only if
+# it shows at least that page's finished runs (lrstudy.reproduce). The venv is up to date by then
+# (-o: the sub-make does not check it again).
 reproduce: $(STAMP)
 	@profile="$(PROFILE)"; \
 	if [ -z "$$profile" ]; then \
@@ -66,19 +72,25 @@ reproduce: $(STAMP)
 	  else profile=cpu; fi; \
 	  echo "PROFILE not set: using '$$profile' ($$( [ $$profile = fast ] && echo 'CUDA GPU found' || echo 'no CUDA GPU'))"; \
 	fi; \
-	$(MAKE) --no-print-directory --keep-going notebooks PROFILE=$$profile; status=$$?; \
+	$(BIN)/python -m lrstudy preflight --profile $$profile $(CLI_DATA) $(if $(filter no,$(TRAIN)),--no-train) $(NOTEBOOKS) || exit 2; \
+	$(MAKE) --no-print-directory --keep-going -o $(STAMP) notebooks PROFILE=$$profile; status=$$?; \
 	echo; echo "== make reproduce, profile '$$profile' =="; \
+	rendered=; \
 	for nb in $(NOTEBOOKS); do \
-	  if [ -f $(RESULTS)/$$profile/$$nb.html ]; then echo "  done    $$nb -> $(RESULTS)/$$profile/$$nb.html"; \
-	  else echo "  FAILED  $$nb -> $(RESULTS)/$$profile/$$nb.failed.ipynb"; status=1; fi; \
+	  if [ -f $(BUILD)/pages/$$profile/$$nb.html ]; then rendered="$$rendered $$nb"; \
+	  else echo "  FAILED  $$nb -> $(BUILD)/failed/$$profile/$$nb.ipynb (the page in $(RESULTS)/$$profile is kept)"; status=1; fi; \
 	done; \
+	if [ -n "$$rendered" ]; then $(BIN)/python -m lrstudy publish --profile $$profile --from $(BUILD)/pages/$$profile $$rendered || status=1; fi; \
 	$(BIN)/python -m lrstudy status --profile $$profile $(CLI_DATA) $(if $(filter no,$(TRAIN)),--missing-ok) $(NOTEBOOKS) || status=1; \
-	$(BIN)/python -m lrstudy scorecard --profile $$profile $(CLI_DATA) --index > /dev/null \
+	if [ $$status = 0 ]; then $(BIN)/python -m lrstudy scorecard --profile $$profile $(CLI_DATA) --index > /dev/null \
 	  && echo "  index   $(RESULTS)/$$profile/index.html" || status=1; \
+	else echo "  index   $(RESULTS)/$$profile/index.html kept (not every page was published)"; fi; \
 	$(BIN)/python -m lrstudy.pages link $(RESULTS)/$$profile || status=1; \
 	exit $$status
 
-OUT = $(RESULTS)/$(PROFILE)
+# Where pages render before they are published into $(RESULTS)/<profile>/
+BUILD ?= build
+STAGE = $(BUILD)/pages/$(PROFILE)
 # A path given as DATA is made absolute for the commands run here; a name (cifar10) is kept.
 DATA_PATH = $(if $(wildcard $(DATA)),$(abspath $(DATA)),$(DATA))
 # Papermill gets a path relative to notebooks/ (where the notebooks run), so that a rendered notebook
@@ -90,19 +102,19 @@ DATA_ARG = $(if $(DATA),-p data "$(call nb_path,$(DATA))") $(foreach set,CIFAR10
 cli_path = $(if $(wildcard $(1)),$(abspath $(1)),$(1))
 CLI_DATA = $(if $(DATA),--data "$(DATA_PATH)") $(foreach set,CIFAR100 MNIST,$(if $(DATA_$(set)),--data-$(shell echo $(set) | tr A-Z a-z) "$(call cli_path,$(DATA_$(set)))"))
 
-notebooks: $(NOTEBOOKS:%=$(OUT)/%.html)
+notebooks: $(NOTEBOOKS:%=$(STAGE)/%.html)
 
 # Always executed (FORCE): the run store, not Make, knows what is up to date; a notebook whose
-# runs exist only reads them. Outputs are removed first and written only on success, so a failed
-# notebook never leaves an output that looks finished.
-$(OUT)/%.html: notebooks/%.ipynb $(STAMP) FORCE
+# runs exist only reads them. Pages render into $(STAGE), never straight into results/ (publish
+# copies them there); a notebook that fails leaves its copy in $(BUILD)/failed/<profile>/.
+$(STAGE)/%.html: notebooks/%.ipynb $(STAMP) FORCE
 	@test -n "$(PROFILE)" || { echo "PROFILE is not set"; exit 2; }
-	@mkdir -p $(OUT)
-	@rm -f $(OUT)/$*.ipynb $@ $(OUT)/$*.failed.ipynb
-	LRSTUDY_PROGRESS=terminal LRSTUDY_TRAIN=$(TRAIN) $(BIN)/papermill -k python3 --cwd notebooks -p profile $(PROFILE) $(DATA_ARG) $< $(OUT)/$*.partial.ipynb \
-	  || { mv -f $(OUT)/$*.partial.ipynb $(OUT)/$*.failed.ipynb 2>/dev/null; exit 1; }
-	mv $(OUT)/$*.partial.ipynb $(OUT)/$*.ipynb
-	$(BIN)/python -m lrstudy.pages render $(OUT)/$*.ipynb > /dev/null
+	@mkdir -p $(STAGE) $(BUILD)/failed/$(PROFILE)
+	@rm -f $(STAGE)/$*.ipynb $@ $(BUILD)/failed/$(PROFILE)/$*.ipynb
+	LRSTUDY_PROGRESS=terminal LRSTUDY_TRAIN=$(TRAIN) $(BIN)/papermill -k python3 --cwd notebooks -p profile $(PROFILE) $(DATA_ARG) $< $(STAGE)/$*.partial.ipynb \
+	  || { mv -f $(STAGE)/$*.partial.ipynb $(BUILD)/failed/$(PROFILE)/$*.ipynb 2>/dev/null; exit 1; }
+	mv $(STAGE)/$*.partial.ipynb $(STAGE)/$*.ipynb
+	$(BIN)/python -m lrstudy.pages render $(STAGE)/$*.ipynb > /dev/null
 
 FORCE:
 
@@ -143,6 +155,7 @@ lab: $(STAMP)
 clean:
 	rm -rf $(RESULTS)/smoke .pytest_cache $(RESULTS)/*/locks
 	rm -f $(RESULTS)/*/*.partial.ipynb $(RESULTS)/*/*.failed.ipynb
+	rm -rf $(BUILD)/pages $(BUILD)/failed
 	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
 
 distclean: clean

@@ -140,6 +140,17 @@ def _main(argv: list[str] | None) -> int:
     card.add_argument("--rule-changes", action="store_true",
                       help="print, instead of the table, every verdict that differs between the pre-declared and "
                            "the revised rule, and every claim declared only after its data")
+    ready = sub.add_parser("preflight", help="before make reproduce renders anything: can every data source the "
+                                             "missing runs need be had? (exit 2 with the remedy if not)")
+    ready.add_argument("notebooks", nargs="*", help="notebook names (default: all)")
+    ready.add_argument("--profile", required=True, choices=PROFILES)
+    _data_options(ready)
+    ready.add_argument("--no-train", action="store_true", help="nothing will be trained (make TRAIN=no)")
+    publish = sub.add_parser("publish", help="copy rendered pages into results/<profile>/, each only if it shows at "
+                                             "least the finished runs of the page it replaces")
+    publish.add_argument("notebooks", nargs="+")
+    publish.add_argument("--profile", required=True, choices=PROFILES)
+    publish.add_argument("--from", dest="staged", required=True, metavar="FOLDER", help="where the pages were rendered")
     seal = sub.add_parser("seal", help="check the records of a store written before records carried a digest, "
                                        "and add it")
     seal.add_argument("--profile", required=True, choices=PROFILES)
@@ -160,6 +171,22 @@ def _main(argv: list[str] | None) -> int:
         return 0
     if args.command == "scorecard":
         return _scorecard(args)
+    if args.command == "preflight":
+        from .reproduce import preflight
+
+        print(preflight(args.profile, args.notebooks or sorted(EXPERIMENTS), _given_sources(args), not args.no_train))
+        return 0
+    if args.command == "publish":
+        from pathlib import Path
+
+        from .reproduce import publish
+
+        published, kept = publish(args.profile, args.notebooks, Path(args.staged))
+        for name in published:
+            print(f"  published {name}")
+        for line in kept:
+            print(f"  kept      {line}")
+        return 1 if kept else 0
     if args.command == "list":
         print("notebooks:", ", ".join(sorted(EXPERIMENTS)))
         print("profiles: ", ", ".join(PROFILES))

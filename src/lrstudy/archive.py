@@ -5,39 +5,64 @@ of unfinished runs), and its import into this machine's run store.
     python -m lrstudy run all --profile fast --time-limit 8h --export runs.tar.gz
     python -m lrstudy import runs.tar.gz
 
-An archive holds ``manifest.json`` (what it holds, each file's SHA-256), ``runs/<profile>/<id>.csv``,
-``.json`` (and ``.snapshots.pt``), ``checkpoints/<profile>/<id>.pt`` and ``extra/...`` (a GPU
-window's benchmark and logs). Import trusts none of it: every member must be a plain file or
-folder under those names (no absolute path, no ``..``, no link); every record must verify as the
-store verifies its own (metadata digest, CSV and snapshot checksums, a configuration that re-hashes
-to the record's id, a final status); every checkpoint its digest and run id. A record whose id this
-store already holds as a finished record with other rows is a conflict: a finished record is never
-overwritten. Any problem refuses the whole archive, with every problem listed, and nothing is written.
+An archive holds ``manifest.json`` (what it holds, each file's SHA-256, and an HMAC signature where
+the exporter held a key), ``runs/<profile>/<id>.csv``, ``.json`` (and ``.snapshots.pt``),
+``checkpoints/<profile>/<id>.pt`` and ``extra/...`` (a GPU window's benchmark and logs).
+
+Import treats the archive as untrusted input. Before anything is read into memory, every member must
+be a plain file or folder under those names (no absolute path, no ``.`` or ``..``, no link) and
+within its kind's size limit (:data:`MEMBER_LIMITS`, :data:`TOTAL_LIMIT`); the manifest must have
+the expected types; its name must be a plain folder name, and every extra file must land inside
+``imported/<name>/``. Every record must verify as the store verifies its own (metadata digest, CSV
+and snapshot checksums, a configuration that re-hashes to the record's id -- recomputed from the
+configuration, not taken from the file name -- and a final status); every checkpoint its digest and
+run id. A record whose id this store already holds as a finished record with other rows is a
+conflict: a finished record is never overwritten. Any problem refuses the whole archive, naming every
+member at fault, and nothing is written. Records are written holding each run's lock, the lock
+training takes, and re-checked under it.
+
+The checksums catch accidents, not forgery: anyone can edit a record and recompute them. So every
+imported record is marked in its metadata (``imported``) as of *unverified origin* -- and pages and
+the scorecard say so -- unless the archive's manifest carries an HMAC-SHA256 signature made with a
+key this machine holds (:data:`KEY_ENV` or :data:`KEY_FILE_ENV`); a signature that does not match
+that key refuses the archive.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import json
+import os
 import re
 import tarfile
 import time
-from pathlib import Path, PurePosixPath
+from contextlib import ExitStack
+from pathlib import Path
 from typing import Mapping, Sequence
 
 from .checkpoints import atomic_write, read_checkpoint
 from .config import PROFILES
 from .paths import results_root
-from .runs import RunConfig, RunStore, verify_record
+from .runs import FINAL_STATUSES, RunConfig, RunStore, record_digest, verify_record
 
-__all__ = ["export_runs", "import_archive", "ARCHIVE_FORMAT"]
+__all__ = ["export_runs", "import_archive", "ARCHIVE_FORMAT", "MEMBER_LIMITS", "TOTAL_LIMIT", "KEY_ENV",
+           "KEY_FILE_ENV", "UNVERIFIED"]
 
 ARCHIVE_FORMAT = 1
 _RECORD = re.compile(r"runs/(?P<profile>[a-z]+)/(?P<id>[0-9a-f]{16})\.(?P<kind>csv|json|snapshots\.pt)")
 _CHECKPOINT = re.compile(r"checkpoints/(?P<profile>[a-z]+)/(?P<id>(?:fused-)?[0-9a-f]{16})\.pt")
 _EXTRA = re.compile(r"extra/[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*")
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
+# The most bytes one member of each kind may hold, and the whole archive unpacked: checked on the tar
+# headers, before a member is read (a few MiB of gzip can claim gigabytes of zeros).
+MEMBER_LIMITS = {"manifest.json": 16 * 2**20, ".json": 16 * 2**20, ".csv": 64 * 2**20,
+                 ".snapshots.pt": 512 * 2**20, "checkpoints/": 1024 * 2**20, "extra/": 64 * 2**20}
+TOTAL_LIMIT = 4 * 2**30
+# The key that signs and verifies archives: the key itself, or a file holding it
+KEY_ENV, KEY_FILE_ENV = "LRSTUDY_ARCHIVE_KEY", "LRSTUDY_ARCHIVE_KEY_FILE"
+UNVERIFIED = "imported (unverified origin)"
 
 
 def export_runs(path: str | Path, runs: Sequence, with_checkpoints: bool = False, checkpoint_ids: Sequence[str] = (),
@@ -81,6 +106,9 @@ def export_runs(path: str | Path, runs: Sequence, with_checkpoints: bool = False
     manifest = {"format": ARCHIVE_FORMAT, "name": name or Path(path).name.split(".")[0],
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "files": {k: hashlib.sha256(v).hexdigest() for k, v in sorted(files.items())}}
+    key = archive_key()
+    if key is not None:
+        manifest["signature"] = _signature(manifest, key)
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for member, data in [("manifest.json", json.dumps(manifest, indent=1).encode()), *sorted(files.items())]:
@@ -92,6 +120,7 @@ def export_runs(path: str | Path, runs: Sequence, with_checkpoints: bool = False
     return (f"exported {records} records, {checkpoints} checkpoints and {len(extras or {})} other files to {path} "
             f"({len(buffer.getvalue()) / 2**20:.1f} MiB)"
             + (f"; {skipped} checkpoints left out to stay under {size_limit / 2**20:.0f} MiB" if skipped else "")
+            + ("; signed with this machine's key" if key is not None else "")
             + (f"; {unsealed} records have no digest yet: `python -m lrstudy seal --profile <profile>` first"
                if unsealed else ""))
 
@@ -107,17 +136,116 @@ def _unsealed(json_path: Path) -> bool:
         return False
 
 
+def archive_key() -> bytes | None:
+    """The signing key this machine holds: ``$LRSTUDY_ARCHIVE_KEY``, else the contents of the file
+    ``$LRSTUDY_ARCHIVE_KEY_FILE``; None if neither is set."""
+    if os.environ.get(KEY_ENV):
+        return os.environ[KEY_ENV].encode()
+    path = os.environ.get(KEY_FILE_ENV)
+    if not path:
+        return None
+    try:
+        key = Path(path).expanduser().read_bytes().strip()
+    except OSError as err:
+        raise ValueError(f"{KEY_FILE_ENV}={path}: cannot read the key ({err.strerror or err})") from None
+    if not key:
+        raise ValueError(f"{KEY_FILE_ENV}={path}: the file is empty")
+    return key
+
+
+def _signature(manifest: Mapping, key: bytes) -> str:
+    """HMAC-SHA256 of the manifest's canonical JSON without its signature: the manifest names every
+    member's SHA-256, so this signs the whole archive."""
+    body = {k: v for k, v in manifest.items() if k != "signature"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    return hmac.new(key, canonical, hashlib.sha256).hexdigest()
+
+
+def _origin(path: Path, manifest: Mapping) -> dict:
+    """What import records about where a record came from: the archive, and whether a key this
+    machine holds vouches for it (else the origin is unverified). A signature that does not match
+    the key held refuses the archive."""
+    key, signature = archive_key(), manifest.get("signature")
+    if key is not None and signature is not None:
+        if not hmac.compare_digest(str(signature), _signature(manifest, key)):
+            raise ValueError(f"refused {path}, nothing was written: manifest.json: its signature does not match "
+                             f"the key in ${KEY_ENV if os.environ.get(KEY_ENV) else KEY_FILE_ENV} (altered, or "
+                             "signed with another key)")
+        verified = "verified: HMAC-SHA256 with the key this machine holds"
+    else:
+        verified = None
+    return {"archive": path.name, "archive_name": manifest["name"], "archive_created": manifest.get("created"),
+            "imported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "origin": verified or UNVERIFIED}
+
+
+def origin_of(meta: Mapping) -> str:
+    """A stored record's origin as pages show it: "here" (trained into this store), "imported
+    (unverified origin)", or "imported (verified: ...)"."""
+    imported = meta.get("imported") if isinstance(meta, Mapping) else None
+    if not isinstance(imported, Mapping):
+        return "here"
+    origin = str(imported.get("origin", UNVERIFIED))
+    return origin if origin == UNVERIFIED else f"imported ({origin})"
+
+
+def _marked(meta_bytes: bytes, origin: dict) -> bytes:
+    """A record's JSON with ``imported`` set to ``origin`` (whatever the archive claimed there) and
+    its digest recomputed; its configuration, and so its run id, do not change."""
+    meta = json.loads(meta_bytes)
+    meta["imported"] = origin
+    meta["record_sha256"] = record_digest(meta)
+    return (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode()
+
+
 def import_archive(path: str | Path) -> str:
     """Merge an archive into this machine's run store (``results/``), after checking all of it;
     raises ValueError naming every problem, having written nothing, if any check fails.
     Returns a one-line summary."""
-    files, manifest = _read_members(Path(path))
+    path = Path(path)
+    files, manifest = _read_members(path)
+    origin = _origin(path, manifest)
     problems: list[str] = []
     records, checkpoints, extras = _sort_members(files, problems)
-    writes: list[tuple[Path, bytes]] = []  # in order: each record's JSON after its other files
+    configs = {key: _verified_config(*key, parts, problems) for key, parts in sorted(records.items())}
+    writes = [*_record_writes(records, configs, origin, problems)[0], *_checkpoint_writes(records, checkpoints, problems),
+              *_extra_writes(extras, manifest["name"], problems)]
+    _refuse_if(problems, path)
+    with ExitStack() as locks:
+        # Then again holding every record's lock, in one order (two imports never wait on each other
+        # in a cycle): the lock training takes, so that no run is trained and imported at once, and
+        # what is checked here stays true until it is written.
+        for profile, run_id in sorted(configs):
+            locks.enter_context(RunStore(profile).locked(run_id))
+        record_writes, kept, replaced = _record_writes(records, configs, origin, problems)
+        writes = [*record_writes, *_checkpoint_writes(records, checkpoints, problems),
+                  *_extra_writes(extras, manifest["name"], problems)]
+        _refuse_if(problems, path)
+        for target, blob in writes:
+            atomic_write(target, blob)
+    added = sum(t.suffix == ".json" and t.parent.name == "runs" for t, _ in writes)
+    name = manifest["name"]
+    return (f"imported {added} records ({replaced} replacing failed or damaged ones), "
+            f"{sum(t.suffix == '.pt' and t.parent.name == 'checkpoints' for t, _ in writes)} checkpoints and "
+            f"{sum('imported' in t.parts for t, _ in writes)} other files"
+            + (f" (under {results_root() / 'imported' / name})" if extras else "")
+            + (f"; {kept} records were already here" if kept else "")
+            + (f"; origin: {origin['origin']}" if added else ""))
+
+
+def _refuse_if(problems: list[str], path: Path) -> None:
+    if problems:
+        shown = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
+        raise ValueError(f"refused {path}, nothing was written:\n  {shown}")
+
+
+def _record_writes(records, configs, origin: dict, problems: list[str]):
+    """The files of each verified record that this store lacks, each record's JSON after its other
+    files (marked with its ``origin``); a finished record here with other rows is a problem."""
+    writes: list[tuple[Path, bytes]] = []
     kept = replaced = 0
     for (profile, run_id), parts in sorted(records.items()):
-        config = _verified_config(profile, run_id, parts, problems)
+        config = configs[profile, run_id]
         if config is None:
             continue
         store = RunStore(profile)
@@ -132,10 +260,15 @@ def import_archive(path: str | Path) -> str:
                                 f"{csv_path.with_suffix('.*')} away to take the archive's)")
             continue
         replaced += why not in ("no record",)
-        writes += [(csv_path, parts["csv"])]
+        writes.append((csv_path, parts["csv"]))
         if "snapshots.pt" in parts:
             writes.append((csv_path.with_suffix(".snapshots.pt"), parts["snapshots.pt"]))
-        writes.append((json_path, parts["json"]))
+        writes.append((json_path, _marked(parts["json"], origin)))
+    return writes, kept, replaced
+
+
+def _checkpoint_writes(records, checkpoints, problems: list[str]) -> list[tuple[Path, bytes]]:
+    writes = []
     for (profile, run_id), blob in sorted(checkpoints.items()):
         target = RunStore(profile).checkpointer(run_id, 1).path
         problem = read_checkpoint(blob, run_id)[1]
@@ -148,75 +281,113 @@ def import_archive(path: str | Path) -> str:
                             "finish or remove that one first")
         elif not target.exists():
             writes.append((target, blob))
-    name = manifest.get("name", "")
-    if extras and not (isinstance(name, str) and _NAME.fullmatch(name)):
-        problems.append(f"manifest.json: name {name!r} must be letters, digits, '.', '_' or '-'")
+    return writes
+
+
+def _extra_writes(extras: Mapping[str, bytes], name: str, problems: list[str]) -> list[tuple[Path, bytes]]:
+    """Where each extra file goes: under ``imported/<name>/``, and nowhere else (the path resolved)."""
+    writes = []
+    folder = (results_root() / "imported" / name).resolve()
     for member, blob in sorted(extras.items()):
-        target = results_root() / "imported" / str(name) / member.removeprefix("extra/")
-        if target.exists() and target.read_bytes() != blob:
+        target = (folder / member.removeprefix("extra/")).resolve()
+        if not target.is_relative_to(folder) or target == folder:
+            problems.append(f"{member}: would be written outside {folder}")
+        elif target.exists() and (not target.is_file() or target.read_bytes() != blob):
             problems.append(f"{member}: {target} exists with other content")
         elif not target.exists():
             writes.append((target, blob))
-    if problems:
-        shown = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
-        raise ValueError(f"refused {path}, nothing was written:\n  {shown}")
-    for target, blob in writes:
-        atomic_write(target, blob)
-    added = sum(t.suffix == ".json" and t.parent.name == "runs" for t, _ in writes)
-    return (f"imported {added} records ({replaced} replacing failed or damaged ones), "
-            f"{sum(t.suffix == '.pt' and t.parent.name == 'checkpoints' for t, _ in writes)} checkpoints and "
-            f"{sum('imported' in t.parts for t, _ in writes)} other files"
-            + (f" (under {results_root() / 'imported' / str(name)})" if extras else "")
-            + (f"; {kept} records were already here" if kept else ""))
+    return writes
+
+
+def _member_limit(name: str) -> int:
+    for kind, limit in MEMBER_LIMITS.items():
+        if name == kind or (name.startswith(kind) if kind.endswith("/") else name.endswith(kind)):
+            return limit
+    return MEMBER_LIMITS["extra/"]
+
+
+def _name_problem(name: str) -> str | None:
+    """Why a member's name is unsafe, or None."""
+    if name.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", name):
+        return "an absolute path"
+    if "\\" in name or any(part in (".", "..") for part in name.split("/")):
+        return "a path out of the archive (a '.' or '..' in it)"
+    return None
 
 
 def _read_members(path: Path) -> tuple[dict[str, bytes], dict]:
     """Every member's bytes, after refusing any member that is not a plain file or folder with a
-    relative name inside the archive (a link, a device, ``/etc/...``, ``../...``) or appears twice.
-    A folder is a GPU window's output, read by :func:`lrstudy.gpu_window.read_output`."""
+    relative name inside the archive (a link, a device, ``/etc/...``, ``../...``), appears twice, or
+    is larger than its kind may be -- all checked on the headers, before a member is read. A folder
+    is a GPU window's output, read by :func:`lrstudy.gpu_window.read_output`."""
     if path.is_dir():
         from .gpu_window import read_output
 
         return read_output(path)
-    problems, files = [], {}
+    problems, members, total = [], {}, 0
     try:
         with tarfile.open(path, "r:*") as tar:
-            for member in tar.getmembers():
+            for member in tar:
                 name = member.name
-                parts = PurePosixPath(name).parts
-                if name.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", name):
-                    problems.append(f"{name}: an absolute path")
-                elif ".." in parts or "\\" in name:
-                    problems.append(f"{name}: a path out of the archive")
+                if why := _name_problem(name):
+                    problems.append(f"{name}: {why}")
                 elif member.issym() or member.islnk():
                     problems.append(f"{name}: a link (to {member.linkname})")
                 elif member.isdir():
                     continue
                 elif not member.isfile():
                     problems.append(f"{name}: not a plain file")
-                elif name in files:
+                elif name in members:
                     problems.append(f"{name}: given twice")
+                elif member.size > _member_limit(name):
+                    problems.append(f"{name}: {member.size} bytes, over the {_member_limit(name)} a member of "
+                                    "its kind may hold")
+                elif total + member.size > TOTAL_LIMIT:
+                    problems.append(f"{name}: the archive holds more than {TOTAL_LIMIT} bytes unpacked")
                 else:
-                    files[name] = tar.extractfile(member).read()
+                    total += member.size
+                    members[name] = member
+            if problems:
+                raise ValueError(f"refused {path}, nothing was written:\n  " + "\n  ".join(problems))
+            files = {name: tar.extractfile(member).read() for name, member in members.items()}
     except (tarfile.TarError, OSError, EOFError) as err:
         raise ValueError(f"refused {path}: not a readable .tar.gz ({err})") from None
-    if problems:
-        raise ValueError(f"refused {path}, nothing was written:\n  " + "\n  ".join(problems))
     try:
         manifest = json.loads(files.pop("manifest.json"))
     except (KeyError, ValueError):
         raise ValueError(f"refused {path}: no readable manifest.json (not an archive of `python -m lrstudy export`)") \
             from None
-    if not isinstance(manifest, dict) or manifest.get("format") != ARCHIVE_FORMAT:
-        raise ValueError(f"refused {path}: manifest format {manifest.get('format') if isinstance(manifest, dict) else '?'}"
-                         f" is not {ARCHIVE_FORMAT}")
-    sums = manifest.get("files", {})
+    _check_manifest(path, manifest)
+    sums = manifest["files"]
     altered = [k for k, v in files.items() if sums.get(k) != hashlib.sha256(v).hexdigest()]
     missing = [k for k in sums if k not in files]
     if altered or missing:
         raise ValueError(f"refused {path}, nothing was written: files differ from the manifest's checksums "
                          f"({', '.join((altered + missing)[:5])})")
     return files, manifest
+
+
+def _check_manifest(path: Path, manifest) -> None:
+    """The manifest's fields have the types import relies on, or one message names the field."""
+    def refuse(why: str):
+        raise ValueError(f"refused {path}, nothing was written: manifest.json: {why}")
+
+    if not isinstance(manifest, dict):
+        refuse(f"a JSON {type(manifest).__name__}, not an object")
+    if manifest.get("format") != ARCHIVE_FORMAT:
+        refuse(f"format {manifest.get('format')!r} is not {ARCHIVE_FORMAT}")
+    name = manifest.get("name")
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name in (".", ".."):
+        refuse(f"name {name!r} must be a folder name of letters, digits, '.', '_' or '-' (not '.' or '..')")
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        refuse(f"'files' is a {type(files).__name__}, not an object of file names and SHA-256 digests")
+    for member, digest in files.items():
+        if not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
+            refuse(f"'files' gives {member!r} the digest {digest!r}, not a SHA-256 in hex")
+    for field in ("created", "signature"):
+        if field in manifest and not isinstance(manifest[field], str):
+            refuse(f"'{field}' is a {type(manifest[field]).__name__}, not a string")
 
 
 def _sort_members(files: Mapping[str, bytes], problems: list[str]):
@@ -241,15 +412,20 @@ def _sort_members(files: Mapping[str, bytes], problems: list[str]):
 
 def _verified_config(profile: str, run_id: str, parts: Mapping[str, bytes], problems: list[str]) -> RunConfig | None:
     """The configuration of an archived record if the record verifies, else None (and why, in
-    ``problems``)."""
+    ``problems``). The id is recomputed from the configuration: a record renamed after its
+    configuration was edited names another id than its own."""
     where = f"runs/{profile}/{run_id}"
+    if profile not in PROFILES:
+        return None
     if "json" not in parts or "csv" not in parts:
         problems.append(f"{where}: the record needs both its .json and its .csv")
         return None
     try:
         meta = json.loads(parts["json"])
+        if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+            raise TypeError("its metadata must be an object holding a 'config' object")
         config = RunConfig.from_dict(meta["config"])
-    except (ValueError, KeyError, TypeError) as err:
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
         problems.append(f"{where}.json: not a record ({type(err).__name__}: {err})")
         return None
     if config.id != run_id or meta.get("id") != run_id or config.profile != profile:
@@ -269,6 +445,7 @@ def _verified_config(profile: str, run_id: str, parts: Mapping[str, bytes], prob
     if record is None:
         problems.append(f"{where}: {why}")
         return None
+    if record.status not in FINAL_STATUSES:
+        problems.append(f"{where}: status {record.status!r} is not a result")
+        return None
     return config
-
-

@@ -31,7 +31,7 @@ from .folders import DataUnavailable, content_key, decode, scan, sha256_file, tr
 from .paths import data_root
 
 __all__ = ["DataUnavailable", "ImageData", "load_data", "BatchStream", "describe_source", "source_fingerprint",
-           "to_device"]
+           "to_device", "is_local", "download_problem", "missing_message"]
 
 # Folder trees we can name exactly, with the fingerprint of their images (which a tree of that name
 # must match to be called so). The JPEG copy is lossy: results on it must say so.
@@ -201,7 +201,7 @@ def _cache_key(source: str, download: bool):
         return source, lambda: _torchvision(source, download)
     path = Path(source).expanduser()
     if not path.exists():
-        raise DataUnavailable(_missing_message(f"the data path {str(path)!r} does not exist"))
+        raise DataUnavailable(missing_message(f"the data path {str(path)!r} does not exist"))
     if path.is_file():  # an archive is known by its own bytes: nothing to unpack or scan for the key
         digest = sha256_file(path)
         return f"{tree_name(path)}-{digest[:16]}", lambda: _decode_tree(tree_root(unpack(path, data_root(), digest)))
@@ -226,7 +226,7 @@ def _default_source(source) -> str:
     return str(source)
 
 
-def _missing_message(reason: str) -> str:
+def missing_message(reason: str) -> str:
     return (
         f"{reason}.\nProvide the images in one of two ways:\n"
         f"  1. with internet access, let torchvision download CIFAR into {data_root()} "
@@ -244,10 +244,15 @@ def _reachable(url: str, timeout: float) -> str | None:
     a socket timeout does not bound -- or None if a connection opens."""
     import socket
     import threading
+    import urllib.request
     from urllib.parse import urlparse
 
     parsed = urlparse(url)
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    proxy = urllib.request.getproxies().get(parsed.scheme)
+    if proxy and not urllib.request.proxy_bypass(parsed.hostname or ""):  # the download would go through it
+        parsed = urlparse(proxy if "://" in proxy else f"http://{proxy}")
+        port = parsed.port or 80
     outcome: list = []
 
     def connect() -> None:
@@ -261,6 +266,20 @@ def _reachable(url: str, timeout: float) -> str | None:
     worker.start()
     worker.join(timeout)
     return outcome[0] if outcome else f"no answer from {parsed.hostname} within {timeout:g} s"
+
+
+def download_problem(source: str) -> str | None:
+    """Why a source that is not on this machine cannot be downloaded now (a path that does not
+    exist; a torchvision set whose host, or proxy, does not answer within seconds), or None."""
+    source = _default_source(source)
+    if source not in TORCHVISION_SETS:
+        return f"the data path {source!r} does not exist" if not is_local(source) else None
+    import torchvision
+
+    cls = getattr(torchvision.datasets, TORCHVISION_SETS[source][0])
+    url = getattr(cls, "url", None) or cls.mirrors[0]
+    unreachable = _reachable(url, DOWNLOAD_TIMEOUT_S)
+    return f"not in {data_root()}, and {url} cannot be reached ({unreachable})" if unreachable else None
 
 
 def _torchvision(name: str, download: bool) -> dict:
@@ -292,7 +311,7 @@ def _torchvision(name: str, download: bool) -> dict:
                     socket.setdefaulttimeout(previous)
         except Exception as err:  # no network, proxy, checksum failure, ...
             raise DataUnavailable(
-                _missing_message(f"{TORCHVISION_SETS[name][1]} is not in {root} and could not be "
+                missing_message(f"{TORCHVISION_SETS[name][1]} is not in {root} and could not be "
                                  f"downloaded ({type(err).__name__}: {err})")
             ) from None
         x = torch.as_tensor(ds.data)

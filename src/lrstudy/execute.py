@@ -28,7 +28,7 @@ from .config import resolve_device
 from .data import DataUnavailable, check_shape, describe_source, is_local, load_data, source_fingerprint
 from .paths import results_root
 from .provenance import environment
-from .runs import RunConfig, RunRecord, RunStore
+from .runs import FinishedRecordExists, RunConfig, RunRecord, RunStore
 from .train import TF32, train
 
 if TYPE_CHECKING:
@@ -146,21 +146,25 @@ def save_outcomes(settings: Settings, store: RunStore, task: Labelled, outcomes:
     report it in one line; returns the reason each run has no record, by run id."""
     errors = {}
     for (label, config), (kind, value), name in zip(task, outcomes, names):
-        if kind == "record":
-            status, rows, info = value
-            record = store.save(config, status, rows, info)
-            final = record.final
-            fused = " (fused)" if str(info.get("step_mode", "")).startswith("fused") else ""
-            say(f"{name}: {record.status}, {int(final['step'])} iterations, {final['test_acc']:.1f}%, "
-                f"{record.meta['timings']['wall_s']:.0f} s{fused}")
-        elif kind == "failed":
-            store.save_failure(config, value)
-            errors[config.id] = value
-            say(f"{name}: FAILED ({value})")
-        else:
+        if kind not in ("record", "failed"):
             errors[config.id] = value or "not run: stopped before it finished"
             if kind == "not run":
                 say(f"{name}: {value}")
+            continue
+        try:
+            if kind == "record":
+                status, rows, info = value
+                record = store.save(config, status, rows, info)
+                final = record.final
+                fused = " (fused)" if str(info.get("step_mode", "")).startswith("fused") else ""
+                say(f"{name}: {record.status}, {int(final['step'])} iterations, {final['test_acc']:.1f}%, "
+                    f"{record.meta['timings']['wall_s']:.0f} s{fused}")
+            else:
+                store.save_failure(config, value)
+                errors[config.id] = value
+                say(f"{name}: FAILED ({value})")
+        except FinishedRecordExists as kept:  # a writer that took no lock stored it meanwhile: that one stays
+            say(f"{name}: {kept}")
     return errors
 
 

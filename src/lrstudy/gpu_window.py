@@ -261,12 +261,15 @@ def read_output(folder: Path) -> tuple[dict[str, bytes], dict]:
             continue  # an atomic write a kill interrupted
         if path.is_symlink() or not path.is_file():
             problems.append(f"{path.name}: not a plain file")
+        elif path.stat().st_size > FILE_LIMIT:  # checked before reading: a folder is as untrusted as an archive
+            problems.append(f"{path.name}: {path.stat().st_size} bytes, more than a window writes ({FILE_LIMIT})")
         elif path.name not in OUTPUT_FILES:
             problems.append(f"{path.name}: not a file a GPU window writes ({', '.join(OUTPUT_FILES)})")
         elif path.name != "records.jsonl":
             files[f"extra/{path.name}"] = path.read_bytes()
     sink = folder / "records.jsonl"
-    lines = sink.read_bytes().split(b"\n") if sink.is_file() and not sink.is_symlink() else [b""]
+    readable = sink.is_file() and not sink.is_symlink() and sink.stat().st_size <= FILE_LIMIT
+    lines = sink.read_bytes().split(b"\n") if readable else [b""]
     for number, line in enumerate(lines[:-1], 1):  # (the last piece: empty, or a line a kill cut off)
         try:
             entry = json.loads(line)

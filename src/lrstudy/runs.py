@@ -44,7 +44,8 @@ from .checkpoints import Checkpointer, atomic_write, file_lock
 from .paths import results_root
 from .schedule_specs import make_schedule
 
-__all__ = ["RunConfig", "RunRecord", "RunStore", "FINAL_STATUSES", "OtherDataError", "record_digest", "verify_record"]
+__all__ = ["RunConfig", "RunRecord", "RunStore", "FINAL_STATUSES", "OtherDataError", "FinishedRecordExists",
+           "record_digest", "verify_record"]
 
 FORMAT_VERSION = 1  # bump when the meaning of a stored run changes, so old records are not reused
 FINAL_STATUSES = ("finished", "diverged")  # records that are results; "failed" ones are redone
@@ -57,6 +58,11 @@ REQUIRED_COLUMNS = {"step", "epoch", "lr", "train_loss", "train_acc", "test_loss
 
 class OtherDataError(RuntimeError):
     """A stored run was trained on other images than the data given now; it is never reused."""
+
+
+class FinishedRecordExists(RuntimeError):
+    """A save found a finished record of the run already stored (another writer got there first):
+    a finished record is never overwritten, so the new result is not saved."""
 
 
 def record_digest(meta: dict) -> str:
@@ -324,8 +330,16 @@ class RunStore:
             return False
 
     def save(self, config: RunConfig, status: str, rows: list[dict], info: dict) -> RunRecord:
-        """Write a run's rows, its snapshots if any (``info["snapshots"]``), and its metadata last."""
+        """Write a run's rows, its snapshots if any (``info["snapshots"]``), and its metadata last.
+        The caller holds the run's lock (:meth:`locked`); a finished record found here even so (a
+        writer that took no lock) is never overwritten: :class:`FinishedRecordExists`."""
         csv_path, json_path = self.paths(config.id)
+        existing, _ = self.inspect(config)
+        if existing is not None:
+            raise FinishedRecordExists(
+                f"run {config.id} ({existing.meta.get('label', 'no label')}) already has a {existing.status} record in "
+                f"{self.root}, saved {existing.meta.get('saved_at', 'at an unknown time')}; a finished record is never "
+                "overwritten, so this result was not saved")
         frame = pd.DataFrame(rows)
         raw = frame.to_csv(index=False, float_format="%.10g").encode()
         atomic_write(csv_path, raw)

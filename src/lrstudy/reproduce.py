@@ -1,0 +1,120 @@
+"""What ``make reproduce`` does around the notebooks, so that it never leaves the published study
+worse than it found it:
+
+* before any notebook runs, :func:`preflight` checks that every data source the missing runs need
+  can be had (on this machine, or a download whose host answers) and stops, with one message,
+  within seconds when one cannot -- nothing under ``results/`` has been touched then;
+* the notebooks render into a staging folder (``build/pages/<profile>/``; a failed one goes to
+  ``build/failed/<profile>/``), and :func:`publish` copies a rendered page into
+  ``results/<profile>/`` only if it shows at least the finished runs the page there shows.
+
+    python -m lrstudy preflight --profile cpu [--data ...] [--no-train] clr_cifar10 ...
+    python -m lrstudy publish --profile cpu --from build/pages/cpu clr_cifar10 ...
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from .data import DataUnavailable, describe_source, download_problem, is_local, missing_message
+from .paths import results_root
+from .runs import FINAL_STATUSES, RunStore
+
+__all__ = ["needed_sources", "preflight", "runs_shown", "publish"]
+
+_RUN_ID = re.compile(r"\b[0-9a-f]{16}\b")
+
+
+def needed_sources(profile: str, notebooks: Sequence[str], sources: Mapping[str, str | None]) -> dict[str, list[str]]:
+    """``{source: [notebook, ...]}``: the data sources that the runs the store lacks would train on."""
+    from .experiments import EXPERIMENTS
+    from .runqueue import stored_status
+
+    store = RunStore(profile)
+    needed: dict[str, list[str]] = {}
+    for name in [n for n in notebooks if n in EXPERIMENTS]:
+        experiment = EXPERIMENTS[name]
+        settings = experiment.settings(profile, **experiment.sources_taken(sources))
+        source_of = {describe_source(src)[0]: src for src in settings.data.values()}
+        for _, config in experiment.run_configs(settings):
+            if stored_status(store, config) not in FINAL_STATUSES:
+                users = needed.setdefault(source_of[config.data], [])
+                if name not in users:
+                    users.append(name)
+    return needed
+
+
+def preflight(profile: str, notebooks: Sequence[str], sources: Mapping[str, str | None], train: bool = True) -> str:
+    """A one-line summary if every source the missing runs need can be had (nothing is needed
+    with ``train=False``); else :class:`DataUnavailable` naming each missing source, the notebooks
+    that need it, and the remedies."""
+    if not train:
+        return "preflight: nothing is trained (TRAIN=no): pages show the runs the store holds"
+    needed = needed_sources(profile, notebooks, sources)
+    missing = []
+    for source, users in needed.items():
+        if is_local(source):
+            continue
+        why = download_problem(source)
+        if why:
+            missing.append(f"{source} (needed by {', '.join(users)}): {why}")
+    if missing:
+        raise DataUnavailable(missing_message("the data that the missing runs need cannot be had; nothing was "
+                                              "rendered and results/ is untouched:\n  " + "\n  ".join(missing)))
+    return f"preflight: every data source the missing runs need can be had ({', '.join(needed) or 'none needed'})"
+
+
+def runs_shown(page: Path, store: RunStore) -> int:
+    """How many of the store's finished runs a rendered notebook names (by run id)."""
+    try:
+        text = page.read_text(errors="replace")
+    except OSError:
+        return 0
+    return sum(1 for run_id in set(_RUN_ID.findall(text)) if _finished(store, run_id))
+
+
+def _finished(store: RunStore, run_id: str) -> bool:
+    import json
+
+    try:
+        return json.loads(store.paths(run_id)[1].read_text()).get("status") in FINAL_STATUSES
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _not_run(page: Path) -> int:
+    try:
+        return page.read_text(errors="replace").count("not run")
+    except OSError:
+        return 0
+
+
+def publish(profile: str, notebooks: Sequence[str], staged: Path, root: Path | None = None) -> tuple[list[str], list[str]]:
+    """Copy each staged page (``<notebook>.ipynb`` and ``.html``) into ``<results>/<profile>/`` if it
+    shows at least as many finished runs as the page there (and, where neither names a run -- the
+    scorecard --, no more "not run" verdicts). Returns ``(published, kept)``: the notebooks copied,
+    and those whose committed page was kept, each with why."""
+    target = (root or results_root()) / profile
+    store = RunStore(profile, target / "runs")
+    published, kept = [], []
+    for name in notebooks:
+        new_page, old_page = staged / f"{name}.ipynb", target / f"{name}.ipynb"
+        if not (new_page.exists() and (staged / f"{name}.html").exists()):
+            continue
+        new, old = runs_shown(new_page, store), runs_shown(old_page, store)
+        fewer = new < old or (new == old == 0 and old_page.exists() and _not_run(new_page) > _not_run(old_page))
+        if fewer:
+            kept.append(f"{name}: the page in {target} shows {old} finished runs, the new one {new}"
+                        + (" (more claims not run)" if new == old else "") + "; kept the page there")
+            continue
+        target.mkdir(parents=True, exist_ok=True)
+        for suffix in (".ipynb", ".html", ".reader.html"):
+            if not (staged / f"{name}{suffix}").exists():  # (a reader's render is made where pages render it)
+                continue
+            shutil.copyfile(staged / f"{name}{suffix}", target / f".{name}{suffix}.publishing")
+            (target / f".{name}{suffix}.publishing").replace(target / f"{name}{suffix}")
+        published.append(name)
+    return published, kept
