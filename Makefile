@@ -129,6 +129,7 @@ GPU_PYTHON ?= python3
 MINUTES ?=
 gpu-window:
 	@test -n "$(MINUTES)" -a -n "$(OUT)" || { echo "make gpu-window needs MINUTES=<minutes> OUT=<folder>"; exit 2; }
+	@$(GPU_PYTHON) -c 'import torch' 2>/dev/null || { echo "make gpu-window: $(GPU_PYTHON) cannot import torch; give GPU_PYTHON=<a python with torch>"; exit 2; }
 	PYTHONPATH=$(abspath src)$${PYTHONPATH:+:$$PYTHONPATH} PYTHONUNBUFFERED=1 $(GPU_PYTHON) -m lrstudy gpu-window \
 	  --minutes $(MINUTES) --out "$(OUT)" --profile $(or $(PROFILE),fast) $(if $(DATA),--data "$(DATA_PATH)")
 

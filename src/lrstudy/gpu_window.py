@@ -46,8 +46,18 @@ def gpu_check_available() -> bool:
 
 def gpu_window(minutes: float, out: str | Path, profile: str = "fast", sources: Mapping[str, str | None] | None = None) -> int:
     """Run the window (see the module docstring); returns 0 once the archive is written, whatever
-    the steps did (their exit statuses are in the archive's summary and printed)."""
+    the steps did (their exit statuses are in the archive's summary and printed), and 2 at once,
+    having run nothing, where the profile trains on CUDA and no CUDA GPU is usable."""
     import torch
+
+    from .config import load_profile
+
+    if not (0 < minutes < float("inf")):
+        raise ValueError(f"gpu-window: --minutes {minutes:g} must be a number of minutes above 0")
+    if load_profile(profile).device == "cuda" and not torch.cuda.is_available():
+        print(f"gpu-window: no usable CUDA GPU (torch {torch.__version__}, CUDA build {torch.version.cuda}); profile "
+              f"{profile!r} trains on one: nothing was run", file=sys.stderr)
+        return 2
 
     from .archive import export_runs
     from .provenance import device_name, device_slug
