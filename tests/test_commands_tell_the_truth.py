@@ -104,6 +104,14 @@ def test_committed_runs_are_found_without_data(committed, capsys):
     assert "| confirmed |" in table
 
 
+def test_plan_without_data_says_the_committed_runs_need_their_data(committed, capsys):
+    assert main(["plan", "clr_range_test", "--profile", "cpu"]) == 0
+    assert "2 runs of this selection are stored as trained on cifar10-jpeg" in capsys.readouterr().out
+    assert main(["plan", "clr_range_test", "--profile", "cpu", "--data", "cifar10-jpeg"]) == 0
+    out = capsys.readouterr().out
+    assert "stored as trained" not in out and out.count("finished") >= 2
+
+
 def test_scorecard_exits_non_zero_when_a_committed_record_is_altered(committed, capsys):
     csv = sorted((committed / "full" / "runs").glob("*.csv"))[0]
     csv.write_text(_one_accuracy_changed(csv.read_text()))

@@ -183,7 +183,9 @@ def _main(argv: list[str] | None) -> int:
         print("profiles: ", ", ".join(PROFILES))
         return 0
     if args.command == "plan":
-        print(_selected_plan(args).render(), end="")
+        plan = _selected_plan(args)
+        print(plan.render(), end="")
+        _hint_committed_runs(args, plan)
         return 0
     if args.command == "export":
         from .archive import export_runs
@@ -234,6 +236,26 @@ def _data_options(parser: argparse.ArgumentParser) -> None:
 def _given_sources(args) -> dict:
     """The data source given on the command line for each data parameter (None: not given)."""
     return {parameter: getattr(args, parameter) for parameter in DATA_PARAMETERS.values()}
+
+
+def _hint_committed_runs(args, plan) -> None:
+    """Without --data, `plan` shows what `run` would train on the profile's `data`; where the profile's
+    committed runs were trained on other data (its results_data), say how many of them this
+    selection would reuse with that data given."""
+    from .config import load_profile
+    from .runqueue import make_plan, select_runs
+
+    profile = load_profile(args.profile)
+    if args.data is not None or not profile.results_data or profile.results_data == profile.data:
+        return
+    runs = select_runs(args.notebooks, args.profile, seeds=args.seeds, seed_range=args.seed_range, only=args.only,
+                       claims=args.claims, device=args.device,
+                       sources={**_given_sources(args), "data": profile.results_data})
+    stored = sum(state in ("finished", "diverged") for state in make_plan(runs, bench=args.bench).status.values())
+    if stored:
+        print(f"# {stored} runs of this selection are stored as trained on {profile.results_data} (the profile's "
+              f"committed results): --data {profile.results_data} plans against them; without --data, `run` trains "
+              f"on {profile.data}, other images, and so trains every run")
 
 
 def _reading_sources(args) -> dict:
