@@ -77,8 +77,8 @@ reproduce: $(STAMP)
 	  else echo "  FAILED  $$nb -> $(BUILD)/failed/$$profile/$$nb.ipynb (the page in $(RESULTS)/$$profile is kept)"; status=1; fi; \
 	done; \
 	if [ -n "$$rendered" ]; then $(BIN)/python -m lrstudy publish --profile $$profile --from $(BUILD)/pages/$$profile $$rendered || status=1; fi; \
-	$(BIN)/python -m lrstudy status --profile $$profile $(CLI_DATA) $(if $(filter no,$(TRAIN)),--missing-ok) $(NOTEBOOKS) || status=1; \
-	if [ $$status = 0 ]; then $(BIN)/python -m lrstudy scorecard --profile $$profile $(CLI_DATA) --index > /dev/null \
+	$(BIN)/python -m lrstudy status --profile $$profile $(CLI_DATA) --training-data $(if $(filter no,$(TRAIN)),--missing-ok) $(NOTEBOOKS) || status=1; \
+	if [ $$status = 0 ]; then $(BIN)/python -m lrstudy scorecard --profile $$profile $(CLI_DATA) --training-data --index > /dev/null \
 	  && echo "  index   $(RESULTS)/$$profile/index.html" || status=1; \
 	else echo "  index   $(RESULTS)/$$profile/index.html kept (not every page was published)"; fi; \
 	exit $$status

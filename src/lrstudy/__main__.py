@@ -123,12 +123,14 @@ def _main(argv: list[str] | None) -> int:
     status.add_argument("notebooks", nargs="*", help="notebook names (default: all)")
     status.add_argument("--profile", required=True, choices=PROFILES)
     _data_options(status)
+    _training_data_option(status)
     status.add_argument("--seeds", type=int, default=None)
     status.add_argument("--missing-ok", action="store_true",
                         help="missing runs do not fail the command (rendering runs trained elsewhere: make TRAIN=no)")
     card = sub.add_parser("scorecard", help="judge every claim on the stored runs (trains nothing)")
     card.add_argument("--profile", required=True, choices=PROFILES)
     _data_options(card)
+    _training_data_option(card)
     card.add_argument("--readme", action="store_true", help="write the table into README.md's scorecard block")
     card.add_argument("--index", action="store_true", help="write results/<profile>/index.html")
     ready = sub.add_parser("preflight", help="before make reproduce renders anything: can every data source the "
@@ -225,6 +227,12 @@ def _positive_minutes(text: str) -> float:
     return minutes
 
 
+def _training_data_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--training-data", action="store_true",
+                        help="without --data, read the runs of the profile's training data (`data`, what the notebooks "
+                             "train on) rather than those its committed results were trained on (`results_data`)")
+
+
 def _data_options(parser: argparse.ArgumentParser) -> None:
     """``--data``, ``--data-cifar100``, ``--data-mnist``: a source for each data set (default: the profile's)."""
     for dataset, parameter in DATA_PARAMETERS.items():
@@ -266,7 +274,7 @@ def _reading_sources(args) -> dict:
 
     sources = _given_sources(args)
     label = load_profile(args.profile).results_data
-    if sources.get("data") is None and label:
+    if sources.get("data") is None and label and not getattr(args, "training_data", False):
         sources["data"] = label
         print(f"lrstudy: reading the runs trained on {label} (profile {args.profile}'s committed results; "
               "--data to choose other data)", file=sys.stderr)
