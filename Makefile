@@ -81,8 +81,8 @@ reproduce: $(STAMP)
 	  else echo "  FAILED  $$nb -> $(BUILD)/failed/$$profile/$$nb.ipynb (the page in $(RESULTS)/$$profile is kept)"; status=1; fi; \
 	done; \
 	if [ -n "$$rendered" ]; then $(BIN)/python -m lrstudy publish --profile $$profile --from $(BUILD)/pages/$$profile $$rendered || status=1; fi; \
-	$(BIN)/python -m lrstudy status --profile $$profile $(CLI_DATA) $(if $(filter no,$(TRAIN)),--missing-ok) $(NOTEBOOKS) || status=1; \
-	if [ $$status = 0 ]; then $(BIN)/python -m lrstudy scorecard --profile $$profile $(CLI_DATA) --index > /dev/null \
+	$(BIN)/python -m lrstudy status --profile $$profile $(CLI_DATA) --training-data $(if $(filter no,$(TRAIN)),--missing-ok) $(NOTEBOOKS) || status=1; \
+	if [ $$status = 0 ]; then $(BIN)/python -m lrstudy scorecard --profile $$profile $(CLI_DATA) --training-data --index > /dev/null \
 	  && echo "  index   $(RESULTS)/$$profile/index.html" || status=1; \
 	else echo "  index   $(RESULTS)/$$profile/index.html kept (not every page was published)"; fi; \
 	$(BIN)/python -m lrstudy.pages link $(RESULTS)/$$profile || status=1; \
@@ -142,6 +142,7 @@ GPU_PYTHON ?= python3
 MINUTES ?=
 gpu-window:
 	@test -n "$(MINUTES)" -a -n "$(OUT)" || { echo "make gpu-window needs MINUTES=<minutes> OUT=<folder>"; exit 2; }
+	@$(GPU_PYTHON) -c 'import torch' 2>/dev/null || { echo "make gpu-window: $(GPU_PYTHON) cannot import torch; give GPU_PYTHON=<a python with torch>"; exit 2; }
 	PYTHONPATH=$(abspath src)$${PYTHONPATH:+:$$PYTHONPATH} PYTHONUNBUFFERED=1 $(GPU_PYTHON) -m lrstudy gpu-window \
 	  --minutes $(MINUTES) --out "$(OUT)" --profile $(or $(PROFILE),fast) $(if $(DATA),--data "$(DATA_PATH)")
 

@@ -83,8 +83,23 @@ def test_a_page_is_replaced_only_by_one_showing_at_least_its_runs(scratch):
     (staged / "sgdr.ipynb").write_text(f"{runs[0].config.id} not run")
     (staged / "sgdr.html").write_text("new")
     assert publish("smoke", ["sgdr"], staged) == ([], [
-        f"sgdr: the page in {root / 'smoke'} shows 2 finished runs, the new one 1; kept the page there"])
+        f"sgdr: the page in {root / 'smoke'} shows 1 finished runs the new one does not (e.g. {runs[1].config.id}); "
+        "kept the page there"])
     assert (root / "smoke" / "sgdr.html").read_text() == "old"
     (staged / "sgdr.ipynb").write_text(f"{runs[1].config.id} {runs[0].config.id}")
     assert publish("smoke", ["sgdr"], staged) == (["sgdr"], [])
     assert (root / "smoke" / "sgdr.html").read_text() == "new"
+
+
+def test_a_scorecard_page_is_replaced_only_by_one_with_as_many_claims_with_runs(scratch):
+    root, staged = scratch / "results", scratch / "build"
+    staged.mkdir()
+    (root / "smoke").mkdir(parents=True)
+    sentence = "{} of 70 claims can be judged; 14 rows compare. Verdicts: 5 confirmed, {} not run."
+    (root / "smoke" / "scorecard.ipynb").write_text(sentence.format(5, 20))
+    (root / "smoke" / "scorecard.html").write_text("old")
+    (staged / "scorecard.ipynb").write_text(sentence.format(0, 70))
+    (staged / "scorecard.html").write_text("new")
+    assert publish("smoke", ["scorecard"], staged)[0] == []
+    (staged / "scorecard.ipynb").write_text(sentence.format(5, 19))
+    assert publish("smoke", ["scorecard"], staged)[0] == ["scorecard"]

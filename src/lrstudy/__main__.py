@@ -114,7 +114,7 @@ def _main(argv: list[str] | None) -> int:
     merge.add_argument("archive", metavar="FILE.tar.gz|WINDOW-FOLDER")
     window = sub.add_parser("gpu-window", help="a lent GPU's one command: check, measure, train the profile in "
                                                "priority order until the time is up; kill-safe output folder")
-    window.add_argument("--minutes", type=float, required=True,
+    window.add_argument("--minutes", type=_positive_minutes, required=True,
                         help="the whole window; it ends at least 60 s before (more than 1.17 minutes)")
     window.add_argument("--out", required=True, help="an empty folder for its output (at most 8 files of 16 MiB)")
     window.add_argument("--profile", default="fast", choices=PROFILES)
@@ -129,12 +129,14 @@ def _main(argv: list[str] | None) -> int:
     status.add_argument("notebooks", nargs="*", help="notebook names (default: all)")
     status.add_argument("--profile", required=True, choices=PROFILES)
     _data_options(status)
+    _training_data_option(status)
     status.add_argument("--seeds", type=int, default=None)
     status.add_argument("--missing-ok", action="store_true",
                         help="missing runs do not fail the command (rendering runs trained elsewhere: make TRAIN=no)")
     card = sub.add_parser("scorecard", help="judge every claim on the stored runs (trains nothing)")
     card.add_argument("--profile", required=True, choices=PROFILES)
     _data_options(card)
+    _training_data_option(card)
     card.add_argument("--readme", action="store_true", help="write the table into README.md's scorecard block")
     card.add_argument("--index", action="store_true", help="write results/<profile>/index.html")
     card.add_argument("--rule-changes", action="store_true",
@@ -192,7 +194,9 @@ def _main(argv: list[str] | None) -> int:
         print("profiles: ", ", ".join(PROFILES))
         return 0
     if args.command == "plan":
-        print(_selected_plan(args).render(), end="")
+        plan = _selected_plan(args)
+        print(plan.render(), end="")
+        _hint_committed_runs(args, plan)
         return 0
     if args.command == "export":
         from .archive import export_runs
@@ -223,6 +227,22 @@ def _main(argv: list[str] | None) -> int:
     return _run(args)
 
 
+def _positive_minutes(text: str) -> float:
+    try:
+        minutes = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of minutes") from None
+    if not 0 < minutes < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be above 0")
+    return minutes
+
+
+def _training_data_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--training-data", action="store_true",
+                        help="without --data, read the runs of the profile's training data (`data`, what the notebooks "
+                             "train on) rather than those its committed results were trained on (`results_data`)")
+
+
 def _data_options(parser: argparse.ArgumentParser) -> None:
     """``--data``, ``--data-cifar100``, ``--data-mnist``: a source for each data set (default: the profile's)."""
     for dataset, parameter in DATA_PARAMETERS.items():
@@ -236,6 +256,41 @@ def _given_sources(args) -> dict:
     return {parameter: getattr(args, parameter) for parameter in DATA_PARAMETERS.values()}
 
 
+def _hint_committed_runs(args, plan) -> None:
+    """Without --data, `plan` shows what `run` would train on the profile's `data`; where the profile's
+    committed runs were trained on other data (its results_data), say how many of them this
+    selection would reuse with that data given."""
+    from .config import load_profile
+    from .runqueue import make_plan, select_runs
+
+    profile = load_profile(args.profile)
+    if args.data is not None or not profile.results_data or profile.results_data == profile.data:
+        return
+    runs = select_runs(args.notebooks, args.profile, seeds=args.seeds, seed_range=args.seed_range, only=args.only,
+                       claims=args.claims, device=args.device,
+                       sources={**_given_sources(args), "data": profile.results_data})
+    stored = sum(state in ("finished", "diverged") for state in make_plan(runs, bench=args.bench).status.values())
+    if stored:
+        print(f"# {stored} runs of this selection are stored as trained on {profile.results_data} (the profile's "
+              f"committed results): --data {profile.results_data} plans against them; without --data, `run` trains "
+              f"on {profile.data}, other images, and so trains every run")
+
+
+def _reading_sources(args) -> dict:
+    """The sources a command that only reads the store judges: those given, and for CIFAR-10 without
+    --data the label the profile's committed runs were trained on (its ``results_data``), said on
+    stderr. Its content is still checked: a record of other images under that label is refused."""
+    from .config import load_profile
+
+    sources = _given_sources(args)
+    label = load_profile(args.profile).results_data
+    if sources.get("data") is None and label and not getattr(args, "training_data", False):
+        sources["data"] = label
+        print(f"lrstudy: reading the runs trained on {label} (profile {args.profile}'s committed results; "
+              "--data to choose other data)", file=sys.stderr)
+    return sources
+
+
 def _run(args) -> int:
     """Train the selection; the exit status says whether all of it is stored (0), some failed or
     could not run (1), or the time limit or SIGTERM stopped it (3)."""
@@ -245,16 +300,30 @@ def _run(args) -> int:
     plan = _selected_plan(args)
     options = {}
     if args.executor == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise ValueError("--executor ray needs Ray, which this Python does not have: pip install '.[cluster]' "
+                             "(or --executor local)")
         options = dict(address=args.address, gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run)
     elif args.address or args.gpus_per_run or args.cpus_per_run:
         raise ValueError("--address, --gpus-per-run and --cpus-per-run go with --executor ray")
+    other = [i for i, state in plan.status.items() if state == "other data"]
+    if other:
+        raise OtherDataError(f"{len(other)} of the selected runs (e.g. {other[0]}) are stored as trained on other images "
+                             "under the same data label than the data given now; nothing was trained. A result is "
+                             "never reused for other data, nor overwritten: give the data they were trained on, or "
+                             "keep the new results apart (LRSTUDY_RESULTS / make RESULTS=<folder>)")
     result = run_queue(plan, executor=args.executor, box=box, progress=not args.no_progress, **options)
+    from .execute import Sources
     from .runs import RunStore
 
     store = RunStore(args.profile)
     counts: dict[tuple[str, str], int] = {}
+    sources: dict = {}
     for run in plan.runs:
-        state = stored_status(store, run.config)
+        data = sources.setdefault(run.experiment, Sources(run.settings))
+        state = stored_status(store, run.config, data.fingerprint(run.config.data))
         state = "not run" if state == "missing" and run.config.id in result.errors else state
         counts[run.experiment, state] = counts.get((run.experiment, state), 0) + 1
     for (experiment, state), n in counts.items():
@@ -266,15 +335,35 @@ def _run(args) -> int:
                           checkpoint_ids=plan.group_ids()))
     if result.stopped:
         return EXIT_STOPPED
-    return 1 if any(state in ("failed", "not run", "missing", "altered") for _, state in counts) else 0
+    return 1 if any(state in ("failed", "not run", "missing", "altered", "other data") for _, state in counts) else 0
 
 
 def _scorecard(args) -> int:
+    """Print the card; exit 1 if a stored record of its runs fails verification, 2 if no run of the
+    data judged is stored while runs of other data are (the hint names them); --readme and --index
+    then write nothing, and never replace a table built from more finished runs."""
     from . import scorecard
     from .paths import project_root
+    from .runs import RunStore
 
-    card = scorecard.collect(args.profile, **_given_sources(args))
+    sources = _reading_sources(args)
+    card = scorecard.collect(args.profile, **sources)
     print(scorecard.rule_changes(card) if args.rule_changes else scorecard.to_markdown(card))
+    altered = scorecard.altered_records(args.profile, **sources)
+    if altered:
+        print(f"lrstudy: {len(altered)} stored records fail verification and were left out of this card "
+              f"({', '.join(altered[:3])}{' ...' if len(altered) > 3 else ''}): restore them from version control, "
+              "or move them away to train them again; nothing was written", file=sys.stderr)
+        return 1
+    if scorecard.finished_runs(card) == 0:
+        labels = scorecard.stored_labels(RunStore(args.profile))
+        if labels:
+            given = sources.get("data") or "the profile's default"
+            print(f"lrstudy: no finished run of {given} is stored for profile {args.profile}; the store holds "
+                  + ", ".join(f"{n} trained on {label}" for label, n in labels.items())
+                  + f": give --data {next(iter(labels))} (DATA= for make) to judge those; nothing was written",
+                  file=sys.stderr)
+            return 2
     if args.readme:
         scorecard.update_readme(project_root() / "README.md", card, args.profile)
     if args.index:
@@ -288,9 +377,11 @@ def _status(args) -> int:
     whose data is not on this machine are counted apart ("data unavailable"), with one line saying
     how to provide it, and do not make the command fail: the notebook reports them as not run."""
     from .data import describe_source, is_local
+    from .execute import Sources
     from .runqueue import stored_status
     from .runs import RunStore
 
+    sources = _reading_sources(args)
     store = RunStore(args.profile)
     bad = 0
     names = args.notebooks or sorted(EXPERIMENTS)
@@ -301,16 +392,18 @@ def _status(args) -> int:
     for name in [n for n in names if n in EXPERIMENTS]:
         experiment = get_experiment(name)
         settings = experiment.settings(args.profile, seeds=args.seeds, device="cpu",
-                                       **experiment.sources_taken(_given_sources(args)))
-        counts = dict.fromkeys(["finished", "diverged", "failed", "altered", "missing", "data unavailable"], 0)
+                                       **experiment.sources_taken(sources))
+        counts = dict.fromkeys(["finished", "diverged", "failed", "altered", "other data", "missing",
+                                "data unavailable"], 0)
         local = {describe_source(src)[0]: (src, is_local(src)) for src in settings.data.values()}
+        data = Sources(settings)
         for _, config in experiment.run_configs(settings):
-            state = stored_status(store, config)
+            state = stored_status(store, config, data.fingerprint(config.data))
             if state == "missing" and not local.get(config.data, (None, True))[1]:
                 state = "data unavailable"
                 unavailable[config.data] = local[config.data][0]
             counts[state] += 1
-        bad += counts["failed"] + counts["altered"] + (0 if args.missing_ok else counts["missing"])
+        bad += counts["failed"] + counts["altered"] + counts["other data"] + (0 if args.missing_ok else counts["missing"])
         print(f"  runs    {name}: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v or k == "finished"))
     for source in unavailable.values():
         print(f"  data    {source}: not on this machine; give DATA=<folder-per-class tree or .tar.xz of one> "

@@ -244,11 +244,18 @@ def _record_writes(records, configs, origin: dict, problems: list[str]):
     files (marked with its ``origin``); a finished record here with other rows is a problem."""
     writes: list[tuple[Path, bytes]] = []
     kept = replaced = 0
+    prints: dict[str, dict[str, set]] = {}
     for (profile, run_id), parts in sorted(records.items()):
         config = configs[profile, run_id]
         if config is None:
             continue
         store = RunStore(profile)
+        if profile not in prints:
+            prints[profile] = _fingerprints_by_label(store)
+        other = _other_data(config, json.loads(parts["json"]), prints[profile])
+        if other:
+            problems.append(f"runs/{profile}/{run_id}: {other}")
+            continue
         local, why = store.inspect(config)
         csv_path, json_path = store.paths(run_id)
         if local is not None:
@@ -265,6 +272,40 @@ def _record_writes(records, configs, origin: dict, problems: list[str]):
             writes.append((csv_path.with_suffix(".snapshots.pt"), parts["snapshots.pt"]))
         writes.append((json_path, _marked(parts["json"], origin)))
     return writes, kept, replaced
+
+
+def _fingerprints_by_label(store: RunStore) -> dict[str, set]:
+    """``{data label: the fingerprints its finished records here name}``."""
+    out: dict[str, set] = {}
+    for path in store.root.glob("*.json"):
+        try:
+            meta = json.loads(path.read_text())
+            label, print_ = meta["config"]["data"], meta["data"]["data_fingerprint"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if meta.get("status") in FINAL_STATUSES and isinstance(label, str) and isinstance(print_, str):
+            out.setdefault(label, set()).add(print_)
+    return out
+
+
+def _other_data(config: RunConfig, meta: Mapping, prints: Mapping[str, set]) -> str | None:
+    """Why a record was trained on other images than its data label names -- the images a label
+    we know stands for, or those this store's records of that label were trained on -- or None."""
+    from .data import KNOWN_TREES
+
+    data = meta.get("data")
+    recorded = data.get("data_fingerprint") if isinstance(data, Mapping) else None
+    if not isinstance(recorded, str):
+        return None
+    known = KNOWN_TREES.get(config.data)
+    if known and recorded != known[1]:
+        return (f"trained on images with fingerprint {recorded}, not on the {known[0]} ({known[1]}) its data label "
+                f"{config.data!r} names; a result is never filed under other data")
+    here = prints.get(config.data, set())
+    if here and recorded not in here:
+        return (f"trained on images with fingerprint {recorded}; this store's runs of {config.data!r} were trained on "
+                f"{', '.join(sorted(here))}: other images under the same name, never mixed")
+    return None
 
 
 def _checkpoint_writes(records, checkpoints, problems: list[str]) -> list[tuple[Path, bytes]]:

@@ -17,9 +17,10 @@ from typing import Any, Mapping
 import torch
 import yaml
 
-__all__ = ["Profile", "PROFILES", "load_profile", "resolve_device", "check_section", "DeviceUnavailable"]
+__all__ = ["Profile", "PROFILES", "MAX_SEEDS", "load_profile", "resolve_device", "check_section", "DeviceUnavailable"]
 
 PROFILES = ("smoke", "cpu", "fast", "full")
+MAX_SEEDS = 1000  # seeds per setting: far above any profile's; more is a typo that would plan forever
 DEVICES = ("cpu", "cuda", "auto")
 PRECISIONS = ("fp32", "bf16")
 
@@ -44,6 +45,10 @@ class Profile:
     capture: tuple = ()  # networks whose whole training step is captured (CUDA graphs), when compiling
     notebooks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     priority: tuple[str, ...] = ()  # notebooks whose claims the run queue completes before any other's
+    # The CIFAR-10 data label the profile's committed runs were trained on (e.g. cifar10-jpeg): what
+    # the commands that only read the store (status, scorecard) judge when no --data is given. None:
+    # the profile's `data`. Training without --data still uses `data`.
+    results_data: str | None = None
 
     def section(self, notebook: str) -> dict:
         if notebook not in self.notebooks:
@@ -87,7 +92,7 @@ _PROFILE_SPEC = {
     "data_mnist": (str, lambda v: v.strip() != "", "an MNIST source: mnist, synthetic-mnist or a path"),
     "device": (str, lambda v: v in DEVICES, f"one of {list(DEVICES)}"),
     "precision": (str, lambda v: v in PRECISIONS, f"one of {list(PRECISIONS)}"),
-    "seeds": (int, lambda v: v >= 1, "a whole number >= 1"),
+    "seeds": (int, lambda v: 1 <= v <= MAX_SEEDS, f"a whole number in [1, {MAX_SEEDS}]"),
     "checkpoint_every": (int, lambda v: v >= 1, "updates between checkpoints of a run in progress, >= 1"),
     "fuse": (int, lambda v: v >= 1, "how many runs of one small net may train as one batched computation (1: never)"),
     "compile": (bool, None, "whether to torch.compile the networks (true or false)"),
@@ -142,6 +147,9 @@ def parse_profile(name: str, text: str) -> Profile:
     raw = read_yaml(text, where) or {}
     if not isinstance(raw, dict):
         raise ValueError(f"{where}: expected a mapping of settings, found {type(raw).__name__}")
+    results_data = raw.pop("results_data", None)  # (optional, unlike the keys of _PROFILE_SPEC)
+    if results_data is not None and not (isinstance(results_data, str) and results_data.strip()):
+        raise ValueError(f"{where}: results_data={results_data!r} must name a data label (e.g. cifar10-jpeg)")
     values = check_section(where, raw, _PROFILE_SPEC)
     from .experiments import EXPERIMENTS  # (here: the experiments import this module)
 
@@ -156,7 +164,8 @@ def parse_profile(name: str, text: str) -> Profile:
     unknown = sorted(set(values["capture"]) - set(MODELS))
     if unknown:
         raise ValueError(f"{where}: capture names an unknown network {unknown[0]!r} (known: {sorted(MODELS)})")
-    return Profile(name=name, **{**values, "priority": tuple(values["priority"]), "capture": tuple(values["capture"])})
+    return Profile(name=name, **{**values, "priority": tuple(values["priority"]), "capture": tuple(values["capture"])},
+                   results_data=results_data)
 
 
 def resolve_device(requested: str) -> torch.device:

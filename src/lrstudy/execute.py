@@ -209,13 +209,17 @@ class Sources:
         self.dataset_of = {describe_source(src)[0]: name for name, src in settings.data.items()}
         self.loaded: dict[str, object] = {} if loaded is None else loaded
         self.device = None
+        self._fingerprints: dict[str, str | None] = {}
 
     def fingerprint(self, data_id: str) -> str | None:
         """The fingerprint of the data at hand under this id, if it is on this machine (read from the
-        decode cache's index after the first decode); None if it is not: nothing is then checked."""
+        decode cache's index after the first decode; found once per Sources), or the known one of
+        a data set named by its label (cifar10-jpeg); None otherwise: nothing is then checked."""
         data = self.loaded.get(data_id)
         if data is None:
-            return source_fingerprint(self.source_of[data_id])
+            if data_id not in self._fingerprints:
+                self._fingerprints[data_id] = source_fingerprint(self.source_of[data_id])
+            return self._fingerprints[data_id]
         return None if isinstance(data, DataUnavailable) else data.fingerprint
 
     def data(self, data_id: str):

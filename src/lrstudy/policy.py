@@ -48,13 +48,16 @@ def _increasing_steps(values: list[int]) -> list[int]:
     return out
 
 
+MAX_STEPS = 10**9  # no schedule or run of the study comes near: a larger count is a typo (1e300)
+
+
 def _whole_step(value: Any) -> bool:
-    return _number(value) and math.isfinite(value) and value > 0 and int(value) == value
+    return _number(value) and math.isfinite(value) and 0 < value <= MAX_STEPS and int(value) == value
 
 
 def _refuse_step_list(value: Any) -> str | None:
     if not isinstance(value, (list, tuple)) or not value or not all(_whole_step(b) for b in value):
-        return "must be a non-empty list of whole step counts > 0"
+        return f"must be a non-empty list of whole step counts in [1, {MAX_STEPS:.0e}]"
     return None if list(value) == sorted(set(value)) else "must be strictly increasing"
 
 
@@ -68,9 +71,9 @@ FRACTION = Kind(_accepting(lambda v: 0 < v < 1, "must be a fraction in (0, 1)"))
 DIVISOR = Kind(_accepting(lambda v: 1 <= v < math.inf, "must be a finite value >= 1"))
 EPOCHS = Kind(_accepting(lambda v: 0 < v < math.inf, "must be a finite number of epochs > 0"))
 GROWTH = Kind(_accepting(lambda v: 1 <= v < math.inf, "must be a real number >= 1"))
-STEPS = Kind(lambda v: None if _whole_step(v) else "must be a whole number of steps > 0", int, scale_steps)
+STEPS = Kind(lambda v: None if _whole_step(v) else f"must be a whole number of steps in [1, {MAX_STEPS:.0e}]", int, scale_steps)
 # a rate of steps, not a count: any real > 0, kept exact when stretched
-STEPS_PER_EPOCH = Kind(_accepting(lambda v: math.isfinite(v) and v > 0, "must be a number of steps > 0"),
+STEPS_PER_EPOCH = Kind(_accepting(lambda v: 0 < v <= MAX_STEPS, f"must be a number of steps in (0, {MAX_STEPS:.0e}]"),
                        lambda v: float(v) if int(v) != v else int(v), lambda v, factor: v * factor)
 STEP_LIST = Kind(_refuse_step_list, lambda v: [int(b) for b in v],
                  lambda v, factor: _increasing_steps([scale_steps(b, factor) for b in v]))

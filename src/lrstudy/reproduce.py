@@ -6,7 +6,7 @@ worse than it found it:
   within seconds when one cannot -- nothing under ``results/`` has been touched then;
 * the notebooks render into a staging folder (``build/pages/<profile>/``; a failed one goes to
   ``build/failed/<profile>/``), and :func:`publish` copies a rendered page into
-  ``results/<profile>/`` only if it shows at least the finished runs the page there shows.
+  ``results/<profile>/`` only if it shows every finished run the page there shows.
 
     python -m lrstudy preflight --profile cpu [--data ...] [--no-train] clr_cifar10 ...
     python -m lrstudy publish --profile cpu --from build/pages/cpu clr_cifar10 ...
@@ -23,7 +23,7 @@ from .data import DataUnavailable, describe_source, download_problem, is_local, 
 from .paths import results_root
 from .runs import FINAL_STATUSES, RunStore
 
-__all__ = ["needed_sources", "preflight", "runs_shown", "publish"]
+__all__ = ["needed_sources", "preflight", "runs_shown", "claims_with_runs", "publish"]
 
 _RUN_ID = re.compile(r"\b[0-9a-f]{16}\b")
 
@@ -67,13 +67,13 @@ def preflight(profile: str, notebooks: Sequence[str], sources: Mapping[str, str 
     return f"preflight: every data source the missing runs need can be had ({', '.join(needed) or 'none needed'})"
 
 
-def runs_shown(page: Path, store: RunStore) -> int:
-    """How many of the store's finished runs a rendered notebook names (by run id)."""
+def runs_shown(page: Path, store: RunStore) -> set[str]:
+    """The ids of the store's finished runs a rendered notebook names."""
     try:
         text = page.read_text(errors="replace")
     except OSError:
-        return 0
-    return sum(1 for run_id in set(_RUN_ID.findall(text)) if _finished(store, run_id))
+        return set()
+    return {run_id for run_id in set(_RUN_ID.findall(text)) if _finished(store, run_id)}
 
 
 def _finished(store: RunStore, run_id: str) -> bool:
@@ -85,17 +85,26 @@ def _finished(store: RunStore, run_id: str) -> bool:
         return False
 
 
-def _not_run(page: Path) -> int:
+_SUMMARY = re.compile(r"(\d+) of (\d+) claims can be judged.*?Verdicts: ([^.]*)\.", re.S)
+
+
+def claims_with_runs(page: Path) -> int | None:
+    """How many claims a scorecard page's summary sentence says have runs (all but those "not
+    run"); None for a page without one."""
     try:
-        return page.read_text(errors="replace").count("not run")
+        match = _SUMMARY.search(page.read_text(errors="replace"))
     except OSError:
-        return 0
+        return None
+    if not match:
+        return None
+    not_run = re.search(r"(\d+) not run", match[3])
+    return int(match[2]) - (int(not_run[1]) if not_run else 0)
 
 
 def publish(profile: str, notebooks: Sequence[str], staged: Path, root: Path | None = None) -> tuple[list[str], list[str]]:
     """Copy each staged page (``<notebook>.ipynb`` and ``.html``) into ``<results>/<profile>/`` if it
-    shows at least as many finished runs as the page there (and, where neither names a run -- the
-    scorecard --, no more "not run" verdicts). Returns ``(published, kept)``: the notebooks copied,
+    shows every finished run the page there shows (and, for the scorecard, whose pages name claims
+    rather than runs, at least as many claims with runs). Returns ``(published, kept)``: the notebooks copied,
     and those whose committed page was kept, each with why."""
     target = (root or results_root()) / profile
     store = RunStore(profile, target / "runs")
@@ -105,10 +114,14 @@ def publish(profile: str, notebooks: Sequence[str], staged: Path, root: Path | N
         if not (new_page.exists() and (staged / f"{name}.html").exists()):
             continue
         new, old = runs_shown(new_page, store), runs_shown(old_page, store)
-        fewer = new < old or (new == old == 0 and old_page.exists() and _not_run(new_page) > _not_run(old_page))
-        if fewer:
-            kept.append(f"{name}: the page in {target} shows {old} finished runs, the new one {new}"
-                        + (" (more claims not run)" if new == old else "") + "; kept the page there")
+        if not old <= new:
+            kept.append(f"{name}: the page in {target} shows {len(old - new)} finished runs the new one does not "
+                        f"(e.g. {sorted(old - new)[0]}); kept the page there")
+            continue
+        judged_new, judged_old = claims_with_runs(new_page), claims_with_runs(old_page)
+        if judged_old is not None and (judged_new or 0) < judged_old:
+            kept.append(f"{name}: the page in {target} has {judged_old} claims with runs, the new one "
+                        f"{judged_new or 0}; kept the page there")
             continue
         target.mkdir(parents=True, exist_ok=True)
         for suffix in (".ipynb", ".html", ".reader.html"):

@@ -108,11 +108,17 @@ def select_runs(names: Iterable[str], profile: str, *, seeds: int | None = None,
     return out
 
 
-def stored_status(store: RunStore, config: RunConfig) -> str:
+def stored_status(store: RunStore, config: RunConfig, fingerprint: str | None = None) -> str:
     """A run's state in the store: finished, diverged, failed, altered (a record that no longer
-    matches its checksums: it will be trained again) or missing."""
+    matches its checksums: it will be trained again), missing -- or, given the ``fingerprint`` of
+    the data at hand, "other data": a result trained on other images under the same data label,
+    which is neither reused nor overwritten."""
     record, why = store.inspect(config)
     if record is not None:
+        data = record.meta.get("data")
+        recorded = data.get("data_fingerprint") if isinstance(data, dict) else None
+        if fingerprint is not None and recorded is not None and recorded != fingerprint:
+            return "other data"
         return record.status
     return why if why == "failed" else "missing" if why in ("no record", "other configuration") else "altered"
 
@@ -235,10 +241,14 @@ def make_plan(runs: Sequence[QueuedRun], order: str = "claims", bench: str | Non
     device = planned_device(settings)
     throughput = throughput_for(device, bench)
     store = RunStore(settings.profile.name)
-    status = {r.config.id: "missing" if fresh else stored_status(store, r.config) for r in runs}
+    sources = {}  # one per experiment: each finds the fingerprint of its data once
+    for r in runs:
+        sources.setdefault(r.experiment, Sources(r.settings))
+    status = {r.config.id: "missing" if fresh else
+              stored_status(store, r.config, sources[r.experiment].fingerprint(r.config.data)) for r in runs}
     costs = {r.config.id: run_cost(r.config, r.dataset) for r in runs}
     fuse = settings.profile.fuse if device == "cuda" else 1
-    stored = {i for i, s in status.items() if s in ("finished", "diverged")}
+    stored = {i for i, s in status.items() if s in ("finished", "diverged", "other data")}  # (the last: never trained over)
 
     def tasks_in(ordered):
         missing = [r for r in ordered if r.config.id not in stored]

@@ -42,6 +42,8 @@ import torch
 
 from .checkpoints import Checkpointer, atomic_write, file_lock
 from .paths import results_root
+from .config import MAX_SEEDS
+from .policy import MAX_STEPS
 from .schedule_specs import make_schedule
 
 __all__ = ["RunConfig", "RunRecord", "RunStore", "FINAL_STATUSES", "OtherDataError", "FinishedRecordExists",
@@ -52,6 +54,7 @@ FINAL_STATUSES = ("finished", "diverged")  # records that are results; "failed" 
 # RunConfig fields added after the first results were stored (left out of the id while unset)
 _ADDED_LATER = ("momentum", "trace_every", "train_subset", "test_subset", "eval_at", "snapshot_at", "lr_estimate",
                 "precision")
+MAX_BATCH = 10**6  # images per batch: above any data set the study reads
 TINY_RATE = 1e-12  # a peak learning rate below this trains nothing (a warning, not an error)
 REQUIRED_COLUMNS = {"step", "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc"}  # of every run's CSV
 
@@ -168,9 +171,10 @@ class RunConfig:
                     or value != int(value)):
                 raise ValueError(f"run config: {name}={value!r} must be a whole number")
             object.__setattr__(self, name, int(value))
-        for name, low in (("iterations", 1), ("batch_size", 1), ("eval_every", 1), ("seed", 0)):
-            if getattr(self, name) < low:
-                raise ValueError(f"run config: {name}={getattr(self, name)} must be >= {low}")
+        for name, low, high in (("iterations", 1, MAX_STEPS), ("batch_size", 1, MAX_BATCH), ("eval_every", 1, MAX_STEPS),
+                                ("seed", 0, MAX_SEEDS)):
+            if not low <= getattr(self, name) <= high:
+                raise ValueError(f"run config: {name}={getattr(self, name)} must be in [{low}, {high:g}]")
         from .models import MODELS
         from .optim import OPTIMIZERS
 
@@ -310,10 +314,16 @@ class RunStore:
         Returns the ids sealed; a record that fails a check is left as it is and named."""
         sealed = []
         for json_path in sorted(self.root.glob("*.json")):
-            meta = json.loads(json_path.read_text())
-            if "record_sha256" in meta:
-                continue
-            config = RunConfig.from_dict(meta["config"])
+            try:
+                meta = json.loads(json_path.read_text())
+                if not isinstance(meta, dict):
+                    raise TypeError(f"a JSON {type(meta).__name__}, not an object")
+                if "record_sha256" in meta:
+                    continue
+                config = RunConfig.from_dict(meta["config"])
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+                raise ValueError(f"{json_path}: not a run record ({type(err).__name__}: {err}); move it out of the "
+                                 f"store; {len(sealed)} records were sealed before it") from None
             raw = json_path.with_suffix(".csv").read_bytes()
             if config.id != json_path.stem or hashlib.sha256(raw).hexdigest() != meta.get("csv_sha256"):
                 raise ValueError(f"{json_path}: its configuration or CSV does not match its record; not sealed")

@@ -8,10 +8,12 @@ its own notebook judges it (``experiment.verdicts``); claims whose runs are miss
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 
 import pandas as pd
 
+from .archive import UNVERIFIED
 from .config import load_profile
 from .experiments import EXPERIMENTS
 from .history import ADDED, PAPER, RECAPS, SECONDARY
@@ -21,8 +23,8 @@ from .paths import fill_marked_block, results_root
 from .stats import JUDGED, VERDICTS, bh_qvalues
 
 __all__ = ["collect", "to_markdown", "summary", "counts", "against_paper", "revised", "declared_after_data",
-           "rule_changes",
-           "write_index", "update_readme", "PAPERS"]
+           "rule_changes", "write_index", "update_readme", "PAPERS", "finished_runs", "altered_records",
+           "stored_labels"]
 
 VERDICT_COLOURS = {"confirmed": "#c8e6c9", "not confirmed": "#ffcdd2", "inconclusive": "#fff3c4",
                    "inconclusive (n < 2)": "#ffe9b3", "not testable at this budget": "#e0e0e0", "not run": "#f5f5f5"}
@@ -113,6 +115,7 @@ def collect(profile: str, experiments: list[str] | None = None, **data: str | No
     :data:`HISTORY_COLUMNS` and :meth:`lrstudy.study.Experiment.verdicts`); ``q`` is the
     Benjamini-Hochberg q-value among each paper's own judged claims (:func:`q_values`)."""
     rows = []
+    finished: set[str] = set()
     for name in experiments or EXPERIMENTS:
         experiment = EXPERIMENTS[name]
         s = experiment.settings(profile, **experiment.sources_taken(data))
@@ -121,9 +124,11 @@ def collect(profile: str, experiments: list[str] | None = None, **data: str | No
         paper = experiment.paper()
         runs = results.runs
         done = runs[runs.status.isin(["finished", "diverged"])]
+        finished.update(done.run_id)
         for claim in experiment.claims:
             v = verdicts.loc[claim.id].to_dict()
             rule = claim.in_force
+            arms = {row for label in claim.labels for row in experiment.inputs(label)}
             rows.append({
                 "paper": _paper_of(name),
                 "notebook": name,
@@ -153,9 +158,47 @@ def collect(profile: str, experiments: list[str] | None = None, **data: str | No
                 "seeds": len(s.seeds),
                 "data": _names(done, "data"),
                 "devices": _names(done, "device"),
+                "origin": _names(done[done.setting.isin(arms)], "origin"),
             })
     card = pd.DataFrame(rows)
-    return card.assign(q=q_values(card)) if len(card) else card
+    card = card.assign(q=q_values(card)) if len(card) else card
+    card.attrs["finished_runs"] = len(finished)
+    return card
+
+
+def finished_runs(card: pd.DataFrame) -> int:
+    """How many distinct finished (or diverged) runs a card was judged on."""
+    return int(card.attrs.get("finished_runs", 0))
+
+
+def altered_records(profile: str, experiments: list[str] | None = None, **data: str | None) -> list[str]:
+    """The ids of the runs of ``profile`` (under the sources ``data``) whose stored record fails
+    verification (a CSV or JSON edited, a file missing): the card leaves them out."""
+    from .runqueue import stored_status
+    from .runs import RunStore
+
+    store, out = RunStore(profile), []
+    for name in experiments or EXPERIMENTS:
+        experiment = EXPERIMENTS[name]
+        s = experiment.settings(profile, **experiment.sources_taken(data))
+        out += [c.id for _, c in experiment.run_configs(s) if stored_status(store, c) == "altered"]
+    return list(dict.fromkeys(out))
+
+
+def stored_labels(store) -> dict[str, int]:
+    """``{data label: finished runs}`` of a store's records, most runs first."""
+    import json
+
+    counts: dict[str, int] = {}
+    for path in store.root.glob("*.json"):
+        try:
+            meta = json.loads(path.read_text())
+            label = meta["config"]["data"] if meta.get("status") in ("finished", "diverged") else None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+        if isinstance(label, str):
+            counts[label] = counts.get(label, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: -item[1]))
 
 
 PAPERS_OWN = (PAPER, SECONDARY)  # the sources that are a paper's own claims
@@ -244,6 +287,8 @@ def _names(runs: pd.DataFrame, column: str) -> str:
 def _printed(card: pd.DataFrame) -> pd.DataFrame:
     """The columns a reader reads, numbers formatted: budget as a percentage, power in points."""
     out = card.copy()
+    if "origin" in card:  # a claim resting on a run from elsewhere, of unverified origin, says so
+        out["claim"] = [f"{c} [{UNVERIFIED}]" if UNVERIFIED in str(o) else c for c, o in zip(card.claim, card.origin)]
     out["budget"] = [percent(b) if b == b else "-" for b in card.budget]
     out["detectable"] = [f"{d:.2f}" if d == d else "-" for d in card.detectable]
     return out
@@ -357,20 +402,55 @@ the shorter arm with the longer one at the same iteration.</p>
 {table}
 </body></html>
 """
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / "index.html"
+    if card is not None:
+        _refuse_fewer_runs(path, card, "index.html")
+        text = text.replace("<body>", f"<body>\n{_built_from(card)}", 1)
+    folder.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+_BUILT_FROM = re.compile(r"<!-- built from (\d+) finished runs -->")
+
+
+def _built_from(card: pd.DataFrame) -> str:
+    return f"<!-- built from {finished_runs(card)} finished runs -->"
+
+
+def _refuse_fewer_runs(path: Path, card: pd.DataFrame, what: str, old_text: str | None = None) -> None:
+    """Refuse to replace a table built from more finished runs than ``card`` (said in its
+    ``built from`` marker; in a table from before the marker, by its count of claims not run)."""
+    try:
+        old = path.read_text() if old_text is None else old_text
+    except OSError:
+        return
+    marker = _BUILT_FROM.search(old)
+    new_runs = finished_runs(card)
+    if marker and int(marker.group(1)) > new_runs:
+        raise ValueError(f"{path} ({what}) was built from {marker.group(1)} finished runs, this card from {new_runs}: "
+                         "not replaced (give the data those runs were trained on: --data / DATA=)")
+    ran_now = int((card.verdict != "not run").sum())
+    rows_before = len(re.findall(r"^\| (?!paper \|)", old, flags=re.M)) + old.count("<tr><td>")
+    ran_before = rows_before - old.count("| not run |") - old.count(">not run</td>")
+    if not marker and ran_now < ran_before:
+        raise ValueError(f"{path} ({what}) has {ran_before} claims with runs, this card {ran_now}: not replaced "
+                         "(give the data its runs were trained on: --data / DATA=)")
 
 
 def update_readme(readme: Path, card: pd.DataFrame, profile: str) -> None:
     """Replace the block between the profile's scorecard markers in the README with the generated
     table (``<!-- scorecard:<profile>:begin -->`` ... ``end``)."""
+    begin, end = f"<!-- scorecard:{profile}:begin -->", f"<!-- scorecard:{profile}:end -->"
+    text = readme.read_text()
+    if begin in text and end in text:
+        _refuse_fewer_runs(readme, card, f"its {profile} scorecard block",
+                           text[text.index(begin):text.index(end, text.index(begin))])
     folder = results_root() / profile
     status = store_status(folder, profile)
-    fill_marked_block(readme, f"<!-- scorecard:{profile}:begin -->", f"<!-- scorecard:{profile}:end -->",
-                      f"_Generated by `python -m lrstudy scorecard --profile {profile} --readme` from the run store "
-                      f"(profile `{profile}`). {status} {summary(card)}_\n\n{to_markdown(card)}\n")
+    fill_marked_block(readme, begin, end,
+                      f"{_built_from(card)}\n_Generated by `python -m lrstudy scorecard --profile {profile} --readme` "
+                      f"from the run store (profile `{profile}`). {status} {summary(card)}_\n\n{to_markdown(card)}\n")
     update_status(folder / "README.md", status)
 
 

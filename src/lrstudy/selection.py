@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from typing import Iterable, Sequence
 
+from .config import MAX_SEEDS
 from .runs import RunConfig
 
 __all__ = ["parse_seed_range", "parse_labels", "select", "experiment_names", "claims_by_experiment"]
@@ -20,6 +21,8 @@ def parse_seed_range(text: str) -> tuple[int, ...]:
     low, high = int(match[1]), int(match[2] or match[1])
     if low < 1 or high < low:
         raise ValueError(f"seed range {text!r}: seeds start at 1 and A-B needs A <= B")
+    if high > MAX_SEEDS:
+        raise ValueError(f"seed range {text!r}: seeds go up to {MAX_SEEDS}")
     return tuple(range(low, high + 1))
 
 

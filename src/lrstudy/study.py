@@ -23,7 +23,8 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .config import DEVICES, PRECISIONS, Profile, check_section, load_profile
+from .archive import origin_of
+from .config import DEVICES, MAX_SEEDS, PRECISIONS, Profile, check_section, load_profile
 from .data import describe_source
 from .execute import execute, public_source
 from .policy import scale_steps
@@ -78,8 +79,8 @@ def _settings(experiment: str, profile: Profile, knobs: dict, seeds, device, dat
     holds a source per data parameter (``data``, ``data_cifar100``, ...) the experiment takes."""
     if seeds is None:
         seeds = profile.seeds
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ValueError(f"seeds={seeds!r} must be a whole number >= 1")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
+        raise ValueError(f"seeds={seeds!r} must be a whole number in [1, {MAX_SEEDS}]")
     device = profile.device if device in (None, "", "None") else device
     if device not in DEVICES:
         raise ValueError(f"device={device!r}; choose one of {list(DEVICES)}")
@@ -498,7 +499,7 @@ TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "mnist": 60_000}
 
 # the columns of StudyResults.runs, present even when no run has a result yet
 RUN_COLUMNS = ("setting", "seed", "run_id", "iterations", "status", "error", "final_test_acc", "final_train_acc",
-               "steps_done", "train_s", "device", "commit", "code_modified", "torch", "data", "precision")
+               "steps_done", "train_s", "device", "commit", "code_modified", "torch", "data", "precision", "origin")
 
 
 @dataclass
@@ -535,6 +536,7 @@ class StudyResults:
                     torch=meta.get("environment", {}).get("torch"),
                     data=meta.get("data", {}).get("data_name"),
                     precision=meta.get("precision"),
+                    origin=origin_of(meta),
                 )
             rows.append(row)
         return pd.DataFrame(rows).reindex(columns=list(dict.fromkeys([*RUN_COLUMNS, *(k for r in rows for k in r)])))
