@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lrstudy.reproduce import publish
+from lrstudy.reproduce import claims_with_runs, publish
 from lrstudy.runs import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,3 +103,13 @@ def test_a_scorecard_page_is_replaced_only_by_one_with_as_many_claims_with_runs(
     assert publish("smoke", ["scorecard"], staged)[0] == []
     (staged / "scorecard.ipynb").write_text(sentence.format(5, 19))
     assert publish("smoke", ["scorecard"], staged)[0] == ["scorecard"]
+
+
+def test_the_grouped_scorecard_sentence_counts_every_group_not_run(scratch):
+    """The sentence that counts the papers' claims apart from the study's comparisons: a page whose
+    groups leave 23 of 73 claims not run has 50 with runs (reading only the first group said 0)."""
+    page = scratch / "scorecard.ipynb"
+    page.write_text("0 of 73 claims can be judged. Verdicts -- paper claims: 39 not testable at this budget, 14 not "
+                    "run; the study's added comparisons: 10 inconclusive (n < 2), 8 not run; recaps' advice: 1 not "
+                    "testable at this budget, 1 not run.** No paper claim has evidence against it yet.")
+    assert claims_with_runs(page) == 50

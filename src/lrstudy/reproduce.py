@@ -85,7 +85,9 @@ def _finished(store: RunStore, run_id: str) -> bool:
         return False
 
 
-_SUMMARY = re.compile(r"(\d+) of (\d+) claims can be judged.*?Verdicts: ([^.]*)\.", re.S)
+# scorecard.summary's sentence: "... N of M claims can be judged. Verdicts -- <group>: <counts>; ...."
+# (or, before the groups, "Verdicts: <counts>.")
+_SUMMARY = re.compile(r"(\d+) of (\d+) claims can be judged.*?Verdicts(?::| --) ([^.]*)\.", re.S)
 
 
 def claims_with_runs(page: Path) -> int | None:
@@ -97,8 +99,7 @@ def claims_with_runs(page: Path) -> int | None:
         return None
     if not match:
         return None
-    not_run = re.search(r"(\d+) not run", match[3])
-    return int(match[2]) - (int(not_run[1]) if not_run else 0)
+    return int(match[2]) - sum(int(n) for n in re.findall(r"(\d+) not run", match[3]))  # every group's
 
 
 def publish(profile: str, notebooks: Sequence[str], staged: Path, root: Path | None = None) -> tuple[list[str], list[str]]:
