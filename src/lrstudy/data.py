@@ -214,10 +214,12 @@ def _cache_key(source: str, download: bool):
 
 
 def _tree_key(tree: Path, splits) -> str:
-    """:func:`~lrstudy.folders.content_key` of a tree, hashed once per state of its files: the key
-    is kept in the cache under a digest of the tree's path and every file's name, size and
-    modification time, so a tree no file of which changed is not read again (60,000 files: a
-    listing instead of a hash of every byte)."""
+    """:func:`~lrstudy.folders.content_key` of a tree, hashed once per state of its files: a tree
+    decoded before keeps its key in the cache under a digest of its path and every file's name,
+    size, inode, modification and change times, so a tree no file of which changed is not read
+    again (60,000 files: a listing instead of a hash of every byte). The change time is the
+    kernel's (no tool sets it back), so an image rewritten in place at its old size and with its
+    old modification time is still hashed again."""
     state = hashlib.sha256(str(tree.resolve()).encode())
     for split, files in splits.items():
         for cls, f in files:
@@ -225,7 +227,7 @@ def _tree_key(tree: Path, splits) -> str:
                 st = f.stat()
             except OSError as err:
                 raise DataUnavailable(f"{f}: cannot be read ({err.strerror or err})") from None
-            state.update(f"{split}/{cls}/{f.name} {st.st_size} {st.st_mtime_ns}\n".encode())
+            state.update(f"{split}/{cls}/{f.name} {st.st_size} {st.st_ino} {st.st_mtime_ns} {st.st_ctime_ns}\n".encode())
     memo = data_root() / "cache" / "trees" / f"{state.hexdigest()[:32]}.key"
     try:
         key = memo.read_text().strip()
@@ -234,7 +236,8 @@ def _tree_key(tree: Path, splits) -> str:
     except OSError:
         pass
     key = content_key(tree, splits)
-    atomic_write(memo, key.encode())
+    if _cache_path(f"{tree.name}-{key[:16]}").exists():  # (only for a tree that decoded: bad data leaves nothing)
+        atomic_write(memo, key.encode())
     return key
 
 
