@@ -153,9 +153,9 @@ def test_readme_block_is_never_replaced_by_one_from_fewer_runs(committed, tmp_pa
 
 @pytest.mark.parametrize("minutes", ["0", "-1", "nan"])
 def test_gpu_window_refuses_minutes_that_are_not_above_zero(minutes, tmp_path, capsys):
-    with pytest.raises(SystemExit) as stop:
-        main(["gpu-window", "--minutes", minutes, "--out", str(tmp_path / "out")])
-    assert stop.value.code == 2 and not (tmp_path / "out").exists()
+    assert main(["gpu-window", "--minutes", minutes, "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert len(error.strip().splitlines()) == 1 and "--minutes" in error and not (tmp_path / "out").exists()
 
 
 def test_gpu_window_without_a_usable_gpu_exits_non_zero_at_once(tmp_path, monkeypatch, capsys):

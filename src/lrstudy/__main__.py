@@ -114,7 +114,7 @@ def _main(argv: list[str] | None) -> int:
     merge.add_argument("archive", metavar="FILE.tar.gz|WINDOW-FOLDER")
     window = sub.add_parser("gpu-window", help="a lent GPU's one command: check, measure, train the profile in "
                                                "priority order until the time is up; kill-safe output folder")
-    window.add_argument("--minutes", type=_positive_minutes, required=True,
+    window.add_argument("--minutes", type=float, required=True,
                         help="the whole window; it ends at least 60 s before (more than 1.17 minutes)")
     window.add_argument("--out", required=True, help="an empty folder for its output (at most 8 files of 16 MiB)")
     window.add_argument("--profile", default="fast", choices=PROFILES)
@@ -226,15 +226,6 @@ def _main(argv: list[str] | None) -> int:
         return 0
     return _run(args)
 
-
-def _positive_minutes(text: str) -> float:
-    try:
-        minutes = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of minutes") from None
-    if not 0 < minutes < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} must be above 0")
-    return minutes
 
 
 def _training_data_option(parser: argparse.ArgumentParser) -> None:
@@ -397,7 +388,9 @@ def _status(args) -> int:
                                 "data unavailable"], 0)
         local = {describe_source(src)[0]: (src, is_local(src)) for src in settings.data.values()}
         data = Sources(settings)
-        for _, config in experiment.run_configs(settings):
+        # each run once: settings that are the same run ("fixed" and "fixed (fp32)") share one record
+        runs = {config.id: config for _, config in experiment.run_configs(settings)}
+        for config in runs.values():
             state = stored_status(store, config, data.fingerprint(config.data))
             if state == "missing" and not local.get(config.data, (None, True))[1]:
                 state = "data unavailable"

@@ -81,7 +81,7 @@ class WithinChannelLRN(nn.Module):
         # of 2^-7, which would flatten the normalisation (and make eager and compiled bf16 differ).
         kind = x.device.type
         with torch.autocast(kind, enabled=False) if kind in ("cpu", "cuda") else contextlib.nullcontext():
-            x = x.float()
+            x = x.to(torch.promote_types(x.dtype, torch.float32))  # (a float64 input stays float64)
             mean_sq = F.avg_pool2d(x * x, self.size, stride=1, padding=self.size // 2, count_include_pad=True)
             return x * (1 + self.alpha * mean_sq).pow(-self.beta)
 
