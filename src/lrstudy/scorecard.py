@@ -14,7 +14,6 @@ from pathlib import Path
 import pandas as pd
 
 from .archive import UNVERIFIED
-from .config import load_profile
 from .experiments import EXPERIMENTS
 from .history import ADDED, PAPER, RECAPS, SECONDARY
 from .notebook import budget_span, percent, store_box, store_status
@@ -355,7 +354,6 @@ def write_index(profile: str, card: pd.DataFrame | None = None, root: Path | Non
     scorecard with its verdicts in colour, and each notebook with its one-line subject."""
     folder = (root or results_root()) / profile
     pages = {p.stem for p in folder.glob("*.html") if p.name != "index.html"}
-    description = load_profile(profile).description
     links = "\n".join(
         f'<li><a href="{html.escape(name)}.html">{html.escape(name)}</a>'
         + (f' (<a href="{html.escape(name)}.reader.html">without code</a>)' if f"{name}.reader" in pages else "")
@@ -385,7 +383,7 @@ td:nth-child(5), td:nth-child(6), td:nth-child(7), td:nth-child(8), td:nth-child
 li {{margin: 0.2em 0}}
 </style></head>
 <body>{nav}<h1>Cyclical learning rates, SGDR and super-convergence: profile <code>{html.escape(profile)}</code></h1>
-<p>What the profile plans: {html.escape(description)} What its runs are, from their records:</p>
+<p>What the profile planned, beside what its runs are from their records:</p>
 {box}
 {head}
 <p>A claim is judged only when its testability rule, fixed before the runs, holds: enough of the paper's
