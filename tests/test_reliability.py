@@ -16,13 +16,13 @@ import pytest
 import torch
 
 from lrstudy.checkpoints import Checkpointer, atomic_write
-from lrstudy.config import check_section, load_profile, resolve_device
+from lrstudy.config import load_profile, resolve_device
 from lrstudy.data import DataUnavailable, load_data
 from lrstudy.experiments import clr_cifar10, get_experiment
+from lrstudy.knobs import CaffeNetKnobs, NetworkSize, read_knobs
 from lrstudy.runs import RunConfig, RunStore
 from lrstudy.schedule_specs import make_schedule
 from lrstudy.notebook import check_injected_parameters
-from lrstudy.study import STANDARD_KNOBS
 from lrstudy.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -190,11 +190,12 @@ BAD_INPUTS = [
     (lambda: clr_cifar10.EXPERIMENT.settings("smoke", seeds=True), ValueError, "seeds=True"),
     (lambda: clr_cifar10.EXPERIMENT.settings("smoke", device="tpu"), ValueError, "device='tpu'"),
     (lambda: get_experiment("alexnet"), ValueError, "unknown experiment 'alexnet'"),
-    (lambda: check_section("k", {"budget_scale": 2, "eval_every": 5}, STANDARD_KNOBS), ValueError, "budget_scale=2"),
-    (lambda: check_section("k", {"budget_scale": "1", "eval_every": 5}, STANDARD_KNOBS), ValueError, "budget_scale='1'"),
-    (lambda: check_section("k", {"budget_scale": 1, "eval_every": 0}, STANDARD_KNOBS), ValueError, "eval_every=0"),
-    (lambda: check_section("k", {"budget_scale": 1, "eval_every": 5, "lr": 1}, STANDARD_KNOBS), ValueError, "unknown key 'lr'"),
-    (lambda: check_section("k", {"eval_every": 5}, STANDARD_KNOBS), ValueError, "missing key 'budget_scale'"),
+    (lambda: read_knobs(CaffeNetKnobs, {"budget_scale": 2, "eval_every": 5}, "k"), ValueError, "budget_scale=2"),
+    (lambda: read_knobs(CaffeNetKnobs, {"budget_scale": "1", "eval_every": 5}, "k"), ValueError, "budget_scale='1'"),
+    (lambda: read_knobs(CaffeNetKnobs, {"budget_scale": 1, "eval_every": 0}, "k"), ValueError, "eval_every=0"),
+    (lambda: read_knobs(CaffeNetKnobs, {"eval_every": True}, "k"), ValueError, "eval_every=True has the wrong type"),
+    (lambda: read_knobs(CaffeNetKnobs, {"budget_scale": 1, "eval_every": 5, "lr": 1}, "k"), ValueError, "unknown key 'lr'"),
+    (lambda: read_knobs(NetworkSize, {}, "k"), ValueError, "missing key 'depth'"),
     (lambda: RunConfig(**{**RUN, "iterations": 0}), ValueError, "iterations=0"),
     (lambda: RunConfig(**{**RUN, "batch_size": 2.5}), ValueError, "batch_size=2.5"),
     (lambda: RunConfig(**{**RUN, "seed": -1}), ValueError, "seed=-1"),

@@ -14,6 +14,7 @@ import pytest
 from lrstudy import scorecard
 from lrstudy.experiments import EXPERIMENTS, clr_adaptive, clr_architectures, clr_cifar10, sgdr
 from lrstudy.history import Revision, declared_before, history_text, rule_before
+from lrstudy.knobs import Knobs
 from lrstudy.stats import (TOO_FEW, AllEquivalent, Claim, bh_qvalues, curve_band, detectable_difference,
                            difference_band, interim, mean_ci, pooled_sd)
 from lrstudy.study import Experiment, Row, StudyResults
@@ -67,7 +68,7 @@ def _toy(claim, finals, started, seeds=5):
             labels.append(label)
             configs.append(SimpleNamespace(seed=seed, iterations=10, test_subset=None))
             records.append(_Record([0, 10], [10.0, acc], started))
-    s = SimpleNamespace(knobs={}, seeds=tuple(range(1, seeds + 1)))
+    s = SimpleNamespace(knobs=Knobs(), seeds=tuple(range(1, seeds + 1)))
     return experiment, s, StudyResults(None, labels, configs, records)
 
 

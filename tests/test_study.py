@@ -1,16 +1,17 @@
 """Profiles, notebook settings, a whole experiment through the store, verdict rules, the CLI."""
 
 import math
+from pathlib import Path
 
 import pytest
 
 from lrstudy import execute as execute_mod
 from lrstudy.__main__ import main
-from lrstudy.config import check_section, load_profile, resolve_device
+from lrstudy.config import load_profile, resolve_device
 from lrstudy.experiments import clr_cifar10, get_experiment
+from lrstudy.knobs import CaffeNetKnobs, NetworkSize, read_knobs
 from lrstudy.paper import paper_table
 from lrstudy.stats import VERDICTS, Claim, mean_ci
-from lrstudy.study import STANDARD_KNOBS
 
 
 def test_every_profile_loads_and_configures_every_notebook():
@@ -24,15 +25,51 @@ def test_every_profile_loads_and_configures_every_notebook():
             assert len(experiment.run_configs(s)) == len(experiment.scaled_rows(s)) * profile.seeds
 
 
+def test_a_bad_knob_is_named_by_file_notebook_and_dotted_key(monkeypatch):
+    from lrstudy import study
+    from lrstudy.config import parse_profile
+
+    text = (Path(study.__file__).parent / "profiles" / "cpu.yaml").read_text()
+    for old, new, message in [
+        ("eval_every: 125", "eval_every: 0", "cpu.yaml, notebook 'sgdr': eval_every=0 is out of range"),
+        ("{wrn: {depth: 10, width: 1}}", "{wrn: {depht: 10}}", "notebook 'sgdr': unknown key 'networks.wrn.depht'"),
+        ("{wrn: {depth: 10, width: 1}}", "{resnet: {depth: 20}}", "unknown key 'networks.resnet' .*'wrn'"),
+        ("{wrn: {depth: 10, width: 1}}", "{wrn: {depth: 10, width: 1.5}}", "networks.wrn.width=1.5 has the wrong type"),
+    ]:
+        assert old in text
+        bad = text.replace(old, new)
+        monkeypatch.setattr(study, "load_profile", lambda name, bad=bad: parse_profile(name, bad))
+        with pytest.raises(ValueError, match=message):
+            get_experiment("sgdr").settings("cpu")
+
+
+def test_profiles_set_only_what_differs_from_the_defaults():
+    """Each knob a profile gives changes what runs (a default repeated in a profile would hide which
+    values are the profile's own), and the defaults are the papers': the full profile sets none."""
+    from lrstudy.experiments import EXPERIMENTS
+
+    for name in ("smoke", "cpu", "fast", "full"):
+        profile = load_profile(name)
+        for experiment in EXPERIMENTS.values():
+            section = profile.section(experiment.name)
+            default = experiment.knobs()
+            for key, value in section.items():
+                parts = value.items() if isinstance(value, dict) else [(None, value)]
+                for part, one in parts:
+                    given = {key: {part: one} if part else one}
+                    assert read_knobs(experiment.knobs, given, name) != default, (name, experiment.name, key, part)
+    assert load_profile("full").notebooks == {}
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda: load_profile("medium"), "unknown profile 'medium'"),
     (lambda: clr_cifar10.EXPERIMENT.settings("smoke", seeds=0), "seeds=0"),
     (lambda: clr_cifar10.EXPERIMENT.settings("smoke", device="tpu"), "device='tpu'"),
     (lambda: get_experiment("sgdr_imagenet"), "unknown experiment 'sgdr_imagenet'"),
-    (lambda: check_section("x", {"budget_scale": 2}, STANDARD_KNOBS), "budget_scale=2 is out of range"),
-    (lambda: check_section("x", {"budget_scale": "1", "eval_every": 5}, STANDARD_KNOBS), "wrong type"),
-    (lambda: check_section("x", {"budget_scale": 1, "eval_every": 5, "lr": 1}, STANDARD_KNOBS), "unknown key 'lr'"),
-    (lambda: check_section("x", {"eval_every": 5}, STANDARD_KNOBS), "missing key 'budget_scale'"),
+    (lambda: read_knobs(CaffeNetKnobs, {"budget_scale": 2}, "x"), "budget_scale=2 is out of range"),
+    (lambda: read_knobs(CaffeNetKnobs, {"budget_scale": "1", "eval_every": 5}, "x"), "wrong type"),
+    (lambda: read_knobs(CaffeNetKnobs, {"budget_scale": 1, "eval_every": 5, "lr": 1}, "x"), "unknown key 'lr'"),
+    (lambda: read_knobs(NetworkSize, {}, "x"), "missing key 'depth'"),
 ])
 def test_bad_settings_fail_with_the_key_and_value(call, message):
     with pytest.raises(ValueError, match=message):

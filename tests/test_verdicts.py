@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
+from lrstudy.knobs import Knobs
 from lrstudy.stats import (NOT_TESTABLE, TOO_FEW, Agreement, AtLeast, Claim, Testability, detectable_difference,
                            seeds_needed)
 from lrstudy.study import Experiment, Row, StudyResults
@@ -100,7 +101,7 @@ def test_a_fewer_iterations_claim_gets_a_second_row_at_equal_iterations():
         configs += [_Config(seed, 25), _Config(seed, 70)]
         records += [_Record([0, 25], [10, 60 + seed]), _Record([0, 20, 30, 70], [10, 40, 50, 80])]
     results = StudyResults(None, labels, configs, records)
-    paper_budget = SimpleNamespace(knobs={}, seeds=(1, 2, 3))
+    paper_budget = SimpleNamespace(knobs=Knobs(), seeds=(1, 2, 3))
     # the long arm read at step 25 off its curve: halfway between 40 (step 20) and 50 (step 30)
     assert experiment.at_equal_iterations(paper_budget, results)[measure] == {1: 45.0, 2: 45.0, 3: 45.0}
     table = experiment.verdicts(paper_budget, results)

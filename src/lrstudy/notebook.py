@@ -232,8 +232,8 @@ def budget_note(s: Settings, what: str = "Final test accuracy (%)", runs: pd.Dat
             "the paper's numbers are from CIFAR-10 at the paper's budgets.")
     if runs is not None:
         text += " " + trained_on(runs, s)
-    if s.knobs.get("budget_scale", 1) != 1:
-        text += (f" **This profile trains {s.knobs['budget_scale']:g} of the paper's iterations, so its"
+    if s.knobs.budget_scale != 1:
+        text += (f" **This profile trains {s.knobs.budget_scale:g} of the paper's iterations, so its"
                  " accuracies are not comparable with the paper's; only the ordering is of interest.**")
     return Markdown(text)
 
@@ -335,9 +335,10 @@ def deviations(experiment: Experiment, s: Settings | None = None) -> Markdown:
         if s.precision == "bf16":
             lines.append(f"Profile `{s.profile.name}` runs forward passes under bfloat16 autocast (weights and updates "
                          "in float32); the papers trained in float32.")
-        if s.knobs.get("budget_scale", 1) != 1 or s.knobs.get("batch_scale", 1) != 1:
-            lines.append(f"Profile `{s.profile.name}` trains {s.knobs.get('budget_scale', 1):g} of the paper's "
-                         f"iterations at {s.knobs.get('batch_scale', 1):g} of its batch (rates scaled with the "
+        batch_scale = getattr(s.knobs, "batch_scale", 1)
+        if s.knobs.budget_scale != 1 or batch_scale != 1:
+            lines.append(f"Profile `{s.profile.name}` trains {s.knobs.budget_scale:g} of the paper's "
+                         f"iterations at {batch_scale:g} of its batch (rates scaled with the "
                          "batch); what each row trains is listed with the claims.")
     return Markdown("\n".join(f"- {d}" for d in lines))
 
@@ -471,7 +472,7 @@ def header(experiment: Experiment, s: Settings, results: StudyResults, claim: st
     plan, did = _plan_sentence(s, r["planned_runs"]), _ran_sentence(r)
     setup_line = f"planned: {plan}; ran: {did}." if plan != did else f"ran as planned: {did}."
     lines = _result_lines(table, _added(experiment), {c.id: c for c in experiment.claims})
-    budget = s.knobs.get("budget_scale", 1)
+    budget = s.knobs.budget_scale
     deviations = [f"{len(experiment.deviations)} listed under Deviations from the paper"]
     if budget != 1:
         deviations.append(f"this profile trains {budget:g} of the paper's iterations")
@@ -562,7 +563,7 @@ def takeaway(experiment: Experiment, s: Settings, results: StudyResults) -> Mark
     lines = _result_lines(table, _added(experiment), {c.id: c for c in experiment.claims})
     r = ran(results)
     caveat = ("One seed is never a yes or a no. " if r["runs"] and r["seeds_per_setting"][0] < 2 else "")
-    budget = s.knobs.get("budget_scale", 1)
+    budget = s.knobs.budget_scale
     scale = (f"At {budget:g} of the paper's iterations only the ordering of settings carries over. "
              if budget != 1 else "")
     return Markdown("**What to take away.** " + " ".join(lines) + (f" {caveat}{scale}".rstrip()

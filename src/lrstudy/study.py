@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .archive import origin_of
-from .config import DEVICES, MAX_SEEDS, PRECISIONS, Profile, check_section, load_profile
+from .config import DEVICES, MAX_SEEDS, PRECISIONS, Profile, load_profile
 from .data import describe_source
 from .execute import execute, public_source
 from .policy import scale_steps
@@ -32,10 +32,10 @@ from .runs import RunConfig, RunRecord
 from .schedule_specs import rescale
 from .selection import select
 from .history import declared_before, history_text, rule_before
+from .knobs import Knobs, knob_rows, read_knobs
 from .stats import companions_at_equal_iterations, interim, mean_ci, pooled_sd
 
-__all__ = ["Settings", "Row", "Experiment", "StudyResults", "STANDARD_KNOBS", "BATCH_SCALE", "DATA_PARAMETERS",
-           "model_name"]
+__all__ = ["Settings", "Row", "Experiment", "StudyResults", "DATA_PARAMETERS", "model_name"]
 
 # Every data set a row may train on, and the parameter naming its source: the notebooks' papermill
 # parameter, the profile's key and, upper-cased, the Make variable. A new data set is one entry here.
@@ -52,7 +52,7 @@ class Settings:
     device: str
     precision: str
     seeds: tuple[int, ...]
-    knobs: dict = field(default_factory=dict)
+    knobs: Knobs = field(default_factory=Knobs)
 
     @property
     def data_name(self) -> str:
@@ -68,12 +68,12 @@ class Settings:
             ("precision", self.precision, "bf16 = bfloat16 autocast for forward passes; rows may name their own"),
             ("seeds", ", ".join(map(str, self.seeds)), "one run per setting and seed"),
         ]
-        rows += [(k, f"{v:g}" if isinstance(v, float) else str(v), "notebook setting")
-                 for k, v in self.knobs.items()]
+        rows += [(key, f"{value:g}" if isinstance(value, float) else str(value), meaning)
+                 for key, value, meaning in knob_rows(self.knobs)]
         return pd.DataFrame(rows, columns=["setting", "value", "meaning"]).set_index("setting")
 
 
-def _settings(experiment: str, profile: Profile, knobs: dict, seeds, device, data_sets: Sequence[str],
+def _settings(experiment: str, profile: Profile, knobs: Knobs, seeds, device, data_sets: Sequence[str],
               sources: Mapping[str, str | None], precision: str | None = None) -> Settings:
     """Settings from a profile plus overrides (``None`` keeps the profile's value); ``sources``
     holds a source per data parameter (``data``, ``data_cifar100``, ...) the experiment takes."""
@@ -149,15 +149,6 @@ class Row:
         )
 
 
-BATCH_SCALE = {"batch_scale": ((int, float), lambda v: 0 < v <= 1,
-                              "factor on every run's batch size and learning rate (linear scaling rule), "
-                              "in (0, 1]; below 1 only in the cheap profiles")}
-STANDARD_KNOBS = {
-    "budget_scale": ((int, float), lambda v: 0 < v <= 1,
-                     "fraction of the paper's iterations, in (0, 1]; schedules are stretched to match"),
-    "eval_every": (int, lambda v: v >= 1, "iterations between test-set evaluations, >= 1"),
-}
-
 Measures = dict[str, dict[int, float]]  # {label: {seed: value}}
 
 
@@ -165,8 +156,9 @@ class Experiment:
     """One experiment of the study (and its notebook).
 
     ``rows`` are its settings at the paper's budget: a mapping, or a function of the profile's knobs
-    for experiments whose profiles change more than the budget (networks' depth, data subsets); called
-    with no knobs it must give the paper's own rows. ``claims`` may name a row's label or one of the
+    (an instance of ``knobs``, a :class:`~lrstudy.knobs.Knobs` dataclass) for experiments whose profiles
+    change more than the budget (networks' depth, data subsets); under the default knobs it must give
+    the paper's own rows. ``claims`` may name a row's label or one of the
     ``derived`` measures -- a mapping from each to the rows it is computed from -- which
     ``derive(settings, results)`` computes, exactly those, every time. A row's own value is its runs'
     final test accuracy, unless ``row_values(settings, results)`` reads it otherwise. A claim that
@@ -180,7 +172,7 @@ class Experiment:
 
     def __init__(self, name: str, rows: Mapping[str, Row] | Callable[[Mapping], dict[str, Row]],
                  claims: Sequence, deviations: Sequence[str], paper: Callable[[], pd.DataFrame],
-                 knobs: Mapping[str, tuple] = STANDARD_KNOBS, derived: Mapping[str, Sequence[str]] | None = None,
+                 knobs: type[Knobs] = Knobs, derived: Mapping[str, Sequence[str]] | None = None,
                  derive: Callable[[Settings, StudyResults], Measures] | None = None,
                  row_values: Callable[[Settings, StudyResults], Measures] | None = None,
                  unitless: Sequence[str] = ()):
@@ -231,9 +223,9 @@ class Experiment:
                 needed.update(self.inputs(label))
         return [label for label in self.rows() if label in needed]
 
-    def rows(self, knobs: Mapping | None = None) -> dict[str, Row]:
+    def rows(self, knobs: Knobs | None = None) -> dict[str, Row]:
         """The rows at the paper's budget under a profile's ``knobs`` (None: the paper's own)."""
-        return self._rows(knobs or {})
+        return self._rows(self.knobs() if knobs is None else knobs)
 
     def settings(self, profile: str = "smoke", seeds: int | None = None, device: str | None = None,
                  precision: str | None = None, **data: str | None) -> Settings:
@@ -242,7 +234,8 @@ class Experiment:
         the experiment trains on, by its parameter (``data=`` for CIFAR-10, ``data_cifar100=``, ...), and
         ``precision`` for the rows that name none. None keeps the profile's value."""
         prof = load_profile(profile)
-        knobs = check_section(f"profile {profile!r}, notebook {self.name!r}", prof.section(self.name), self.knobs)
+        knobs = read_knobs(self.knobs, prof.section(self.name),
+                           f"profile file lrstudy/profiles/{profile}.yaml, notebook {self.name!r}")
         return _settings(self.name, prof, knobs, seeds, device, self.data_sets, data, precision)
 
     def sources_taken(self, sources: Mapping[str, str | None] | None) -> dict[str, str]:
@@ -253,14 +246,15 @@ class Experiment:
         return {parameter: source for parameter, source in given.items() if source is not None}
 
     def scaled_rows(self, s: Settings) -> dict[str, Row]:
-        """The rows at this profile's budget (its ``budget_scale`` knob, 1 if it has none), with
+        """The rows at this profile's budget (each row's share of its paper iterations, from the knobs'
+        :meth:`~lrstudy.knobs.Knobs.scale_of`: ``budget_scale`` unless an experiment says otherwise), with
         batches multiplied by its ``batch_scale`` knob where an experiment has one (cheap profiles) --
         and the learning rate by the same factor (the linear scaling rule), so that a rate that is
         large for the paper's batch stays as large for the smaller one."""
-        scale, batch = s.knobs.get("budget_scale", 1.0), s.knobs.get("batch_scale", 1.0)
+        batch = getattr(s.knobs, "batch_scale", 1.0)
         out = {}
         for label, row in self.rows(s.knobs).items():
-            row = row.scaled(scale)
+            row = row.scaled(s.knobs.scale_of(label))
             if batch != 1:
                 new_batch = max(2, round(row.batch_size * batch))
                 factor = {"name": "fixed", "lr": new_batch / row.batch_size}
@@ -284,7 +278,7 @@ class Experiment:
                     profile=s.profile.name, data=describe_source(s.data[row.dataset])[0], model=row.model,
                     optimizer=row.optimizer,
                     schedule=row.schedule, iterations=row.iterations, batch_size=row.batch_size,
-                    eval_every=row.eval_every or s.knobs["eval_every"], seed=seed, normalize=row.normalize,
+                    eval_every=row.eval_every or s.knobs.eval_every, seed=seed, normalize=row.normalize,
                     augment=row.augment, momentum=row.momentum, trace_every=row.trace_every,
                     train_subset=row.train_subset, test_subset=row.test_subset,
                     eval_at=list(row.eval_at) or None, snapshot_at=list(row.snapshot_at) or None,

@@ -14,6 +14,7 @@ from dataclasses import replace
 import pandas as pd
 
 from ..history import FIRST_CLR, REVISED, Revision
+from ..knobs import CaffeNetKnobs
 from ..paper import paper_table
 from ..stats import Claim
 from ..study import Experiment, Row
@@ -101,4 +102,4 @@ DEVIATIONS = [
 ]
 
 
-EXPERIMENT = Experiment("clr_adaptive", ROWS, CLAIMS, DEVIATIONS, paper)
+EXPERIMENT = Experiment("clr_adaptive", ROWS, CLAIMS, DEVIATIONS, paper, knobs=CaffeNetKnobs)

@@ -23,23 +23,24 @@ so cycles keep their phase across the drops.
 
 from __future__ import annotations
 
-from typing import Mapping
+from dataclasses import dataclass
 
 import pandas as pd
 
 from ..history import FIRST_OTHERS, REVISED, Revision
+from ..knobs import DeepNetKnobs, NetworkSize, eval_every, knob
 from ..paper import paper_table
 from ..stats import Claim
-from ..study import BATCH_SCALE, STANDARD_KNOBS, Experiment, Row, Settings, StudyResults
+from ..study import Experiment, Row, Settings, StudyResults
 
 AUGMENT = {"flip": True, "crop": 4, "pad_mode": "zeros"}
 TRAIN_IMAGES = 50_000
 
-# name: (model spec, epochs, batch, drop epochs, training images, CLR bounds)
+# name: (model spec but its depth, epochs, batch, drop epochs, training images, CLR bounds)
 NETWORKS = {
-    "ResNet": ({"name": "resnet", "depth": 56, "variant": "option_a"}, 164, 128, (81, 122), 50_000, (0.1, 0.3)),
-    "Stochastic Depth": ({"name": "resnet_sd", "depth": 110}, 500, 128, (250, 375), 45_000, (0.1, 0.3)),
-    "DenseNet": ({"name": "densenet", "depth": 100, "growth": 12, "bottleneck": True, "compression": 0.5},
+    "ResNet": ({"name": "resnet", "variant": "option_a"}, 164, 128, (81, 122), 50_000, (0.1, 0.3)),
+    "Stochastic Depth": ({"name": "resnet_sd"}, 500, 128, (250, 375), 45_000, (0.1, 0.3)),
+    "DenseNet": ({"name": "densenet", "growth": 12, "bottleneck": True, "compression": 0.5},
                  300, 64, (150, 225), 50_000, (0.1, 0.2)),
 }
 DATASETS = {"CIFAR-10": "cifar10", "CIFAR-100": "cifar100"}
@@ -50,24 +51,38 @@ def label(network: str, dataset: str, setting: str) -> str:
     return f"{network}, {dataset}, {setting}"
 
 
-def rows(knobs: Mapping) -> dict[str, Row]:
-    """Every network with each fixed rate and with CLR, on both data sets, at the originals' budgets.
-    A profile's knobs may set other depths (``depths``) and train and test on subsets; absent, the
-    originals' settings."""
-    depths = knobs.get("depths", {})
+@dataclass(frozen=True)
+class ArchitectureNetworks:
+    """Each network's size, by its name in the model registry; the defaults are the originals'."""
+
+    resnet: NetworkSize = knob(NetworkSize(56), "ResNet's size; ResNet-56 in the original")
+    resnet_sd: NetworkSize = knob(NetworkSize(110), "Stochastic Depth's size; 110 layers in the original")
+    densenet: NetworkSize = knob(NetworkSize(100), "DenseNet-BC's size; DenseNet-BC-100 in the original")
+
+
+@dataclass(frozen=True)
+class ArchitectureKnobs(DeepNetKnobs):
+    eval_every: int = eval_every(2000)
+    networks: ArchitectureNetworks = knob(ArchitectureNetworks(), "the networks' sizes, e.g. smaller nets on a "
+                                                                  "CPU: {resnet: {depth: 20}}")
+
+
+def rows(knobs: ArchitectureKnobs) -> dict[str, Row]:
+    """Every network with each fixed rate and with CLR, on both data sets, at the originals' budgets,
+    with the knobs' network sizes, and their training and test subsets (a network that trains on
+    fewer images than the full set, Stochastic Depth, keeps the smaller of the two)."""
     out = {}
-    for network, (model, epochs, batch, drops, images, (low, high)) in NETWORKS.items():
-        if model["name"] in depths:
-            model = {**model, "depth": depths[model["name"]]}
+    for network, (spec, epochs, batch, drops, images, (low, high)) in NETWORKS.items():
+        model = {"name": spec["name"], "depth": getattr(knobs.networks, spec["name"]).depth, **spec}
         per_epoch = images // batch
         iterations = epochs * per_epoch
         milestones = [e * per_epoch for e in drops]
         optimizer = {"name": "torch_sgd", "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4}
         train = images if images < TRAIN_IMAGES else None
-        if knobs.get("train_subset") is not None:
-            train = min(knobs["train_subset"], train or TRAIN_IMAGES)
+        if knobs.train_subset is not None:
+            train = min(knobs.train_subset, train or TRAIN_IMAGES)
         common = dict(model=model, optimizer=optimizer, batch_size=batch, augment=AUGMENT, normalize="channel_stats",
-                      train_subset=train, test_subset=knobs.get("test_subset"))
+                      train_subset=train, test_subset=knobs.test_subset)
         for dataset, key in DATASETS.items():
             for rate in FIXED_RATES:
                 schedule = {"name": "multistep", "base_lr": rate, "gamma": 0.1, "milestones": milestones}
@@ -124,20 +139,6 @@ DEVIATIONS = [
     "training images (the Torch code hard-codes the same statistics for CIFAR).",
 ]
 
-KNOBS = {
-    **STANDARD_KNOBS,
-    **BATCH_SCALE,
-    "depths": (dict, lambda v: set(v) <= {"resnet", "resnet_sd", "densenet"} and all(
-        isinstance(d, int) and d > 0 for d in v.values()),
-        "network depths to use instead of the originals' (keys resnet, resnet_sd, densenet), e.g. smaller "
-        "nets on a CPU; {} keeps 56 / 110 / 100"),
-    "train_subset": ((int, type(None)), lambda v: v is None or v > 0,
-                     "training images per run (a fixed class-balanced subset); null: the original's"),
-    "test_subset": ((int, type(None)), lambda v: v is None or v > 0,
-                    "test images per evaluation (a fixed class-balanced subset); null: all"),
-}
-
-
 def paper() -> pd.DataFrame:
     """Table 4 with each row's setting named as this experiment names it."""
     table = paper_table("CLR", table="Table 4").copy()
@@ -145,5 +146,5 @@ def paper() -> pd.DataFrame:
     return table
 
 
-EXPERIMENT = Experiment("clr_architectures", rows, CLAIMS, DEVIATIONS, paper, knobs=KNOBS, derived=DERIVED,
+EXPERIMENT = Experiment("clr_architectures", rows, CLAIMS, DEVIATIONS, paper, knobs=ArchitectureKnobs, derived=DERIVED,
                         derive=derive)

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ..history import FIRST_CLR, REVISED, STUDY_RULES, Revision
+from ..knobs import CaffeNetKnobs
 from ..paper import paper_table
 from ..stats import AllEquivalent, Claim, Control, Testability
 from ..study import Experiment, Row, Settings, StudyResults
@@ -240,7 +241,7 @@ def derive(s: Settings, results: StudyResults) -> dict[str, dict[int, float]]:
     return out
 
 
-EXPERIMENT = Experiment("clr_cifar10", ROWS, CLAIMS, DEVIATIONS, paper,
+EXPERIMENT = Experiment("clr_cifar10", ROWS, CLAIMS, DEVIATIONS, paper, knobs=CaffeNetKnobs,
                         derived={CYCLE_END: (STOP_RUN,), MID_DESCENT: (STOP_RUN,), BEST_IN_CYCLE: (STOP_RUN,),
                                  SIGMOID_CLR_LATE: (SIGMOID_CLR,), SIGMOID_FIXED_LATE: (SIGMOID_FIXED, SIGMOID_CLR)},
                         derive=derive)

@@ -61,8 +61,6 @@ DEVIATIONS = [
     "The exponential sweep's range and length are ours (fastai's default range, 1000 updates).",
 ]
 
-RANGE_KNOBS = {"budget_scale": ((int, float), lambda v: 0 < v <= 1, "fraction of the sweeps' iterations, in (0, 1]")}
-
 
 def paper() -> pd.DataFrame:
     return paper_table("CLR", table="Section 3.3 (Fig. 3)")
@@ -115,5 +113,4 @@ def derive(s: Settings, results: StudyResults) -> dict[str, dict[int, float]]:
     return out
 
 
-EXPERIMENT = Experiment("clr_range_test", ROWS, CLAIMS, DEVIATIONS, paper, knobs=RANGE_KNOBS,
-                        derived=DERIVED, derive=derive)
+EXPERIMENT = Experiment("clr_range_test", ROWS, CLAIMS, DEVIATIONS, paper, derived=DERIVED, derive=derive)

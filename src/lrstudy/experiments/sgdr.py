@@ -18,17 +18,18 @@ than storing both copies.
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
 from ..history import FIRST_OTHERS, RECAPS, REVISED, STUDY_RULES, Revision
+from ..knobs import DeepNetKnobs, WideNetworkSize, eval_every, knob
 from ..paper import paper_table
 from ..schedules import sgdr_cycle_ends
 from ..stats import AtLeast, Claim
-from ..study import BATCH_SCALE, STANDARD_KNOBS, Experiment, Row, Settings, StudyResults
+from ..study import Experiment, Row, Settings, StudyResults
 
 BATCH, EPOCHS = 128, 200
 OPTIMIZER = {"name": "caffe_sgd", "momentum": 0.9, "weight_decay": 1e-3}
@@ -80,12 +81,24 @@ def anytime(dataset: str, schedule: str) -> str:
     return f"{dataset}: {ANYTIME} of {schedule}"
 
 
-def rows(knobs: Mapping) -> dict[str, Row]:
-    """Every schedule on both data sets at the paper's 200 epochs. A profile's knobs may shrink the
-    WRN (``model``), count epochs of 50,000 images (``epoch_images``) and train and test on subsets;
-    absent, the code's WRN-28-10, 100,000-image epochs and the whole sets."""
-    model = {"name": "wrn", "depth": 28, "width": 10, **knobs.get("model", {})}
-    per_epoch = knobs.get("epoch_images", 100_000) // BATCH
+@dataclass(frozen=True)
+class SgdrNetworks:
+    wrn: WideNetworkSize = knob(WideNetworkSize(28, 10), "the WRN's depth and width; the paper's WRN-28-10")
+
+
+@dataclass(frozen=True)
+class SgdrKnobs(DeepNetKnobs):
+    eval_every: int = eval_every(781)  # one epoch of 100k images
+    networks: SgdrNetworks = knob(SgdrNetworks(), "the WRN's size, e.g. {wrn: {depth: 16, width: 4}}")
+    epoch_images: int = knob(100_000, "images per epoch: 100000 (the code's) or 50000", choices=(50_000, 100_000))
+
+
+def rows(knobs: SgdrKnobs) -> dict[str, Row]:
+    """Every schedule on both data sets at the paper's 200 epochs of ``epoch_images`` each, on the
+    knobs' WRN and training and test subsets."""
+    wrn = knobs.networks.wrn
+    model = {"name": "wrn", "depth": wrn.depth, "width": wrn.width}
+    per_epoch = knobs.epoch_images // BATCH
     out = {}
     for dataset, key in DATASETS.items():
         for name, (kind, value) in SCHEDULES.items():
@@ -101,7 +114,7 @@ def rows(knobs: Mapping) -> dict[str, Row]:
             snapshots = [e * per_epoch for e in SNAPSHOT_EPOCHS] if name == ENSEMBLED else []
             out[label(dataset, name)] = Row(
                 EPOCHS * per_epoch, schedule, model, OPTIMIZER, BATCH, augment=AUGMENT, normalize="mean_image_unit",
-                dataset=key, train_subset=knobs.get("train_subset"), test_subset=knobs.get("test_subset"),
+                dataset=key, train_subset=knobs.train_subset, test_subset=knobs.test_subset,
                 eval_at=tuple(ends), snapshot_at=tuple(snapshots))
     return out
 
@@ -210,16 +223,6 @@ DEVIATIONS = [
     "as such.",
 ]
 
-KNOBS = {
-    **STANDARD_KNOBS,
-    **BATCH_SCALE,
-    "model": (dict, lambda v: set(v) <= {"depth", "width"}, "the WRN's depth and width, e.g. {depth: 16, width: 4}"),
-    "epoch_images": (int, lambda v: v in (50_000, 100_000), "images per epoch: 100000 (the code's) or 50000"),
-    "train_subset": ((int, type(None)), lambda v: v is None or v > 0, "training images per run; null: all"),
-    "test_subset": ((int, type(None)), lambda v: v is None or v > 0, "test images per evaluation; null: all"),
-}
-
-
 
 def paper() -> pd.DataFrame:
     """Table 1 (WRN-28-10 rows) and Table 2, named as this experiment names its settings; errors
@@ -230,7 +233,7 @@ def paper() -> pd.DataFrame:
 
 
 def steps_per_epoch(s: Settings) -> float:
-    return s.knobs["epoch_images"] // BATCH * s.knobs.get("budget_scale", 1.0)
+    return s.knobs.epoch_images // BATCH * s.knobs.budget_scale
 
 
 def recommended(s: Settings, results: StudyResults) -> pd.DataFrame:
@@ -377,6 +380,6 @@ def _anytime(results: StudyResults) -> dict[str, dict[int, float]]:
     return out
 
 
-EXPERIMENT = Experiment("sgdr", rows, CLAIMS, DEVIATIONS, paper, knobs=KNOBS, derived=DERIVED, derive=derive,
+EXPERIMENT = Experiment("sgdr", rows, CLAIMS, DEVIATIONS, paper, knobs=SgdrKnobs, derived=DERIVED, derive=derive,
                         row_values=recommended_accuracy,
                         unitless=[m for m in DERIVED if ": speedup of " in m])

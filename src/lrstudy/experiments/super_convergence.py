@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Mapping
+from dataclasses import dataclass
 
 import pandas as pd
 
 from ..history import FIRST_OTHERS, SECONDARY, STUDY_RULES
+from ..knobs import DeepNetKnobs, NetworkSize, eval_every, knob
 from ..paper import paper_table, paper_value
 from ..stats import Agreement, AtLeast, Claim
-from ..study import BATCH_SCALE, STANDARD_KNOBS, Experiment, Row, Settings, StudyResults
+from ..study import Experiment, Row, Settings, StudyResults
 
 FLIPS = {"flip": True}
 OPT = {"name": "caffe_sgd", "momentum": 0.9, "weight_decay": 1e-4}
@@ -130,26 +131,48 @@ def _table2(depth: int) -> dict[str, Row]:
     return out
 
 
-def rows(knobs: Mapping) -> dict[str, Row]:
-    """The paper's settings. A profile's knobs may shrink the ResNet (``depth``), train on a subset
-    (the limited-data rows keep their fraction of it), test on a subset, leave Table 2 out, and give
-    the range tests their own share of the budget (``range_test_scale``); absent, the paper's."""
-    subset = knobs.get("train_subset")
+@dataclass(frozen=True)
+class CaffeResNetSize(NetworkSize):
+    depth: int = knob(56, "depth of the Caffe ResNet: 56 (the paper's), 20 or 110", choices=(20, 56, 110))
+
+
+@dataclass(frozen=True)
+class SuperConvergenceNetworks:
+    resnet: CaffeResNetSize = knob(CaffeResNetSize(), "the Caffe ResNet's size, e.g. {depth: 20}")
+
+
+@dataclass(frozen=True)
+class SuperConvergenceKnobs(DeepNetKnobs):
+    eval_every: int = eval_every(100)  # the authors' test_interval
+    networks: SuperConvergenceNetworks = knob(SuperConvergenceNetworks(), "the ResNet's size, e.g. "
+                                                                          "{resnet: {depth: 20}}")
+    table2: bool = knob(True, "whether to run Table 2's networks (true in every profile but the cheapest)")
+    range_test_scale: float | None = knob(None, "fraction of the range tests' 5000 iterations, in (0, 1]; null: "
+                                                "budget_scale", above=0, at_most=1)
+
+    def scale_of(self, label: str) -> float:
+        """A range test's own share where ``range_test_scale`` gives one: a sweep of a few dozen
+        steps shows nothing."""
+        if label in (RANGE_RESNET, RANGE_CAFFE) and self.range_test_scale is not None:
+            return self.range_test_scale
+        return self.budget_scale
+
+
+def rows(knobs: SuperConvergenceKnobs) -> dict[str, Row]:
+    """The paper's settings on the knobs' ResNet, without Table 2 unless ``table2``; a training
+    subset applies to the full-data runs, and the limited-data rows keep their fraction of it."""
+    subset = knobs.train_subset
     fraction = (subset or TRAIN_IMAGES) / TRAIN_IMAGES
     out = {}
-    for name, row in _paper_rows(knobs.get("depth", 56)).items():
-        if name.startswith("Table 2") and not knobs.get("table2", True):
+    for name, row in _paper_rows(knobs.networks.resnet.depth).items():
+        if name.startswith("Table 2") and not knobs.table2:
             continue
         train = row.train_subset
         if train is not None:  # a limited-data row: keep its fraction of the (possibly reduced) set
             train = max(row.batch_size, round(train * fraction))
         elif subset is not None and row.dataset == "cifar10":
             train = subset
-        if name in (RANGE_RESNET, RANGE_CAFFE) and knobs.get("range_test_scale") is not None:
-            # every row is scaled by budget_scale afterwards: stretch these first, so that the sweep
-            # ends up at range_test_scale of its length (a sweep of a few dozen steps shows nothing)
-            row = row.scaled(knobs["range_test_scale"] / knobs["budget_scale"])
-        out[name] = dataclasses.replace(row, train_subset=train, test_subset=knobs.get("test_subset"))
+        out[name] = dataclasses.replace(row, train_subset=train, test_subset=knobs.test_subset)
     return out
 
 
@@ -228,18 +251,6 @@ DEVIATIONS = [
     "recorded every 100 iterations.",
 ]
 
-KNOBS = {
-    **STANDARD_KNOBS,
-    **BATCH_SCALE,
-    "depth": (int, lambda v: v in (20, 56, 110), "depth of the Caffe ResNet: 56 (the paper's), 20 or 110"),
-    "train_subset": ((int, type(None)), lambda v: v is None or v > 0,
-                     "training images of the full-data runs (limited-data sizes scale with it); null: all 50,000"),
-    "test_subset": ((int, type(None)), lambda v: v is None or v > 0, "test images per evaluation; null: all"),
-    "table2": (bool, None, "whether to run Table 2's networks (true in every profile but the cheapest)"),
-    "range_test_scale": ((int, float, type(None)), lambda v: v is None or 0 < v <= 1,
-                         "fraction of the range tests' 5000 iterations, in (0, 1]; null: budget_scale"),
-}
-
 
 def paper() -> pd.DataFrame:
     return paper_table("SC")
@@ -286,5 +297,5 @@ def derive(s: Settings, results: StudyResults) -> dict[str, dict[int, float]]:
     return out
 
 
-EXPERIMENT = Experiment("super_convergence", rows, CLAIMS, DEVIATIONS, paper, knobs=KNOBS, derived=DERIVED,
+EXPERIMENT = Experiment("super_convergence", rows, CLAIMS, DEVIATIONS, paper, knobs=SuperConvergenceKnobs, derived=DERIVED,
                         derive=derive, unitless=(RETAINED_RESNET, RETAINED_CAFFE, HF_EARLY))
