@@ -28,12 +28,11 @@ import argparse
 import shlex
 import sys
 
-from .config import DEVICES, PRECISIONS, PROFILES, DeviceUnavailable
+from .config import DATA_PARAMETERS, DEVICES, PRECISIONS, PROFILES, DeviceUnavailable
 from .data import DataUnavailable
 from .experiments import EXPERIMENTS, get_experiment
 from .runqueue import ORDERS
 from .runs import OtherDataError
-from .study import DATA_PARAMETERS
 
 # Notebooks of the study that train nothing (make passes every notebook's name to `status`)
 NOTEBOOKS_WITHOUT_RUNS = ("schedules", "scorecard")

@@ -25,16 +25,16 @@ import torch
 from . import compiling
 from .checkpoints import StopRequested
 from .config import resolve_device
-from .data import DataUnavailable, check_shape, describe_source, is_local, load_data, source_fingerprint
+from .data import DataUnavailable, check_shape, describe_source, is_local, load_data, public_source, source_fingerprint
 from .paths import results_root
 from .provenance import environment
 from .runs import FinishedRecordExists, RunConfig, RunRecord, RunStore
 from .train import TF32, train
 
 if TYPE_CHECKING:
-    from .study import Settings
+    from .config import Settings
 
-__all__ = ["execute", "public_source", "Sources", "group_tasks", "default_fuse", "train_task", "save_outcomes",
+__all__ = ["execute", "Sources", "group_tasks", "default_fuse", "train_task", "save_outcomes",
            "train_task_into_store", "prepare_store", "finish_checkpoints"]
 
 Labelled = Sequence[tuple[str, RunConfig]]
@@ -345,12 +345,6 @@ def _with_compile_fallback(compiled: bool, training):
             raise
         compiling.give_up(err)
         return training(False)
-
-
-def public_source(source: str) -> str:
-    """A data source as recorded: a name as given, a path by its last component only (where the
-    files lay on one machine says nothing about what they were, and may be private)."""
-    return Path(source).name if ("/" in source or "\\" in source) else source
 
 
 def _relative(path) -> str:

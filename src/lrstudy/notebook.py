@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 from IPython.display import HTML, Markdown, display
 
+from .config import DATA_PARAMETERS, Settings
 from .data import describe_source
 from .provenance import names_a_cpu
 from .stats import JUDGED, Claim, binomial_se, seeds_needed
-from .study import DATA_PARAMETERS, Experiment, Settings, StudyResults, model_name
+from .study import Experiment, StudyResults, model_name
 
 __all__ = ["NOTEBOOK_PARAMETERS", "check_injected_parameters", "setup", "settings", "claims", "what_ran", "title",
            "budget_note", "trained_on", "verdicts", "worth", "power", "deviations", "readable", "ran", "header",

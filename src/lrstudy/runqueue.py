@@ -35,12 +35,11 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 from .checkpoints import StopRequested
-from .config import resolve_device
+from .config import Settings, resolve_device
 from .costs import PESSIMISTIC_FLOOR_MS, RunCost, Throughput, run_cost, throughput_for
 from .execute import Sources, group_tasks, prepare_store, train_task_into_store
 from .runs import RunConfig, RunStore
 from .selection import claims_by_experiment, experiment_names, parse_seed_range
-from .study import Settings
 
 __all__ = ["QueuedRun", "Task", "Plan", "QueueResult", "TimeBox", "select_runs", "make_plan", "run_queue",
            "parse_duration", "stored_status", "EXIT_STOPPED", "ORDERS"]

@@ -24,9 +24,9 @@ import numpy as np
 import pandas as pd
 
 from .archive import origin_of
-from .config import DEVICES, MAX_SEEDS, PRECISIONS, Profile, check_section, load_profile
+from .config import DATA_PARAMETERS, Settings, check_section, load_profile, resolve_settings
 from .data import describe_source
-from .execute import execute, public_source
+from .execute import execute
 from .policy import scale_steps
 from .runs import RunConfig, RunRecord
 from .schedule_specs import rescale
@@ -34,69 +34,7 @@ from .selection import select
 from .history import declared_before, history_text, rule_before
 from .stats import companions_at_equal_iterations, interim, mean_ci, pooled_sd
 
-__all__ = ["Settings", "Row", "Experiment", "StudyResults", "STANDARD_KNOBS", "BATCH_SCALE", "DATA_PARAMETERS",
-           "model_name"]
-
-# Every data set a row may train on, and the parameter naming its source: the notebooks' papermill
-# parameter, the profile's key and, upper-cased, the Make variable. A new data set is one entry here.
-DATA_PARAMETERS = {"cifar10": "data", "cifar100": "data_cifar100", "mnist": "data_mnist"}
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What one experiment runs under: the profile, its overrides, and the experiment's own knobs."""
-
-    experiment: str
-    profile: Profile
-    data: dict[str, str]  # {data set: source}, for every data set the experiment trains on
-    device: str
-    precision: str
-    seeds: tuple[int, ...]
-    knobs: dict = field(default_factory=dict)
-
-    @property
-    def data_name(self) -> str:
-        """What the CIFAR-10 source is (a JPEG copy, say), as results must call it."""
-        return describe_source(self.data["cifar10"])[1]
-
-    def table(self) -> pd.DataFrame:
-        rows = [
-            ("profile", self.profile.name, self.profile.description),
-            *[("data" if name == "cifar10" else f"data ({name})", describe_source(source)[1],
-               f"source: {public_source(source)}") for name, source in self.data.items()],
-            ("device", self.device, "where missing runs are trained"),
-            ("precision", self.precision, "bf16 = bfloat16 autocast for forward passes; rows may name their own"),
-            ("seeds", ", ".join(map(str, self.seeds)), "one run per setting and seed"),
-        ]
-        rows += [(k, f"{v:g}" if isinstance(v, float) else str(v), "notebook setting")
-                 for k, v in self.knobs.items()]
-        return pd.DataFrame(rows, columns=["setting", "value", "meaning"]).set_index("setting")
-
-
-def _settings(experiment: str, profile: Profile, knobs: dict, seeds, device, data_sets: Sequence[str],
-              sources: Mapping[str, str | None], precision: str | None = None) -> Settings:
-    """Settings from a profile plus overrides (``None`` keeps the profile's value); ``sources``
-    holds a source per data parameter (``data``, ``data_cifar100``, ...) the experiment takes."""
-    if seeds is None:
-        seeds = profile.seeds
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
-        raise ValueError(f"seeds={seeds!r} must be a whole number in [1, {MAX_SEEDS}]")
-    device = profile.device if device in (None, "", "None") else device
-    if device not in DEVICES:
-        raise ValueError(f"device={device!r}; choose one of {list(DEVICES)}")
-    parameters = [DATA_PARAMETERS[name] for name in data_sets]
-    unknown = sorted(set(sources) - set(parameters))
-    if unknown:
-        raise ValueError(f"unknown parameter {unknown[0]!r}; this notebook takes {parameters}")
-    data = {}
-    for name, parameter in zip(data_sets, parameters):
-        given = sources.get(parameter)
-        data[name] = getattr(profile, parameter) if given in (None, "", "None") else str(given)
-    precision = profile.precision if precision in (None, "", "None") else precision
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision={precision!r}; choose one of {list(PRECISIONS)}")
-    return Settings(experiment, profile, data, device, precision, tuple(range(1, seeds + 1)), knobs)
-
+__all__ = ["Row", "Experiment", "StudyResults", "STANDARD_KNOBS", "BATCH_SCALE", "model_name"]
 
 BN_MOMENTUM_CAP = 0.1  # the largest BN moving-average weight a shortened run gets (see Row.scaled)
 
@@ -243,7 +181,7 @@ class Experiment:
         ``precision`` for the rows that name none. None keeps the profile's value."""
         prof = load_profile(profile)
         knobs = check_section(f"profile {profile!r}, notebook {self.name!r}", prof.section(self.name), self.knobs)
-        return _settings(self.name, prof, knobs, seeds, device, self.data_sets, data, precision)
+        return resolve_settings(self.name, prof, knobs, seeds, device, self.data_sets, data, precision)
 
     def sources_taken(self, sources: Mapping[str, str | None] | None) -> dict[str, str]:
         """The sources among ``sources`` (by parameter: ``data``, ``data_cifar100``, ...; None and a
