@@ -250,7 +250,7 @@ def _hint_committed_runs(args, plan) -> None:
     """Without --data, `plan` shows what `run` would train on the profile's `data`; where the profile's
     committed runs were trained on other data (its results_data), say how many of them this
     selection would reuse with that data given."""
-    from .config import load_profile
+    from .experiments import load_profile
     from .runqueue import make_plan, select_runs
 
     profile = load_profile(args.profile)
@@ -270,7 +270,7 @@ def _reading_sources(args) -> dict:
     """The sources a command that only reads the store judges: those given, and for CIFAR-10 without
     --data the label the profile's committed runs were trained on (its ``results_data``), said on
     stderr. Its content is still checked: a record of other images under that label is refused."""
-    from .config import load_profile
+    from .experiments import load_profile
 
     sources = _given_sources(args)
     label = load_profile(args.profile).results_data

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -138,14 +138,18 @@ def read_yaml(text: str, where: str):
         raise ValueError(f"{where}: not valid YAML: {err}") from None
 
 
-def load_profile(name: str) -> Profile:
-    """Read and check ``profiles/<name>.yaml``: every key, and every notebook section's name."""
+def load_profile(name: str, *, notebooks: Collection[str] | None, networks: Collection[str] | None) -> Profile:
+    """Read and check ``profiles/<name>.yaml``: every key, every notebook section's name against
+    ``notebooks`` and every captured network against ``networks`` (the registries of the experiments
+    and models, which the caller knows and this module does not; None leaves that check out)."""
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {list(PROFILES)}")
-    return parse_profile(name, resources.files("lrstudy").joinpath("profiles", f"{name}.yaml").read_text())
+    text = resources.files("lrstudy").joinpath("profiles", f"{name}.yaml").read_text()
+    return parse_profile(name, text, notebooks=notebooks, networks=networks)
 
 
-def parse_profile(name: str, text: str) -> Profile:
+def parse_profile(name: str, text: str, *, notebooks: Collection[str] | None,
+                  networks: Collection[str] | None) -> Profile:
     """A profile from its YAML text (see :func:`load_profile`)."""
     where = f"profile file lrstudy/profiles/{name}.yaml"
     raw = read_yaml(text, where) or {}
@@ -155,19 +159,17 @@ def parse_profile(name: str, text: str) -> Profile:
     if results_data is not None and not (isinstance(results_data, str) and results_data.strip()):
         raise ValueError(f"{where}: results_data={results_data!r} must name a data label (e.g. cifar10-jpeg)")
     values = check_section(where, raw, _PROFILE_SPEC)
-    from .experiments import EXPERIMENTS  # (here: the experiments import this module)
-
-    unknown = sorted(set(values["notebooks"]) - set(EXPERIMENTS))
-    if unknown:
-        raise ValueError(f"{where}: unknown notebook section {unknown[0]!r} (known: {sorted(EXPERIMENTS)})")
-    unknown = [n for n in values["priority"] if n not in EXPERIMENTS]
-    if unknown:
-        raise ValueError(f"{where}: priority names unknown notebook {unknown[0]!r} (known: {sorted(EXPERIMENTS)})")
-    from .models import MODELS
-
-    unknown = sorted(set(values["capture"]) - set(MODELS))
-    if unknown:
-        raise ValueError(f"{where}: capture names an unknown network {unknown[0]!r} (known: {sorted(MODELS)})")
+    if notebooks is not None:
+        unknown = sorted(set(values["notebooks"]) - set(notebooks))
+        if unknown:
+            raise ValueError(f"{where}: unknown notebook section {unknown[0]!r} (known: {sorted(notebooks)})")
+        unknown = [n for n in values["priority"] if n not in notebooks]
+        if unknown:
+            raise ValueError(f"{where}: priority names unknown notebook {unknown[0]!r} (known: {sorted(notebooks)})")
+    if networks is not None:
+        unknown = sorted(set(values["capture"]) - set(networks))
+        if unknown:
+            raise ValueError(f"{where}: capture names an unknown network {unknown[0]!r} (known: {sorted(networks)})")
     return Profile(name=name, **{**values, "priority": tuple(values["priority"]), "capture": tuple(values["capture"])},
                    results_data=results_data)
 

@@ -584,7 +584,7 @@ def store_header(profile: str) -> None:
 
 def _store_facts(folder, profile: str) -> tuple[dict, str, str]:
     """The records of a profile's store, what the profile plans, and what the records say ran."""
-    from .config import load_profile
+    from .experiments import load_profile
     from .pages import stored_records
 
     plan = load_profile(profile)

@@ -27,6 +27,7 @@ from .archive import origin_of
 from .config import DATA_PARAMETERS, Settings, check_section, load_profile, resolve_settings
 from .data import describe_source
 from .execute import execute
+from .models import MODELS
 from .policy import scale_steps
 from .runs import RunConfig, RunRecord
 from .schedule_specs import rescale
@@ -123,6 +124,9 @@ class Experiment:
                  row_values: Callable[[Settings, StudyResults], Measures] | None = None,
                  unitless: Sequence[str] = ()):
         self.name, self.deviations, self.paper, self.knobs = name, list(deviations), paper, knobs
+        # every experiment's name, which a profile's notebook sections must be among: given by the
+        # registry that holds them all (lrstudy.experiments); None leaves that check out
+        self.registry_names: tuple[str, ...] | None = None
         self.unitless = frozenset(unitless)  # derived measures not in accuracy points: no pooled power for them
         self._rows = rows if callable(rows) else (lambda knobs: dict(rows))
         self.derived, self._derive, self._row_values = dict(derived or {}), derive, row_values
@@ -179,7 +183,7 @@ class Experiment:
         experiment's knobs, then any overrides -- ``seeds``, ``device``, and a source for each data set
         the experiment trains on, by its parameter (``data=`` for CIFAR-10, ``data_cifar100=``, ...), and
         ``precision`` for the rows that name none. None keeps the profile's value."""
-        prof = load_profile(profile)
+        prof = load_profile(profile, notebooks=self.registry_names, networks=MODELS)
         knobs = check_section(f"profile {profile!r}, notebook {self.name!r}", prof.section(self.name), self.knobs)
         return resolve_settings(self.name, prof, knobs, seeds, device, self.data_sets, data, precision)
 
