@@ -284,7 +284,8 @@ def _reading_sources(args) -> dict:
 def _run(args) -> int:
     """Train the selection; the exit status says whether all of it is stored (0), some failed or
     could not run (1), or the time limit or SIGTERM stopped it (3)."""
-    from .runqueue import EXIT_STOPPED, TimeBox, parse_duration, run_queue, stored_status
+    from .queue_types import TimeBox, parse_duration
+    from .runqueue import EXIT_STOPPED, run_queue, stored_status
 
     box = TimeBox(parse_duration(args.time_limit) if args.time_limit else None)  # the limit counts from now
     plan = _selected_plan(args)

@@ -26,23 +26,19 @@ CPU fusing is slower, so there it happens only when asked).
 from __future__ import annotations
 
 import math
-import re
-import signal
-import threading
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 from .checkpoints import StopRequested
-from .config import Settings, resolve_device
+from .config import Settings
 from .costs import PESSIMISTIC_FLOOR_MS, RunCost, Throughput, run_cost, throughput_for
 from .execute import Sources, group_tasks, prepare_store, train_task_into_store
+from .queue_types import QueueResult, TimeBox, planned_device
 from .runs import RunConfig, RunStore
 from .selection import claims_by_experiment, experiment_names, parse_seed_range
 
-__all__ = ["QueuedRun", "Task", "Plan", "QueueResult", "TimeBox", "select_runs", "make_plan", "run_queue",
-           "parse_duration", "stored_status", "EXIT_STOPPED", "ORDERS"]
+__all__ = ["QueuedRun", "Task", "Plan", "select_runs", "make_plan", "run_queue", "stored_status", "EXIT_STOPPED",
+           "ORDERS"]
 
 EXIT_STOPPED = 3  # the command's exit status when the time limit (or SIGTERM) stopped the queue
 ORDERS = ("claims", "notebook")
@@ -120,11 +116,6 @@ def stored_status(store: RunStore, config: RunConfig, fingerprint: str | None = 
             return "other data"
         return record.status
     return why if why == "failed" else "missing" if why in ("no record", "other configuration") else "altered"
-
-
-def planned_device(settings: Settings) -> str:
-    """The device a profile trains on, as planned (a CUDA profile is planned for CUDA on any machine)."""
-    return resolve_device("auto").type if settings.device == "auto" else settings.device
 
 
 @dataclass
@@ -332,65 +323,6 @@ def _claims_first(runs: list[QueuedRun], seconds: Mapping[str, float], stored: s
             units = [u for u in units if not u[1] <= scheduled]
     position = {i: n for n, i in enumerate(chosen)}
     return sorted(runs, key=lambda r: position.get(r.config.id, len(position)))
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in ``"45m"``, ``"8h"``, ``"90s"`` or ``"1h30m"``."""
-    parts = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s)?\s*", str(text))
-    if not parts or not any(parts.groups()):
-        raise ValueError(f"time limit {text!r}: write a duration such as 45m, 8h, 90s or 1h30m")
-    hours, minutes, seconds = (float(g or 0) for g in parts.groups())
-    total = hours * 3600 + minutes * 60 + seconds
-    if total <= 0:
-        raise ValueError(f"time limit {text!r} must be longer than zero")
-    return total
-
-
-class TimeBox:
-    """When the queue must stop: at its time limit (None: never), or once SIGTERM has arrived.
-    Calling it says whether to stop now; training checks it every step."""
-
-    clock = staticmethod(time.monotonic)
-
-    def __init__(self, seconds: float | None = None):
-        self.deadline = None if seconds is None else self.clock() + seconds
-        self.signalled = False
-
-    def __call__(self) -> bool:
-        return self.signalled or (self.deadline is not None and self.clock() >= self.deadline)
-
-    def left(self) -> float:
-        return math.inf if self.deadline is None else max(0.0, self.deadline - self.clock())
-
-    def wall_deadline(self) -> float | None:
-        """The limit as a wall-clock time (``time.time()``), for workers in other processes."""
-        return None if self.deadline is None else time.time() + self.left()
-
-    @contextmanager
-    def on_sigterm(self):
-        """While inside, SIGTERM stops the queue as the time limit does (main thread only: Python
-        delivers signals there)."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum, frame):
-            self.signalled = True
-            print("SIGTERM: the run in progress saves its checkpoint and the queue stops", flush=True)
-        previous = signal.signal(signal.SIGTERM, handler)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-
-
-@dataclass
-class QueueResult:
-    """What a queue did: the reason each run still has no record (by run id), and whether the time
-    limit or SIGTERM stopped it."""
-
-    errors: dict[str, str] = field(default_factory=dict)
-    stopped: bool = False
 
 
 def run_queue(plan: Plan, executor: str = "local", time_limit: float | None = None, progress: bool = True,
