@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lrstudy.checkpoints import Checkpointer, atomic_write
+from lrstudy.checkpoints import Checkpointer
+from lrstudy.files import atomic_write
 from lrstudy.config import check_section, resolve_device
 from lrstudy.data import DataUnavailable, load_data
 from lrstudy.experiments import clr_cifar10, get_experiment, load_profile

@@ -42,7 +42,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from .checkpoints import atomic_write, read_checkpoint
+from .checkpoints import read_checkpoint
+from .files import atomic_write
 from .config import PROFILES
 from .paths import results_root
 from .runs import FINAL_STATUSES, RunConfig, RunStore, record_digest, verify_record

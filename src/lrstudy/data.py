@@ -26,7 +26,7 @@ from typing import Iterator
 
 import torch
 
-from .checkpoints import atomic_write
+from .files import atomic_write
 from .folders import DataUnavailable, content_key, decode, scan, sha256_file, tree_name, tree_root, unpack
 from .paths import data_root
 

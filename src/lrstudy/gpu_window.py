@@ -92,7 +92,7 @@ def gpu_window(minutes: float, out: str | Path, profile: str = "fast", sources: 
         log.write(f"[{time.monotonic() - started:6.1f} s] {line}\n".encode())
 
     def save_summary() -> None:
-        from .checkpoints import atomic_write
+        from .files import atomic_write
 
         atomic_write(out / "summary.json", (json.dumps(summary, indent=1) + "\n").encode())
 

@@ -40,7 +40,8 @@ from typing import Any, Callable
 import pandas as pd
 import torch
 
-from .checkpoints import Checkpointer, atomic_write, file_lock
+from .checkpoints import Checkpointer
+from .files import atomic_write, file_lock
 from .paths import results_root
 from .config import MAX_SEEDS
 from .policy import MAX_STEPS
