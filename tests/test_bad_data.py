@@ -2,7 +2,6 @@
 refused with one message naming the file and the problem. In every case nothing outside the data
 root changes, and no partial file or temporary folder is left behind."""
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -16,7 +15,6 @@ import pytest
 import torch
 from PIL import Image
 
-from lrstudy import data as data_mod
 from lrstudy.__main__ import main
 from lrstudy.config import parse_profile
 from lrstudy.data import DataUnavailable, load_data

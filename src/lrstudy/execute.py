@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import time
 from contextlib import ExitStack
-from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
