@@ -207,7 +207,7 @@ def _main(argv: list[str] | None) -> int:
     if args.command == "import":
         from .archive import import_archive
 
-        print(import_archive(args.archive))
+        print(import_archive(args.archive, profiles=PROFILES))
         return 0
     if args.command == "gpu-window":
         from .gpu_window import gpu_window

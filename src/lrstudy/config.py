@@ -19,12 +19,12 @@ import torch
 import yaml
 
 from .data import describe_source, public_source
+from .runs import MAX_SEEDS
 
-__all__ = ["Profile", "PROFILES", "MAX_SEEDS", "load_profile", "resolve_device", "check_section", "DeviceUnavailable",
+__all__ = ["Profile", "PROFILES", "load_profile", "resolve_device", "check_section", "DeviceUnavailable",
            "Settings", "DATA_PARAMETERS", "resolve_settings"]
 
 PROFILES = ("smoke", "cpu", "fast", "full")
-MAX_SEEDS = 1000  # seeds per setting: far above any profile's; more is a typo that would plan forever
 DEVICES = ("cpu", "cuda", "auto")
 PRECISIONS = ("fp32", "bf16")
 

@@ -23,13 +23,12 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .archive import origin_of
 from .config import DATA_PARAMETERS, Settings, check_section, load_profile, resolve_settings
 from .data import describe_source
 from .execute import execute
 from .models import MODELS
 from .policy import scale_steps
-from .runs import RunConfig, RunRecord
+from .runs import RunConfig, RunRecord, origin_of
 from .schedule_specs import rescale
 from .selection import select
 from .history import declared_before, history_text, rule_before
