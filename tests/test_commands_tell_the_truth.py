@@ -15,7 +15,7 @@ from lrstudy.__main__ import main
 from lrstudy.archive import export_runs, import_archive
 from lrstudy.config import PROFILES
 from lrstudy.data import source_fingerprint
-from lrstudy.runqueue import select_runs
+from lrstudy.queue_selection import select_runs
 from lrstudy.runs import RunConfig, RunStore
 from lrstudy.schedule_specs import make_schedule
 

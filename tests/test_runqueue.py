@@ -18,7 +18,8 @@ from lrstudy.costs import run_cost, step_flops
 from lrstudy.experiments import EXPERIMENTS, clr_cifar10, super_convergence
 from lrstudy.models import build_model
 from lrstudy.queue_types import TimeBox, parse_duration
-from lrstudy.runqueue import EXIT_STOPPED, make_plan, select_runs
+from lrstudy.runqueue import EXIT_STOPPED, make_plan
+from lrstudy.queue_selection import select_runs
 from lrstudy.runs import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,7 +15,7 @@ import pytest
 from lrstudy.__main__ import main
 from lrstudy.archive import export_runs, import_archive
 from lrstudy.config import PROFILES
-from lrstudy.runqueue import select_runs
+from lrstudy.queue_selection import select_runs
 from lrstudy.runs import RunStore, origin_of, record_digest
 
 ROWS = [{"step": s, "epoch": s / 10, "lr": 0.01, "train_loss": 2.0 - s / 100, "train_acc": 10.0 + s,

@@ -70,7 +70,8 @@ def _add_selection(parser: argparse.ArgumentParser) -> None:
 
 
 def _selected_plan(args):
-    from .runqueue import make_plan, select_runs
+    from .runqueue import make_plan
+    from .queue_selection import select_runs
 
     runs = select_runs(args.notebooks, args.profile, seeds=args.seeds, seed_range=args.seed_range, only=args.only,
                        claims=args.claims, device=args.device, precision=args.precision,
@@ -251,7 +252,8 @@ def _hint_committed_runs(args, plan) -> None:
     committed runs were trained on other data (its results_data), say how many of them this
     selection would reuse with that data given."""
     from .experiments import load_profile
-    from .runqueue import make_plan, select_runs
+    from .runqueue import make_plan
+    from .queue_selection import select_runs
 
     profile = load_profile(args.profile)
     if args.data is not None or not profile.results_data or profile.results_data == profile.data:
