@@ -36,6 +36,7 @@ from .data import DATASET_CLASSES, DATASET_SHAPES
 from .execute import Sources, group_tasks, prepare_store, train_task_into_store
 from .fused import group_id
 from .queue_types import QueueResult, TimeBox, planned_device
+from .ray_executor import run_on_ray
 from .runs import RunConfig, RunStore
 
 __all__ = ["QueuedRun", "Task", "Plan", "make_plan", "run_queue", "stored_status", "EXIT_STOPPED",
@@ -303,8 +304,6 @@ def run_queue(plan: Plan, executor: str = "local", time_limit: float | None = No
         if executor == "local":
             return _run_locally(plan, box, progress)
         if executor == "ray":
-            from .ray_executor import run_on_ray
-
             return run_on_ray(plan, box, progress=progress, **ray_options)
     raise ValueError(f"executor {executor!r}; choose 'local' or 'ray'")
 

@@ -42,6 +42,8 @@ import torch
 
 from .checkpoints import Checkpointer
 from .files import atomic_write, file_lock
+from .models import MODELS
+from .optim import OPTIMIZERS
 from .paths import results_root
 from .policy import MAX_STEPS
 from .schedule_specs import make_schedule
@@ -189,8 +191,6 @@ class RunConfig:
                                 ("seed", 0, MAX_SEEDS)):
             if not low <= getattr(self, name) <= high:
                 raise ValueError(f"run config: {name}={getattr(self, name)} must be in [{low}, {high:g}]")
-        from .models import MODELS
-        from .optim import OPTIMIZERS
 
         for what, spec, known in (("model", self.model, MODELS), ("optimizer", self.optimizer, OPTIMIZERS)):
             if not isinstance(spec, dict) or spec.get("name") not in known:
