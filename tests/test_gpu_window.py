@@ -17,6 +17,7 @@ import torch
 
 from lrstudy import gpu_window
 from lrstudy.archive import import_archive
+from lrstudy.config import PROFILES
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCKED = ("papermill", "jupyter", "jupyter_client", "jupyter_core", "jupyterlab", "nbval", "nbformat", "nbconvert",
@@ -134,7 +135,7 @@ def test_a_window_killed_at_random_points_leaves_what_it_wrote_importable(tmp_pa
         announced = {line.split()[2] for line in (out / "window.log").read_text().splitlines()
                      if line.startswith("gpu-window: record ") and "written to" in line}
         monkeypatch.setenv("LRSTUDY_RESULTS", str(tmp_path / f"home-{i}"))
-        summary = import_archive(out)  # never raises: whatever the kill left is a readable output
+        summary = import_archive(out, profiles=PROFILES)  # never raises: whatever the kill left is a readable output
         records = sum(1 for _ in (tmp_path / f"home-{i}").glob("*/runs/*.json"))
         lines = sink.read_bytes().split(b"\n")[:written] if written else []
         assert records == sum(json.loads(line)["kind"] == "record" for line in lines), (at, summary)
@@ -147,11 +148,11 @@ def test_a_line_cut_off_by_a_kill_is_left_out_and_a_damaged_one_refuses_the_fold
     out = tmp_path / "out"
     out.mkdir()
     sink = out / "records.jsonl"
-    assert gpu_window.append_line(sink, gpu_window._files_entry("record", {"extra/x.txt": b"x"}))
+    assert gpu_window.append_line(sink, gpu_window.files_entry("record", {"extra/x.txt": b"x"}))
     sink.write_bytes(sink.read_bytes() + b'{"kind": "record", "fil')  # a kill in the middle of a write
     files, manifest = gpu_window.read_output(out)
     assert files == {"extra/x.txt": b"x"} and manifest["format"] == 1
-    assert gpu_window.append_line(sink, gpu_window._files_entry("record", {"extra/y.txt": b"y"}))  # cut line dropped
+    assert gpu_window.append_line(sink, gpu_window.files_entry("record", {"extra/y.txt": b"y"}))  # cut line dropped
     assert set(gpu_window.read_output(out)[0]) == {"extra/x.txt", "extra/y.txt"}
     sink.write_bytes(sink.read_bytes().replace(b'"eA=="', b'"eQ=="'))  # x's content, altered
     with pytest.raises(ValueError, match="differs from its digest"):
@@ -196,7 +197,7 @@ def test_a_windows_measurements_once_imported_replace_the_assumed_floor(tmp_path
         f"lone step,reduce-overhead,0.9")  # a row a kill cut off: left out
     monkeypatch.setenv("LRSTUDY_RESULTS", str(tmp_path / "home"))
     assert throughput_for("cuda") == ASSUMED_H100 and not ASSUMED_H100.measured  # (nothing imported yet)
-    import_archive(out)
+    import_archive(out, profiles=PROFILES)
     measured = throughput_for("cuda")
     assert measured.measured and measured.device == device and "measured by a GPU window" in measured.basis
     assert measured.step_floor_ms == 1.2 and measured.compile_s == 41.0

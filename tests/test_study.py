@@ -7,8 +7,8 @@ import pytest
 
 from lrstudy import execute as execute_mod
 from lrstudy.__main__ import main
-from lrstudy.config import load_profile, resolve_device
-from lrstudy.experiments import clr_cifar10, get_experiment
+from lrstudy.config import resolve_device
+from lrstudy.experiments import clr_cifar10, get_experiment, load_profile
 from lrstudy.knobs import CaffeNetKnobs, NetworkSize, read_knobs
 from lrstudy.paper import paper_table
 from lrstudy.stats import VERDICTS, Claim, mean_ci
@@ -38,7 +38,7 @@ def test_a_bad_knob_is_named_by_file_notebook_and_dotted_key(monkeypatch):
     ]:
         assert old in text
         bad = text.replace(old, new)
-        monkeypatch.setattr(study, "load_profile", lambda name, bad=bad: parse_profile(name, bad))
+        monkeypatch.setattr(study, "load_profile", lambda name, bad=bad, **registries: parse_profile(name, bad, **registries))
         with pytest.raises(ValueError, match=message):
             get_experiment("sgdr").settings("cpu")
 

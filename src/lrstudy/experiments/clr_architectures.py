@@ -27,11 +27,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from ..config import Settings
 from ..history import FIRST_OTHERS, REVISED, Revision
 from ..knobs import DeepNetKnobs, NetworkSize, eval_every, knob
 from ..paper import paper_table
 from ..stats import Claim
-from ..study import Experiment, Row, Settings, StudyResults
+from ..study import Experiment, Row, StudyResults
 
 AUGMENT = {"flip": True, "crop": 4, "pad_mode": "zeros"}
 TRAIN_IMAGES = 50_000

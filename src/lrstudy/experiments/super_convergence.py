@@ -21,11 +21,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from ..config import Settings
 from ..history import FIRST_OTHERS, SECONDARY, STUDY_RULES
 from ..knobs import DeepNetKnobs, NetworkSize, eval_every, knob
 from ..paper import paper_table, paper_value
 from ..stats import Agreement, AtLeast, Claim
-from ..study import Experiment, Row, Settings, StudyResults
+from ..study import Experiment, Row, StudyResults
 
 FLIPS = {"flip": True}
 OPT = {"name": "caffe_sgd", "momentum": 0.9, "weight_decay": 1e-4}
