@@ -140,7 +140,7 @@ def test_capture_is_a_profile_choice_that_moves_no_run_id():
         assert [c.id for _, c in experiment.run_configs(s)] == [c.id for _, c in experiment.run_configs(captured)], name
     text = (load_profile.__globals__["resources"].files("lrstudy") / "profiles" / "smoke.yaml").read_text()
     with pytest.raises(ValueError, match="capture names an unknown network 'alexnet'"):
-        parse_profile("smoke", text.replace("capture: []", "capture: [alexnet]"), notebooks=EXPERIMENTS,
+        parse_profile("smoke", text + "capture: [alexnet]\n", notebooks=EXPERIMENTS,
                       networks=MODELS)
 
 

@@ -46,6 +46,8 @@ def test_a_bad_knob_is_named_by_file_notebook_and_dotted_key(monkeypatch):
 def test_profiles_set_only_what_differs_from_the_defaults():
     """Each knob a profile gives changes what runs (a default repeated in a profile would hide which
     values are the profile's own), and the defaults are the papers': the full profile sets none."""
+    from lrstudy import study
+    from lrstudy.config import Profile, read_yaml
     from lrstudy.experiments import EXPERIMENTS
 
     for name in ("smoke", "cpu", "fast", "full"):
@@ -59,6 +61,31 @@ def test_profiles_set_only_what_differs_from_the_defaults():
                     given = {key: {part: one} if part else one}
                     assert read_knobs(experiment.knobs, given, name) != default, (name, experiment.name, key, part)
     assert load_profile("full").notebooks == {}
+    for name in ("smoke", "cpu", "fast", "full"):
+        text = (Path(study.__file__).parent / "profiles" / f"{name}.yaml").read_text()
+        for key, value in read_yaml(text, name).items():
+            default = Profile.__dataclass_fields__[key].default
+            assert key in ("description", "device", "seeds", "notebooks") or value != default, (name, key)
+
+
+def test_a_bad_profile_key_is_one_line_naming_the_file_and_the_key():
+    from lrstudy.config import parse_profile
+
+    required = {"description": "description: x", "device": "device: cpu", "seeds": "seeds: 1"}
+    defaults = parse_profile("cpu", "\n".join(required.values()), notebooks=None, networks=None)
+    assert (defaults.data, defaults.precision, defaults.capture, defaults.notebooks) == ("cifar10", "fp32", (), {})
+    for key, line, message in [
+        ("seeds", "seeds: 0", "cpu.yaml: seeds=0 is out of range; runs per setting"),
+        ("seeds", "seeds: 2.5", "cpu.yaml: seeds=2.5 has the wrong type"),
+        ("device", "device: tpu", "cpu.yaml: device='tpu' is out of range; .*'cuda'"),
+        ("device", "", "cpu.yaml: missing key 'device'"),
+        (None, "depth: 20", "cpu.yaml: unknown key 'depth'"),
+        (None, "capture: resnet", "cpu.yaml: capture='resnet' has the wrong type"),
+        (None, "results_data: ' '", "cpu.yaml: results_data=' ' is out of range"),
+    ]:
+        text = "\n".join([*(v for k, v in required.items() if k != key), line])
+        with pytest.raises(ValueError, match=message):
+            parse_profile("cpu", text, notebooks=None, networks=None)
 
 
 @pytest.mark.parametrize("call, message", [

@@ -19,10 +19,10 @@ import torch
 import yaml
 
 from .data import describe_source, public_source
-from .knobs import Knobs, knob_rows
+from .knobs import Knobs, knob, knob_rows, read_knobs
 from .runs import MAX_SEEDS
 
-__all__ = ["Profile", "PROFILES", "load_profile", "resolve_device", "check_section", "DeviceUnavailable",
+__all__ = ["Profile", "PROFILES", "load_profile", "resolve_device", "DeviceUnavailable",
            "Settings", "DATA_PARAMETERS", "resolve_settings"]
 
 PROFILES = ("smoke", "cpu", "fast", "full")
@@ -36,75 +36,42 @@ class DeviceUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class Profile:
+    """A profile: its name (the file's) and its top-level keys, each a knob with its meaning; a
+    profile file gives the keys without a default and those where it differs from the default."""
+
     name: str
-    description: str
-    data: str  # default CIFAR-10 source; the `data` parameter / DATA= overrides it
-    data_cifar100: str  # default CIFAR-100 source (`data_cifar100` parameter)
-    data_mnist: str  # default MNIST source (`data_mnist` parameter)
-    device: str
-    precision: str
-    seeds: int
-    checkpoint_every: int
-    fuse: int  # up to this many runs of one small net trained as one batched computation (1: never)
-    compile: bool  # torch.compile the networks (worth it on a GPU, not on a CPU)
-    capture: tuple = ()  # networks whose whole training step is captured (CUDA graphs), when compiling
-    notebooks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    priority: tuple[str, ...] = ()  # notebooks whose claims the run queue completes before any other's
-    # The CIFAR-10 data label the profile's committed runs were trained on (e.g. cifar10-jpeg): what
-    # the commands that only read the store (status, scorecard) judge when no --data is given. None:
-    # the profile's `data`. Training without --data still uses `data`.
-    results_data: str | None = None
+    description: str = knob(text="a sentence saying what the profile is for")
+    device: str = knob(text=f"where missing runs are trained: one of {list(DEVICES)}", choices=DEVICES)
+    seeds: int = knob(text=f"runs per setting, a whole number in [1, {MAX_SEEDS}]", at_least=1, at_most=MAX_SEEDS)
+    data: str = knob("cifar10", "the CIFAR-10 source: cifar10, synthetic or a path (the `data` parameter or DATA= "
+                                "overrides it)", nonblank=True)
+    data_cifar100: str = knob("cifar100", "the CIFAR-100 source: cifar100, synthetic-cifar100 or a path (the "
+                                          "`data_cifar100` parameter overrides it)", nonblank=True)
+    data_mnist: str = knob("mnist", "the MNIST source: mnist, synthetic-mnist or a path (the `data_mnist` parameter "
+                                    "overrides it)", nonblank=True)
+    # what the commands that only read the store (status, scorecard) judge when no --data is given
+    results_data: str | None = knob(None, "the CIFAR-10 data label the profile's committed runs were trained on "
+                                          "(e.g. cifar10-jpeg); null: the label of `data`. Training without --data "
+                                          "still uses `data` (other images: every run again)", nonblank=True)
+    precision: str = knob("fp32", f"one of {list(PRECISIONS)}; bf16 = bfloat16 autocast for forward passes",
+                          choices=PRECISIONS)
+    checkpoint_every: int = knob(2000, "updates between checkpoints of a run in progress (a killed run resumes from "
+                                       "the last), >= 1", at_least=1)
+    fuse: int = knob(1, "on CUDA, up to this many runs of one small net train as one batched computation (1: never; "
+                        "on a CPU none unless asked, as it is slower there)", at_least=1)
+    compile: bool = knob(False, "whether to torch.compile the networks (worth it on a GPU, not on a CPU)")
+    capture: tuple[str, ...] = knob((), "networks (e.g. [caffe_cifar10_full, lenet]) whose whole training step is "
+                                        "captured as CUDA graphs (torch.compile mode reduce-overhead) when the profile "
+                                        "compiles; [] for none")
+    priority: tuple[str, ...] = knob((), "notebooks whose claims the run queue completes before any other's (the "
+                                         "Caffe-net tables first, say: [clr_range_test, clr_cifar10, clr_adaptive]); "
+                                         "[]: by evidence per minute")
+    notebooks: Mapping[str, Any] = knob(text="each notebook's knobs that differ from its defaults, by notebook name "
+                                             "(each experiment declares and checks its own)", factory=dict)
 
     def section(self, notebook: str) -> Any:
         """The notebook's knobs that this profile sets, as written ({} where it keeps every default)."""
         return self.notebooks.get(notebook) or {}
-
-
-def check_section(where: str, values: Mapping[str, Any], spec: Mapping[str, tuple]) -> dict:
-    """Validate a mapping against ``{key: (type_or_types, check, description)}``.
-
-    Unknown keys, missing keys, wrong types and failed checks raise one ``ValueError`` naming the
-    key, the value and what is allowed.
-    """
-    unknown = sorted(set(values) - set(spec))
-    if unknown:
-        raise ValueError(f"{where}: unknown key {unknown[0]!r} (allowed: {sorted(spec)})")
-    out = {}
-    for key, (types, check, allowed) in spec.items():
-        if key not in values:
-            raise ValueError(f"{where}: missing key {key!r} ({allowed})")
-        value = values[key]
-        if isinstance(value, bool) and bool not in _as_tuple(types):
-            raise ValueError(f"{where}: {key}={value!r} has the wrong type; {allowed}")
-        if not isinstance(value, types):
-            raise ValueError(f"{where}: {key}={value!r} has the wrong type; {allowed}")
-        if check is not None and not check(value):
-            raise ValueError(f"{where}: {key}={value!r} is out of range; {allowed}")
-        out[key] = value
-    return out
-
-
-def _as_tuple(types) -> tuple:
-    return types if isinstance(types, tuple) else (types,)
-
-
-_PROFILE_SPEC = {
-    "description": (str, None, "a sentence saying what the profile is for"),
-    "data": (str, lambda v: v.strip() != "", "a CIFAR-10 source: cifar10, synthetic or a path"),
-    "data_cifar100": (str, lambda v: v.strip() != "", "a CIFAR-100 source: cifar100, synthetic-cifar100 or a path"),
-    "data_mnist": (str, lambda v: v.strip() != "", "an MNIST source: mnist, synthetic-mnist or a path"),
-    "device": (str, lambda v: v in DEVICES, f"one of {list(DEVICES)}"),
-    "precision": (str, lambda v: v in PRECISIONS, f"one of {list(PRECISIONS)}"),
-    "seeds": (int, lambda v: 1 <= v <= MAX_SEEDS, f"a whole number in [1, {MAX_SEEDS}]"),
-    "checkpoint_every": (int, lambda v: v >= 1, "updates between checkpoints of a run in progress, >= 1"),
-    "fuse": (int, lambda v: v >= 1, "how many runs of one small net may train as one batched computation (1: never)"),
-    "compile": (bool, None, "whether to torch.compile the networks (true or false)"),
-    "capture": (list, lambda v: all(isinstance(n, str) for n in v),
-                "a list of network names (e.g. [caffe_cifar10_full, lenet]) whose whole training step is "
-                "captured as CUDA graphs (torch.compile mode reduce-overhead) when the profile compiles; [] for none"),
-    "notebooks": (dict, None, "a mapping from notebook name to its settings"),
-    "priority": (list, None, "notebooks whose claims the run queue completes first, e.g. [clr_cifar10]; [] for none"),
-}
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -154,23 +121,19 @@ def parse_profile(name: str, text: str, *, notebooks: Collection[str] | None,
     raw = read_yaml(text, where) or {}
     if not isinstance(raw, dict):
         raise ValueError(f"{where}: expected a mapping of settings, found {type(raw).__name__}")
-    results_data = raw.pop("results_data", None)  # (optional, unlike the keys of _PROFILE_SPEC)
-    if results_data is not None and not (isinstance(results_data, str) and results_data.strip()):
-        raise ValueError(f"{where}: results_data={results_data!r} must name a data label (e.g. cifar10-jpeg)")
-    values = check_section(where, raw, _PROFILE_SPEC)
+    profile = read_knobs(Profile, raw, where, name=name)
     if notebooks is not None:
-        unknown = sorted(set(values["notebooks"]) - set(notebooks))
+        unknown = sorted(set(profile.notebooks) - set(notebooks))
         if unknown:
             raise ValueError(f"{where}: unknown notebook section {unknown[0]!r} (known: {sorted(notebooks)})")
-        unknown = [n for n in values["priority"] if n not in notebooks]
+        unknown = [n for n in profile.priority if n not in notebooks]
         if unknown:
             raise ValueError(f"{where}: priority names unknown notebook {unknown[0]!r} (known: {sorted(notebooks)})")
     if networks is not None:
-        unknown = sorted(set(values["capture"]) - set(networks))
+        unknown = sorted(set(profile.capture) - set(networks))
         if unknown:
             raise ValueError(f"{where}: capture names an unknown network {unknown[0]!r} (known: {sorted(networks)})")
-    return Profile(name=name, **{**values, "priority": tuple(values["priority"]), "capture": tuple(values["capture"])},
-                   results_data=results_data)
+    return profile
 
 
 # Every data set a row may train on, and the parameter naming its source: the notebooks' papermill

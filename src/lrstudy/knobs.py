@@ -4,8 +4,9 @@ default, their type, their allowed range and the sentence that explains them.
 A profile's section holds only what differs from the defaults; :func:`read_knobs` checks each key
 it gives against its field (type, range, unknown keys) and raises one ``ValueError`` line naming
 the file or section, the key and what is allowed. Experiments build their knob classes from the
-shared pieces here: :class:`Knobs` (the budget), :class:`CaffeNetKnobs`, :class:`DeepNetKnobs` (batch and data subsets of
-the deep-net experiments), :func:`eval_every` and the network sizes, spelled one way everywhere::
+shared pieces here: :class:`Knobs` (the budget), :class:`CaffeNetKnobs`, :class:`DeepNetKnobs`
+(batch and data subsets of the deep-net experiments), :func:`eval_every` and the network sizes,
+spelled one way everywhere::
 
     networks: {resnet: {depth: 20}, wrn: {depth: 16, width: 4}}
 """
@@ -24,14 +25,15 @@ __all__ = ["knob", "read_knobs", "knob_rows", "eval_every", "Knobs", "CaffeNetKn
 K = TypeVar("K")
 
 
-def knob(default: Any = MISSING, text: str = "", *, above: float | None = None, at_least: float | None = None,
-         at_most: float | None = None, choices: tuple | None = None, nonblank: bool = False) -> Any:
+def knob(default: Any = MISSING, text: str = "", *, factory: Any = MISSING, above: float | None = None,
+         at_least: float | None = None, at_most: float | None = None, choices: tuple | None = None,
+         nonblank: bool = False) -> Any:
     """A dataclass field that a profile may set: ``text`` says what it means and what is allowed
     (it ends every error about the key); the range (``above``, ``at_least``, ``at_most``,
-    ``choices``, ``nonblank`` for text) is checked on every value that is not None. No default:
-    every profile must give it."""
+    ``choices``, ``nonblank`` for text) is checked on every value that is not None. No default
+    (nor ``factory``, which makes a mutable one): every profile must give it."""
     limits = {"above": above, "at_least": at_least, "at_most": at_most, "choices": choices, "nonblank": nonblank}
-    return dataclasses.field(default=default, metadata={"text": text, **limits})
+    return dataclasses.field(default=default, default_factory=factory, metadata={"knob": True, "text": text, **limits})
 
 
 def eval_every(default: int) -> int:
@@ -39,17 +41,18 @@ def eval_every(default: int) -> int:
     return knob(default, "iterations between test-set evaluations, >= 1", at_least=1)
 
 
-def read_knobs(kind: type[K], values: Any, where: str, base: K | None = None) -> K:
-    """``kind`` from a profile's mapping: the defaults (or ``base``'s values) with the given keys
-    replaced, each checked against its field. A nested knob class (a network's size) is read the
-    same way from a nested mapping, its keys named with dots (``networks.resnet.depth``)."""
-    return _read(kind, values, where, "", base)
+def read_knobs(kind: type[K], values: Any, where: str, **fixed: Any) -> K:
+    """``kind`` from a profile's mapping: its knob fields' defaults with the given keys replaced,
+    each checked against its field, and its other fields from ``fixed``. A nested knob class (a
+    network's size) is read the same way from a nested mapping, starting from the default's values,
+    its keys named with dots (``networks.resnet.depth``)."""
+    return _read(kind, values, where, "", None, fixed)
 
 
-def _read(kind: type, values: Any, where: str, prefix: str, base: Any) -> Any:
+def _read(kind: type, values: Any, where: str, prefix: str, base: Any, fixed: Mapping[str, Any]) -> Any:
     if not isinstance(values, Mapping):
         raise ValueError(f"{where}: {prefix.rstrip('.') or 'the section'}={values!r} must be a mapping of settings")
-    fields = {f.name: f for f in dataclasses.fields(kind) if f.init}
+    fields = {f.name: f for f in dataclasses.fields(kind) if f.metadata.get("knob")}
     unknown = sorted(set(values) - set(fields), key=str)
     if unknown:
         raise ValueError(f"{where}: unknown key {prefix + str(unknown[0])!r} (allowed: {sorted(fields)})")
@@ -62,12 +65,12 @@ def _read(kind: type, values: Any, where: str, prefix: str, base: Any) -> Any:
         return dataclasses.replace(base, **given)
     for name, f in fields.items():
         if name not in given and f.default is MISSING and f.default_factory is MISSING:
-            raise ValueError(f"{where}: missing key {prefix + name!r} ({f.metadata.get('text', '')})")
-    return kind(**given)
+            raise ValueError(f"{where}: missing key {prefix + name!r} ({f.metadata['text']})")
+    return kind(**fixed, **given)
 
 
 def _read_value(hint: Any, f: dataclasses.Field, value: Any, where: str, key: str, current: Any) -> Any:
-    text = f.metadata.get("text", "")
+    text = f.metadata["text"]
     wrong = ValueError(f"{where}: {key}={value!r} has the wrong type; {text}")
     options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     if value is None:
@@ -76,7 +79,7 @@ def _read_value(hint: Any, f: dataclasses.Field, value: Any, where: str, key: st
         return None
     kind = next(option for option in options if option is not type(None))
     if dataclasses.is_dataclass(kind):
-        return _read(kind, value, where, key + ".", current if dataclasses.is_dataclass(current) else None)
+        return _read(kind, value, where, key + ".", current if dataclasses.is_dataclass(current) else None, {})
     typed = _typed(kind, value, wrong)
     limits = f.metadata
     inside = ((limits.get("above") is None or typed > limits["above"])
@@ -111,11 +114,13 @@ def knob_rows(knobs: Any, prefix: str = "") -> list[tuple[str, Any, str]]:
     """``(key, value, meaning)`` for every knob, nested ones by their dotted key."""
     out = []
     for f in dataclasses.fields(knobs):
+        if not f.metadata.get("knob"):
+            continue
         value = getattr(knobs, f.name)
         if dataclasses.is_dataclass(value):
             out += knob_rows(value, f"{prefix}{f.name}.")
         else:
-            out.append((prefix + f.name, value, f.metadata.get("text", "")))
+            out.append((prefix + f.name, value, f.metadata["text"]))
     return out
 
 
