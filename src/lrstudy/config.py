@@ -1,10 +1,12 @@
 """Profiles and parameter checking: how much of each paper's budget a reproduction spends, on what, with how many seeds.
 
 Each profile is a small YAML file in ``lrstudy/profiles/`` (``smoke``, ``cpu``, ``fast``, ``full``).
-Top-level keys apply to every notebook; ``notebooks.<name>`` holds that notebook's own knobs, which
-its experiment module declares and checks. Notebooks receive the profile's *name* as a papermill
+A file gives only what differs from the defaults: top-level keys (the knob fields of :class:`Profile`)
+apply to every notebook; ``notebooks.<name>`` holds that notebook's own knobs, which its experiment
+module declares (a :class:`~lrstudy.knobs.Knobs` dataclass) and checks. Notebooks receive the profile's *name* as a papermill
 parameter (plus optional overrides) and resolve it here, so every value is validated before any
-work starts.
+work starts. A profile with one experiment's knobs and the overrides given is that experiment's
+:class:`Settings`, which every layer above passes around.
 """
 
 from __future__ import annotations
@@ -173,7 +175,7 @@ class Settings:
 
 
 def resolve_settings(experiment: str, profile: Profile, knobs: Knobs, seeds, device, data_sets: Sequence[str],
-              sources: Mapping[str, str | None], precision: str | None = None) -> Settings:
+                     sources: Mapping[str, str | None], precision: str | None = None) -> Settings:
     """Settings from a profile plus overrides (``None`` keeps the profile's value); ``sources``
     holds a source per data parameter (``data``, ``data_cifar100``, ...) the experiment takes."""
     if seeds is None:
