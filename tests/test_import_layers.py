@@ -31,8 +31,8 @@ LAYERS: list[tuple[str, list[str]]] = [
                          "experiments.clr_range_test", "experiments.sgdr", "experiments.super_convergence",
                          "experiments"]),
     ("runs chosen, moved between machines, checked", ["queue_selection", "gpu_window", "archive", "gpucheck",
-                                                       "budgets", "reproduce"]),
-    ("pages", ["plots", "pages", "notebook", "scorecard"]),
+                                                       "budgets"]),
+    ("pages and their publishing", ["plots", "pages", "notebook", "scorecard", "reproduce"]),
     ("command line", ["__main__"]),
     ("a GPU window's runs stage, around the command line", ["window_relay"]),
 ]

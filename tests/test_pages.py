@@ -100,6 +100,64 @@ def test_a_rendered_page_reads_offline_and_links_its_neighbours(tmp_path):
     assert (folder / "schedules.html").read_text().count(pages.NAV_START) == 1
 
 
+def _figure(colour: str) -> str:
+    """A small PNG, base64 as a notebook holds it."""
+    import base64
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(2, 1))
+    ax.plot([0, 1], [0, 1], color=colour)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _notebook_with_figure(path: Path, colour: str) -> None:
+    import nbformat
+
+    cell = nbformat.v4.new_code_cell("plot()")
+    figure = {"image/png": _figure(colour), "text/plain": "<Figure>"}
+    cell.outputs = [nbformat.v4.new_output("display_data", data=figure)]
+    nbformat.write(_notebook([nbformat.v4.new_markdown_cell("# A figure"), cell]), path)
+
+
+def test_a_figure_is_one_file_both_renders_show_and_the_style_sheet_one_per_folder(tmp_path):
+    """The executed notebook keeps its figure; the two renders link one PNG in <name>_files/ and
+    one style sheet for the folder, instead of a copy of each inside each page."""
+    folder = tmp_path / "smoke"
+    folder.mkdir()
+    for name in ("schedules", "clr_range_test"):
+        _notebook_with_figure(folder / f"{name}.ipynb", "C0")
+        pages.render(folder / f"{name}.ipynb")
+    figures = list((folder / "schedules_files").glob("*.png"))
+    assert len(figures) == 1
+    for page in (folder / "schedules.html", folder / "schedules.reader.html"):
+        text = page.read_text()
+        assert "data:image/png" not in text and "<style" not in text.split("</head>")[0]
+        assert pages.page_assets(page) == [f"style.{_one_style(folder)}.css", f"schedules_files/{figures[0].name}"]
+    assert "image/png" in (folder / "schedules.ipynb").read_text()  # the canonical copy keeps its outputs
+    assert len(list(folder.glob("style.*.css"))) == 1
+    assert pages.check([folder]) == []
+
+    (folder / "schedules_files" / "notes.txt").write_text("not render's")
+    _notebook_with_figure(folder / "schedules.ipynb", "C3")  # a figure that changed
+    pages.render(folder / "schedules.ipynb")
+    now = sorted(p.name for p in (folder / "schedules_files").iterdir())
+    assert figures[0].name not in now and "notes.txt" in now and len(now) == 2
+    assert pages.check([folder]) == []
+
+
+def _one_style(folder: Path) -> str:
+    (sheet,) = folder.glob("style.*.css")
+    return sheet.name.split(".")[1]
+
+
 def test_the_summary_counts_paper_claims_apart_and_names_evidence_against_the_paper():
     """An inconclusive verdict whose estimate lies on the wrong side of the rule still goes against
     the paper, and the page says so; the study's added comparisons are counted apart."""
@@ -168,6 +226,12 @@ PAGE = "<html><head></head><body>{}</body></html>"
     ("<pre>loaded /home/someone/cifar</pre>", "machine path"),
     ("<pre>seed 1:  45%|####5     | 450/1000 [00:02&lt;00:03, 150.2it/s]</pre>", "progress-bar"),
     ('<a href="elsewhere.html">next</a>', "dead relative link"),
+    ('<img src="page_files/0123456789abcdef.png">', "dead relative link"),
+    ('<link rel="stylesheet" href="style.0123456789ab.css">', "dead relative link"),
+    ('<img src="/opt/pages/figure.png">', "absolute path"),
+    ('<img src="file:///C:/pages/figure.png">', "absolute path"),
+    ('<img src="data:image/png;base64,' + "A" * 9000 + '">', "figure embedded"),
+    ("<style>" + "p { color: red; }" * 2000 + "</style>", "style sheet embedded"),
     ('<script src="https://cdn.example.org/mathjax.js"></script>', "network"),
 ])
 def test_the_page_test_finds_each_kind_of_problem(tmp_path, body, problem):
@@ -184,6 +248,19 @@ def test_the_page_test_passes_math_code_and_live_links(tmp_path):
                                 '<a href="next.html#top">next</a> <a href="https://arxiv.org/abs/1506.01186">paper</a>'
                                 '<img src="data:image/png;base64,AAAA"></p>'))
     assert pages.check([tmp_path]) == []
+
+
+def test_the_page_test_reads_the_files_a_style_sheet_names(tmp_path):
+    page = tmp_path / "page.html"
+    page.write_text(PAGE.format('<link rel="stylesheet" href="style.0123456789ab.css">'))
+    sheet = tmp_path / "style.0123456789ab.css"
+    sheet.write_text("a { background: url(data:image/svg+xml;base64,AAAA) } b { background: url('fonts/a.woff') }")
+    assert "not there: fonts/a.woff" in pages.check([page])[0]
+    (tmp_path / "fonts").mkdir()
+    (tmp_path / "fonts" / "a.woff").write_text("")
+    assert pages.check([page]) == []
+    sheet.write_text("b { background: url(/usr/share/fonts/a.woff) }")
+    assert "absolute path" in pages.check([page])[0]
 
 
 def _store(folder: Path, runs: list[tuple[str, str, int]]) -> None:

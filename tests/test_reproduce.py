@@ -91,6 +91,36 @@ def test_a_page_is_replaced_only_by_one_showing_at_least_its_runs(scratch):
     assert (root / "smoke" / "sgdr.html").read_text() == "new"
 
 
+def test_a_page_is_published_with_the_files_it_links_and_never_without_them(scratch):
+    """Figures and the style sheet go before the page that links them; a page linking a file that
+    was not rendered is not published; afterwards the figures no page links go, nothing else."""
+    root, staged = scratch / "results", scratch / "build"
+    target = root / "smoke"
+    (target / "sgdr_files").mkdir(parents=True)
+    (staged / "sgdr_files").mkdir(parents=True)
+    old_figure, new_figure = "sgdr_files/" + "a" * 16 + ".png", "sgdr_files/" + "b" * 16 + ".png"
+    sheet = "style." + "c" * 12 + ".css"
+    (target / old_figure).write_text("old figure")
+    (target / "sgdr_files" / "notes.txt").write_text("someone's")
+    (target / "sgdr.ipynb").write_text("no runs")
+    (target / "sgdr.html").write_text(f'<img src="{old_figure}">')
+    (staged / "sgdr.ipynb").write_text("no runs")
+    page = f'<link rel="stylesheet" href="{sheet}"><img src="{new_figure}">'
+    (staged / "sgdr.html").write_text(page)
+    (staged / "sgdr.reader.html").write_text(page)
+    (staged / new_figure).write_text("new figure")
+    assert publish("smoke", ["sgdr"], staged) == ([], [f"sgdr: the new page links {sheet}, which is not a file rendered "
+                                                        "beside it; kept the page there"])
+    assert (target / "sgdr.html").read_text() == f'<img src="{old_figure}">' and not (target / new_figure).exists()
+    (staged / sheet).write_text("p {}")
+    assert publish("smoke", ["sgdr"], staged) == (["sgdr"], [])
+    assert (target / "sgdr.reader.html").read_text() == page
+    assert (target / new_figure).read_text() == "new figure" and (target / sheet).exists()
+    assert not (target / old_figure).exists() and (target / "sgdr_files" / "notes.txt").exists()
+    (staged / "sgdr.html").write_text('<img src="../elsewhere.png">')
+    assert "not a file rendered beside it" in publish("smoke", ["sgdr"], staged)[1][0]
+
+
 def test_a_scorecard_page_is_replaced_only_by_one_with_as_many_claims_with_runs(scratch):
     root, staged = scratch / "results", scratch / "build"
     staged.mkdir()

@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 from IPython.display import HTML, Markdown, display
+from pandas.io.formats.style import Styler
 
 from .config import DATA_PARAMETERS, Settings
 from .data import describe_source
@@ -96,7 +97,9 @@ def table_html(table: pd.DataFrame) -> str:
     styles = [{"selector": f"td.col{i}, th.col_heading.col{i}", "props": "text-align: left"} for i in text]
     # an id from the content, not a random one: a page re-rendered from the same runs stays the same
     uuid = hashlib.sha256(shown.to_csv().encode()).hexdigest()[:10]
-    return shown.style.set_uuid(uuid).set_table_styles(styles).to_html()
+    # no id on every data cell (cell_ids=False): the styles select columns by class, and the ids were
+    # a fifth of a page's bytes
+    return Styler(shown, uuid=uuid, cell_ids=False).set_table_styles(styles).to_html()
 
 
 def _numeric_text(cell: str) -> bool:

@@ -7,9 +7,17 @@ label in the page's summary box, never by a path of the machine that ran it), st
 lines go, formulas become MathML at build time (no MathJax from a CDN: a page reads the same
 offline), and every page gets a bar linking its index, its neighbours and its other render.
 
+A page's figures and its style sheet are files beside it, not base64 and ``<style>`` copies inside
+it (the executed notebook keeps its figures, as the canonical copy): both renders of ``<name>``
+show the same ``<name>_files/<hash>.png``, and every page of a folder links the one
+``style.<hash>.css``. Names are content hashes, so a re-render that changes a figure or the
+style sheet adds a file instead of changing one an older page still shows; files no page links
+any more go (:func:`prune_assets`, which only ever deletes files named as render names them).
+
 ``check`` is the page test: it fails a page on a truncated table, raw TeX outside a math node, a
-machine path, a progress-bar line, a dead relative link, a script or style sheet fetched from the
-network, and a summary box whose devices or seeds disagree with the run records it names.
+machine path, a progress-bar line, a dead relative link or asset (a style sheet's ``url()`` too),
+an absolute path, a script or style sheet fetched from the network, a figure or style sheet
+embedded whole, and a summary box whose devices or seeds disagree with the run records it names.
 
     python -m lrstudy.pages render results/cpu/clr_cifar10.ipynb
     python -m lrstudy.pages link results/cpu
@@ -20,6 +28,8 @@ network, and a summary box whose devices or seeds disagree with the run records 
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import json
 import re
 import shutil
@@ -29,7 +39,7 @@ from pathlib import Path
 from typing import Iterable
 
 __all__ = ["clean_notebook", "tex_to_mathml", "render", "link", "check", "check_page", "screenshot", "stored_records",
-           "PAGE_ORDER"]
+           "page_assets", "prune_assets", "PAGE_ORDER"]
 
 # The pages of a profile in the order a reader meets them (the Makefile's NOTEBOOKS order).
 PAGE_ORDER = ("schedules", "clr_range_test", "clr_cifar10", "clr_adaptive", "clr_architectures", "sgdr",
@@ -46,6 +56,17 @@ RAW_TEX = re.compile(r"\\[a-zA-Z]{2,}|\$[^$\s][^$]*[_^][^$]*\$")
 # pandas' marks of a cut table: a "..." cell, or the "[70 rows x 10 columns]" footer
 TRUNCATED_CELL = {"...", "…"}
 TRUNCATED_FOOTER = re.compile(r"\d+ rows [×x] \d+ columns")
+
+# The files render writes beside a page, named by their content: <name>_files/<16 hex>.png|.jpeg
+# (figures) and style.<12 hex>.css (the template's style sheet, one per folder).
+FIGURE_TYPES = {"image/png": "png", "image/jpeg": "jpeg"}
+FIGURE_FILE = re.compile(r"[0-9a-f]{16}\.(?:png|jpeg)")
+STYLE_FILE = re.compile(r"style\.[0-9a-f]{12}\.css")
+# The relative files a page loads: images, style sheets, scripts (not the pages it links to).
+ASSET_REF = re.compile(r"<(?:img|link|script)\b[^>]*?\s(?:src|href)=\"([^\"]+)\"", re.I)
+STYLE_BLOCK = re.compile(r"<style[^>]*>(.*?)</style>\s*", re.S | re.I)
+# Above these, a figure or a style sheet inside a page is one render forgot to write as a file.
+EMBEDDED_FIGURE_LIMIT, EMBEDDED_STYLE_LIMIT = 8_000, 20_000
 
 
 # ---------------------------------------------------------------- cleaning an executed notebook
@@ -103,27 +124,104 @@ def tex_to_mathml(markdown: str) -> str:
 
 def render(notebook: Path) -> list[Path]:
     """``<name>.html`` and ``<name>.reader.html`` beside an executed notebook, which is cleaned in
-    place first (see :func:`clean_notebook`); then the folder's navigation is renewed."""
+    place first (see :func:`clean_notebook`), with their figures in ``<name>_files/`` and the
+    style sheet in ``style.<hash>.css``; then the folder's navigation is renewed. The files a page
+    links are written before the page, so a render that fails leaves no page without them."""
     import nbformat
     from nbconvert import HTMLExporter
 
     notebook = Path(notebook)
+    folder = notebook.parent
     nb = nbformat.reads(notebook.read_text(), as_version=4)
     clean_notebook(nb)
     notebook.write_text(nbformat.writes(nb))
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             cell.source = tex_to_mathml(cell.source)
-    written = []
+    _figures_to_files(nb, folder, notebook.stem)
+    pages = {}
     for suffix, reader in (("", False), (READER, True)):
         exporter = HTMLExporter(template_name="lab", exclude_input=reader, exclude_input_prompt=reader,
                                 exclude_output_prompt=reader)
         body, _ = exporter.from_notebook_node(nb)
-        path = notebook.with_name(notebook.stem + suffix + ".html")
-        path.write_text(_offline(body))
-        written.append(path)
-    link(notebook.parent)
-    return written
+        pages[notebook.with_name(notebook.stem + suffix + ".html")] = _style_to_file(_offline(body), folder)
+    for path, page in pages.items():
+        _write_file(path, page.encode())
+    prune_assets(folder, notebook.stem)
+    link(folder)
+    return list(pages)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """Write a file whole or not at all (readers see the old one or the new one); a file that
+    already holds ``data`` is left alone (content-named assets are written once)."""
+    from .checkpoints import atomic_write
+
+    if path.exists() and path.read_bytes() == data:
+        return
+    atomic_write(path, data)
+
+
+def _figures_to_files(nb, folder: Path, name: str) -> None:
+    """Write each figure output of ``nb`` once, to ``<name>_files/<hash>.<ext>`` beside the page,
+    and point the output at it (the HTML template then links the file instead of inlining it)."""
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            for mime, ext in FIGURE_TYPES.items():
+                if mime not in output.get("data", {}):
+                    continue
+                data = base64.b64decode(output["data"][mime])
+                relative = f"{name}_files/{hashlib.sha256(data).hexdigest()[:16]}.{ext}"
+                _write_file(folder / relative, data)
+                output.setdefault("metadata", {}).setdefault("filenames", {})[mime] = relative
+
+
+def _style_to_file(page: str, folder: Path) -> str:
+    """A page whose ``<head>`` style blocks (the template's ~270 kB style sheet, the same for every
+    page) are one linked ``style.<hash>.css`` in ``folder``, in their order."""
+    head_end = page.find("</head>")
+    head = page[:head_end]
+    blocks = STYLE_BLOCK.findall(head)
+    if head_end < 0 or not blocks:
+        return page
+    css = "\n".join(blocks).encode()
+    style = f"style.{hashlib.sha256(css).hexdigest()[:12]}.css"
+    _write_file(folder / style, css)
+    first = STYLE_BLOCK.search(head)
+    head = (head[:first.start()] + f'<link rel="stylesheet" href="{style}">\n'
+            + STYLE_BLOCK.sub("", head[first.start():]))
+    return head + page[head_end:]
+
+
+def page_assets(page: Path) -> list[str]:
+    """The files a page loads (figures, style sheets, scripts), as the relative paths it names
+    them by; links to other pages, data URIs and network addresses are not among them."""
+    try:
+        text = Path(page).read_text(errors="replace")
+    except OSError:
+        return []
+    found = []
+    for target in ASSET_REF.findall(text):
+        local = target.split("#", 1)[0].split("?", 1)[0]
+        if local and not re.match(r"[a-z][a-z0-9+.-]*:|//", local, re.I) and local not in found:
+            found.append(local)
+    return found
+
+
+def prune_assets(folder: Path, name: str) -> list[Path]:
+    """Delete the figures in ``<name>_files/`` that neither render of ``<name>`` links, and the
+    folder's style sheets that no page links -- only files named as render names them, so nothing
+    another tool put there. Returns what went."""
+    folder = Path(folder)
+    linked = {(folder / target).resolve() for page in folder.glob("*.html") for target in page_assets(page)}
+    candidates = [f for f in (folder / f"{name}_files").glob("*") if FIGURE_FILE.fullmatch(f.name)]
+    candidates += [f for f in folder.glob("style.*.css") if STYLE_FILE.fullmatch(f.name)]
+    gone = [f for f in candidates if f.resolve() not in linked]
+    for path in gone:
+        path.unlink()
+    if (folder / f"{name}_files").is_dir() and not any((folder / f"{name}_files").iterdir()):
+        (folder / f"{name}_files").rmdir()
+    return gone
 
 
 def _offline(page: str) -> str:
@@ -252,9 +350,14 @@ def check_page(page: Path, records: dict[str, dict] | None = None) -> list[str]:
         for node in soup.find_all(tag):
             target = node.get(attribute)
             if not target or target.startswith(("data:", "#", "mailto:")):
+                if (target or "").startswith("data:image/") and len(target) > EMBEDDED_FIGURE_LIMIT:
+                    problem("a figure embedded in the page (render writes it to <name>_files/)")
                 continue
             if MACHINE_PATH.search(target):
                 problem(f"a machine path in a link: {target}")
+            if _absolute(target):
+                problem(f"an absolute path of the machine in a link: {target}")
+                continue
             if re.match(r"[a-z][a-z0-9+.-]*:", target, re.I):
                 if tag in ("script", "link") and target.startswith(("http:", "https:", "//")):
                     problem(f"fetches {target} from the network (a page must read the same offline)")
@@ -262,11 +365,41 @@ def check_page(page: Path, records: dict[str, dict] | None = None) -> list[str]:
             local = target.split("#", 1)[0].split("?", 1)[0]
             if local and not (page.parent / local).exists():
                 problem(f"a dead relative link: {target}")
+    for style in soup.find_all("style"):
+        if len(style.get_text()) > EMBEDDED_STYLE_LIMIT:
+            problem("a style sheet embedded in the page (render links style.<hash>.css)")
+            break
+    for sheet in soup.find_all("link", rel="stylesheet"):
+        problems += [f"{page}: {p}" for p in _check_style_sheet(page.parent, sheet.get("href") or "")]
     for script in soup.find_all("script"):
         imported = re.search(r"import\(\s*[\"'](https?://[^\"']+)", script.get_text())
         if imported:
             problem(f"imports {imported.group(1)} from the network (a page must read the same offline)")
     problems += _check_header(page, soup, stored_records(page.parent) if records is None else records)
+    return problems
+
+
+def _absolute(target: str) -> bool:
+    """A link by an absolute path or file address, which reads only on the machine that wrote it."""
+    return target.startswith(("/", "\\", "file:")) and not target.startswith("//") or bool(
+        re.match(r"[a-z]:[\\/]", target, re.I))
+
+
+def _check_style_sheet(folder: Path, href: str) -> list[str]:
+    """The problems of a linked local style sheet: a ``url()`` naming an absolute path, or a file
+    that does not exist (relative to the sheet)."""
+    sheet = folder / href.split("#", 1)[0].split("?", 1)[0]
+    if re.match(r"[a-z][a-z0-9+.-]*:|//", href, re.I) or not sheet.is_file():
+        return []  # the network, or a dead link (reported with the page's links)
+    problems = []
+    for target in re.findall(r"url\(\s*['\"]?([^'\")]+)", sheet.read_text(errors="replace")):
+        if target.startswith(("data:", "#")) or re.match(r"[a-z][a-z0-9+.-]*:|//", target, re.I) and \
+                not target.startswith("file:"):
+            continue
+        if _absolute(target) or MACHINE_PATH.search(target):
+            problems.append(f"{href} names an absolute path: {target}")
+        elif not (sheet.parent / target.split("#", 1)[0].split("?", 1)[0]).exists():
+            problems.append(f"{href} names a file that is not there: {target}")
     return problems
 
 

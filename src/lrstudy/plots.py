@@ -18,8 +18,8 @@ from matplotlib.ticker import FuncFormatter
 from .schedule_specs import make_schedule, sample
 from .stats import mean_ci
 
-__all__ = ["schedule_frame", "plot_schedules", "plot_curves", "plot_final", "plot_forest", "describe_schedule",
-           "captioned", "legend_outside", "ran_legend", "t_interval"]
+__all__ = ["schedule_frame", "plot_schedules", "plot_curves", "plot_final", "plot_forest", "plot_verdicts",
+           "plot_range_test", "describe_schedule", "captioned", "legend_outside", "ran_legend", "t_interval"]
 
 
 def t_interval(values) -> tuple[float, float]:
@@ -244,6 +244,43 @@ def plot_forest(card: pd.DataFrame, claims: dict | None = None, caption: str | N
     handles.append(Patch(color="#a5d6a7", alpha=0.6, label="where the rule confirms\n(beyond its margin)"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize="small",
               title="verdict")
+    fig.tight_layout()
+    return captioned(fig, caption)
+
+
+def plot_verdicts(card: pd.DataFrame, claims: dict | None = None, caption: str | None = None):
+    """The scorecard's forest plot of the comparisons that ran (claims "not run" have no interval
+    to draw, so they are left out); nothing is drawn when none ran. Shown at once, so that a
+    notebook cell is this one call."""
+    ran = card[(card.kind == "difference") & card.verdict.ne("not run")]
+    if not len(ran):
+        return None
+    fig = plot_forest(ran, claims, caption=caption)
+    plt.show()
+    return fig
+
+
+def plot_range_test(linear: pd.DataFrame, exponential: pd.DataFrame, suggestions: pd.DataFrame,
+                    paper_bounds: tuple[float, float], title: str, caption: str | None = None):
+    """CLR's range test, side by side: test accuracy while the rate rises linearly (Smith's sweep,
+    left) with the paper's bounds (red, dashed) and the bounds Smith's rule reads from our sweep
+    (green: max_lr solid, base_lr dotted), and -- where it ran -- fastai's smoothed training loss
+    while the rate rises exponentially (right, log rate axis). ``paper_bounds`` is the paper's
+    (base_lr, max_lr); ``suggestions`` is the table of bounds each rule suggests, by ``method``."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.2))
+    sns.lineplot(data=linear, x="lr", y="test_acc", hue="seed", marker="o", ax=left, legend=False)
+    for name, value in zip(("paper base_lr", "paper max_lr"), paper_bounds):
+        left.axvline(value, color="C3", linestyle="--", linewidth=1)
+        left.text(value, left.get_ylim()[0], " " + name, color="C3", rotation=90, va="bottom")
+    for _, r in suggestions[suggestions.method.str.startswith("Smith")].iterrows():
+        left.axvline(r.max_lr, color="C2", linewidth=1)
+        left.axvline(r.base_lr, color="C2", linewidth=1, linestyle=":")
+    left.set(title="Smith: test accuracy while the rate rises linearly (red: paper's bounds, green: ours)\n" + title,
+             xlabel="learning rate", ylabel="test accuracy (%)")
+    if len(exponential):
+        sns.lineplot(data=exponential, x="lr", y="smooth_loss", hue="seed", ax=right, legend=False)
+        right.set(xscale="log", title="fastai: smoothed training loss, rate rising exponentially",
+                  xlabel="learning rate", ylabel="smoothed training loss")
     fig.tight_layout()
     return captioned(fig, caption)
 

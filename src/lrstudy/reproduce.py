@@ -6,7 +6,9 @@ worse than it found it:
   within seconds when one cannot -- nothing under ``results/`` has been touched then;
 * the notebooks render into a staging folder (``build/pages/<profile>/``; a failed one goes to
   ``build/failed/<profile>/``), and :func:`publish` copies a rendered page into
-  ``results/<profile>/`` only if it shows every finished run the page there shows.
+  ``results/<profile>/`` only if it shows every finished run the page there shows -- with the
+  files it links (its figures in ``<notebook>_files/``, the folder's style sheet), copied before
+  the page, so that no published page ever links a file that is not there.
 
     python -m lrstudy preflight --profile cpu [--data ...] [--no-train] clr_cifar10 ...
     python -m lrstudy publish --profile cpu --from build/pages/cpu clr_cifar10 ...
@@ -21,6 +23,7 @@ from typing import Mapping, Sequence
 
 from .data import DataUnavailable, describe_source, download_problem, is_local, missing_message
 from .experiments import EXPERIMENTS
+from .pages import page_assets, prune_assets
 from .paths import results_root
 from .runqueue import stored_status
 from .runs import FINAL_STATUSES, RunStore
@@ -102,10 +105,13 @@ def claims_with_runs(page: Path) -> int | None:
 
 
 def publish(profile: str, notebooks: Sequence[str], staged: Path, root: Path | None = None) -> tuple[list[str], list[str]]:
-    """Copy each staged page (``<notebook>.ipynb`` and ``.html``) into ``<results>/<profile>/`` if it
-    shows every finished run the page there shows (and, for the scorecard, whose pages name claims
-    rather than runs, at least as many claims with runs). Returns ``(published, kept)``: the notebooks copied,
-    and those whose committed page was kept, each with why."""
+    """Copy each staged page (``<notebook>.ipynb``, ``.html`` and ``.reader.html``) into
+    ``<results>/<profile>/`` if it shows every finished run the page there shows (and, for the
+    scorecard, whose pages name claims rather than runs, at least as many claims with runs), and
+    if every file its renders link was rendered with it. Those files are copied first, then the
+    pages, each by a rename; then the figures and style sheets no page links any more go (only
+    files render names so: :func:`lrstudy.pages.prune_assets`). Returns ``(published, kept)``: the
+    notebooks copied, and those whose committed page was kept, each with why."""
     target = (root or results_root()) / profile
     store = RunStore(profile, target / "runs")
     published, kept = [], []
@@ -123,11 +129,35 @@ def publish(profile: str, notebooks: Sequence[str], staged: Path, root: Path | N
             kept.append(f"{name}: the page in {target} has {judged_old} claims with runs, the new one "
                         f"{judged_new or 0}; kept the page there")
             continue
+        renders = (staged / f"{name}.html", staged / f"{name}.reader.html")
+        assets = sorted({asset for render in renders for asset in page_assets(render)})
+        unusable = [a for a in assets if not _inside(staged, a) or not (staged / a).is_file()]
+        if unusable:
+            kept.append(f"{name}: the new page links {unusable[0]}, which is not a file rendered beside it; kept the "
+                        f"page there")
+            continue
         target.mkdir(parents=True, exist_ok=True)
+        for asset in assets:  # before the pages that link them
+            _copy_into_place(staged / asset, target / asset)
         for suffix in (".ipynb", ".html", ".reader.html"):
-            if not (staged / f"{name}{suffix}").exists():  # (a reader's render is made where pages render it)
-                continue
-            shutil.copyfile(staged / f"{name}{suffix}", target / f".{name}{suffix}.publishing")
-            (target / f".{name}{suffix}.publishing").replace(target / f"{name}{suffix}")
+            if (staged / f"{name}{suffix}").exists():  # (a reader's render is made where pages render it)
+                _copy_into_place(staged / f"{name}{suffix}", target / f"{name}{suffix}")
+        prune_assets(target, name)
         published.append(name)
     return published, kept
+
+
+def _inside(folder: Path, relative: str) -> bool:
+    """Whether a page's relative link stays inside its folder (publish copies nothing from elsewhere)."""
+    return (folder / relative).resolve().is_relative_to(folder.resolve())
+
+
+def _copy_into_place(source: Path, destination: Path) -> None:
+    """Copy a file by a rename, so that a reader sees the old file or the new one, never a part; a
+    file already there with the same bytes (a figure named by its content) is left alone."""
+    if destination.is_file() and destination.read_bytes() == source.read_bytes():
+        return
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_name(f".{destination.name}.publishing")
+    shutil.copyfile(source, partial)
+    partial.replace(destination)

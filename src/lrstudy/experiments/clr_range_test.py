@@ -67,6 +67,11 @@ def paper() -> pd.DataFrame:
     return paper_table("CLR", table="Section 3.3 (Fig. 3)")
 
 
+def paper_bounds() -> tuple[float, float]:
+    """The bounds CLR read from its range test on CIFAR-10: (base_lr, max_lr)."""
+    return paper_value("CLR", "range test base_lr"), paper_value("CLR", "range test max_lr")
+
+
 def sweeps(results: StudyResults) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The two sweeps as tidy tables: Smith's test accuracy against rate (one row per evaluation),
     and fastai's smoothed training loss against rate (one row per update, cut where fastai's rule

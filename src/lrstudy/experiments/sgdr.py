@@ -29,7 +29,7 @@ from ..history import FIRST_OTHERS, RECAPS, REVISED, STUDY_RULES, Revision
 from ..knobs import DeepNetKnobs, WideNetworkSize, eval_every, knob
 from ..paper import paper_table
 from ..schedules import sgdr_cycle_ends
-from ..stats import AtLeast, Claim
+from ..stats import AtLeast, Claim, mean_ci
 from ..study import Experiment, Row, StudyResults
 
 BATCH, EPOCHS = 128, 200
@@ -323,6 +323,34 @@ def ensembles(s: Settings, results: StudyResults) -> pd.DataFrame:
             out.append({"data set": dataset, "ensemble": f"ensemble N={len(every)}, M={len(SNAPSHOT_EPOCHS)}",
                         "snapshots": len(every[0]), "seed": "all", "test_acc": _accuracy(np.concatenate(every), labels)})
     return pd.DataFrame(out, columns=["data set", "ensemble", "snapshots", "seed", "test_acc"])
+
+
+# ---------------------------------------------------------------- the notebook's tables
+
+
+def speedup_summary(speed: pd.DataFrame) -> pd.DataFrame:
+    """The speedups of :func:`speedups` per data set and schedule: their mean over seeds, its 95%
+    interval (where two or more seeds reached the target), and how many seeds reached it."""
+    def interval(values: pd.Series) -> str:
+        reached = values.dropna()
+        return "[%.2f, %.2f]" % mean_ci(reached)[1:] if len(reached) > 1 else "n/a"
+
+    def reached(values: pd.Series) -> str:
+        return f"{values.notna().sum()}/{len(values)}"
+
+    return speed.groupby(["data set", "schedule"]).speedup.agg(mean="mean", ci95=interval, reached=reached)
+
+
+def snapshot_table(ens: pd.DataFrame) -> pd.DataFrame:
+    """Table 2 beside ours: each data set's single model, snapshot ensemble and ensemble of runs
+    (:func:`ensembles`, mean over seeds, with the fewest snapshots a run kept) against the paper's
+    accuracy; a row the paper has and we lack (or the reverse) stays, with a gap."""
+    table2 = paper()
+    table2 = table2[table2.table == "Table 2"][["setting", "value"]].rename(columns={"value": "paper"})
+    ours = ens.groupby(["data set", "ensemble"]).agg(snapshots=("snapshots", "min"), ours=("test_acc", "mean"))
+    ours = ours.reset_index()
+    ours["setting"] = [label(d, e) for d, e in zip(ours["data set"], ours.ensemble)]
+    return ours.merge(table2, on="setting", how="outer")
 
 
 def _accuracy(probs, labels) -> float:
