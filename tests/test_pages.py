@@ -332,3 +332,28 @@ def test_every_committed_page_passes_the_page_test():
     notebooks or to lrstudy.pages) passes the page test."""
     problems = pages.check([ROOT / "results"])
     assert problems == [], "\n".join(problems[:20]) + f"\n({len(problems)} problems)"
+
+
+def test_the_seed_strip_plot_draws_the_same_figure_on_every_render():
+    """A page re-rendered from the same runs keeps its figure file: the strip plot's jitter is
+    seeded, and the caller's random state is left as it was."""
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    from lrstudy.plots import plot_final
+
+    runs = pd.DataFrame({"setting": ["a"] * 3 + ["b"] * 3, "status": ["finished"] * 6,
+                         "final_test_acc": [77.1, 77.9, 78.3, 75.0, 75.4, 76.2]})
+
+    def png() -> bytes:
+        buffer = io.BytesIO()
+        plot_final(runs).savefig(buffer, format="png", metadata={"Software": None})
+        return buffer.getvalue()
+
+    np.random.seed(123)
+    expected_next = np.random.random()
+    np.random.seed(123)
+    first = png()
+    assert np.random.random() == expected_next
+    assert png() == first

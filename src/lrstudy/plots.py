@@ -146,7 +146,14 @@ def plot_final(runs: pd.DataFrame, paper: pd.DataFrame | None = None, metric: st
         _nothing_yet(ax)
         return fig
     order = list(dict.fromkeys(runs.setting))
-    sns.stripplot(data=done, x=metric, y="setting", order=order, color="0.45", size=5, jitter=0.1, ax=ax)
+    # seaborn jitters with numpy's global generator: a fixed seed draws the same figure on every
+    # render (a page re-rendered from the same runs stays byte-identical), the caller's state kept
+    state = np.random.get_state()
+    np.random.seed(0)
+    try:
+        sns.stripplot(data=done, x=metric, y="setting", order=order, color="0.45", size=5, jitter=0.1, ax=ax)
+    finally:
+        np.random.set_state(state)
     for i, label in enumerate(order):
         mean, low, high = mean_ci(done[done.setting == label][metric].tolist())
         if math.isnan(mean):
