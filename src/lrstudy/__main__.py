@@ -306,15 +306,12 @@ def _run(args) -> int:
                              "never reused for other data, nor overwritten: give the data they were trained on, or "
                              "keep the new results apart (LRSTUDY_RESULTS / make RESULTS=<folder>)")
     result = run_queue(plan, executor=args.executor, box=box, progress=not args.no_progress, **options)
-    from .execute import Sources
     from .runs import RunStore
 
     store = RunStore(args.profile)
     counts: dict[tuple[str, str], int] = {}
-    sources: dict = {}
     for run in plan.runs:
-        data = sources.setdefault(run.experiment, Sources(run.settings))
-        state = stored_status(store, run.config, data.fingerprint(run.config.data))
+        state = stored_status(store, run.config, run.settings.source_of(run.config.data).fingerprint)
         state = "not run" if state == "missing" and run.config.id in result.errors else state
         counts[run.experiment, state] = counts.get((run.experiment, state), 0) + 1
     for (experiment, state), n in counts.items():
@@ -367,8 +364,6 @@ def _status(args) -> int:
     whose files no longer match their checksums: it will be trained again) or missing. Missing runs
     whose data is not on this machine are counted apart ("data unavailable"), with one line saying
     how to provide it, and do not make the command fail: the notebook reports them as not run."""
-    from .data import describe_source, is_local
-    from .execute import Sources
     from .runqueue import stored_status
     from .runs import RunStore
 
@@ -386,15 +381,14 @@ def _status(args) -> int:
                                        **experiment.sources_taken(sources))
         counts = dict.fromkeys(["finished", "diverged", "failed", "altered", "other data", "missing",
                                 "data unavailable"], 0)
-        local = {describe_source(src)[0]: (src, is_local(src)) for src in settings.data.values()}
-        data = Sources(settings)
         # each run once: settings that are the same run ("fixed" and "fixed (fp32)") share one record
         runs = {config.id: config for _, config in experiment.run_configs(settings)}
         for config in runs.values():
-            state = stored_status(store, config, data.fingerprint(config.data))
-            if state == "missing" and not local.get(config.data, (None, True))[1]:
+            source = settings.source_of(config.data)
+            state = stored_status(store, config, source.fingerprint)
+            if state == "missing" and not source.local:
                 state = "data unavailable"
-                unavailable[config.data] = local[config.data][0]
+                unavailable[source.id] = source.source
             counts[state] += 1
         bad += counts["failed"] + counts["altered"] + counts["other data"] + (0 if args.missing_ok else counts["missing"])
         print(f"  runs    {name}: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v or k == "finished"))

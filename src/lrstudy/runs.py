@@ -118,7 +118,7 @@ class RunConfig:
     """Everything that determines a run's results."""
 
     profile: str
-    data: str  # the data source's id (lrstudy.data.describe_source), not a machine-specific path
+    data: str  # the data source's id (lrstudy.data.DataSource.id), not a machine-specific path
     model: dict
     optimizer: dict
     schedule: dict

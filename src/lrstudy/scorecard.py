@@ -118,7 +118,7 @@ def collect(profile: str, experiments: list[str] | None = None, **data: str | No
     for name in experiments or EXPERIMENTS:
         experiment = EXPERIMENTS[name]
         s = experiment.settings(profile, **experiment.sources_taken(data))
-        results = experiment.run(s, progress=False, train_missing=False)
+        results = experiment.results(s)
         verdicts = experiment.verdicts(s, results)
         paper = experiment.paper()
         runs = results.runs

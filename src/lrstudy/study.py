@@ -7,7 +7,8 @@ the paper's own table and the knobs a profile sets. Notebooks, the command line 
 all use it the same way::
 
     settings = experiment.settings("cpu")               # the profile's section, checked
-    results = experiment.run(settings)                  # train what the store lacks (lrstudy.execute)
+    results = experiment.run(settings)                  # train what the store lacks (lrstudy.runqueue)
+    results = experiment.results(settings)              # or only read the store (the scorecard)
     verdicts = experiment.verdicts(settings, results)   # every claim, judged by its rule
 
 When every run is already stored, nothing is loaded or trained: a re-executed notebook only reads.
@@ -25,10 +26,9 @@ import pandas as pd
 
 from .archive import origin_of
 from .config import DEVICES, MAX_SEEDS, PRECISIONS, Profile, check_section, load_profile
-from .data import describe_source
-from .execute import execute, public_source
+from .data import DataSource
 from .policy import scale_steps
-from .runs import RunConfig, RunRecord
+from .runs import RunConfig, RunRecord, RunStore
 from .schedule_specs import rescale
 from .selection import select
 from .history import declared_before, history_text, rule_before
@@ -40,6 +40,7 @@ __all__ = ["Settings", "Row", "Experiment", "StudyResults", "STANDARD_KNOBS", "B
 # Every data set a row may train on, and the parameter naming its source: the notebooks' papermill
 # parameter, the profile's key and, upper-cased, the Make variable. A new data set is one entry here.
 DATA_PARAMETERS = {"cifar10": "data", "cifar100": "data_cifar100", "mnist": "data_mnist"}
+NOT_RUN_YET = "not run yet: no stored result (nothing is trained here)"
 
 
 @dataclass(frozen=True)
@@ -48,22 +49,27 @@ class Settings:
 
     experiment: str
     profile: Profile
-    data: dict[str, str]  # {data set: source}, for every data set the experiment trains on
+    data: dict[str, DataSource]  # {data set: source}, for every data set the experiment trains on
     device: str
     precision: str
     seeds: tuple[int, ...]
     knobs: dict = field(default_factory=dict)
+    train: bool = True  # whether runs the store lacks are trained (else the store is only read)
 
     @property
     def data_name(self) -> str:
         """What the CIFAR-10 source is (a JPEG copy, say), as results must call it."""
-        return describe_source(self.data["cifar10"])[1]
+        return self.data["cifar10"].label
+
+    def source_of(self, data_id: str) -> DataSource:
+        """The source of the data set with this id."""
+        return next(source for source in self.data.values() if source.id == data_id)
 
     def table(self) -> pd.DataFrame:
         rows = [
             ("profile", self.profile.name, self.profile.description),
-            *[("data" if name == "cifar10" else f"data ({name})", describe_source(source)[1],
-               f"source: {public_source(source)}") for name, source in self.data.items()],
+            *[("data" if name == "cifar10" else f"data ({name})", source.label, f"source: {source.name}")
+              for name, source in self.data.items()],
             ("device", self.device, "where missing runs are trained"),
             ("precision", self.precision, "bf16 = bfloat16 autocast for forward passes; rows may name their own"),
             ("seeds", ", ".join(map(str, self.seeds)), "one run per setting and seed"),
@@ -91,7 +97,7 @@ def _settings(experiment: str, profile: Profile, knobs: dict, seeds, device, dat
     data = {}
     for name, parameter in zip(data_sets, parameters):
         given = sources.get(parameter)
-        data[name] = getattr(profile, parameter) if given in (None, "", "None") else str(given)
+        data[name] = DataSource.of(getattr(profile, parameter) if given in (None, "", "None") else str(given))
     precision = profile.precision if precision in (None, "", "None") else precision
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r}; choose one of {list(PRECISIONS)}")
@@ -281,7 +287,7 @@ class Experiment:
         for seed in s.seeds:
             for label, row in self.scaled_rows(s).items():
                 out.append((label, RunConfig(
-                    profile=s.profile.name, data=describe_source(s.data[row.dataset])[0], model=row.model,
+                    profile=s.profile.name, data=s.data[row.dataset].id, model=row.model,
                     optimizer=row.optimizer,
                     schedule=row.schedule, iterations=row.iterations, batch_size=row.batch_size,
                     eval_every=row.eval_every or s.knobs["eval_every"], seed=seed, normalize=row.normalize,
@@ -307,13 +313,29 @@ class Experiment:
         return select(self.run_configs(s), only=only, seeds=seeds)
 
     def run(self, s: Settings, only: Iterable[str] | None = None, seeds: Iterable[int] | None = None,
-            progress: bool = True, train_missing: bool | None = None, fuse: int | None = None,
-            claims: Iterable[str] | None = None) -> StudyResults:
-        """Train (or read back) the runs -- all of them, or those of the settings in ``only`` (or
-        those the ``claims`` need) and the seeds in ``seeds``; ``train_missing=False`` only reads
-        (None: unless ``LRSTUDY_TRAIN=no``)."""
+            progress: bool = True, fuse: int | None = None, claims: Iterable[str] | None = None) -> StudyResults:
+        """The runs -- all of them, or those of the settings in ``only`` (or those the ``claims``
+        need) and the seeds in ``seeds`` -- after training, in this order, those the store lacks
+        (:func:`lrstudy.runqueue.run_in_order`); under settings that do not train (``s.train``
+        false) only :meth:`results`."""
+        if not s.train:
+            return self.results(s, only=only, seeds=seeds, claims=claims)
+        from .runqueue import run_in_order  # (here: reading results must not load the training code)
+
         labelled = self.selected(s, only=only, seeds=seeds, claims=claims)
-        records, errors = execute(s, labelled, progress=progress, train_missing=train_missing, fuse=fuse)
+        records, errors = run_in_order(s, labelled, progress=progress, fuse=fuse)
+        return StudyResults(s, [label for label, _ in labelled], [c for _, c in labelled], records, errors)
+
+    def results(self, s: Settings, only: Iterable[str] | None = None, seeds: Iterable[int] | None = None,
+                claims: Iterable[str] | None = None) -> StudyResults:
+        """The stored runs (chosen as :meth:`run` chooses them), read from the store: nothing is
+        trained or downloaded. A run the store lacks is "not run yet". A stored run is read only for
+        data with the fingerprint it recorded, where that data is on this machine
+        (:class:`lrstudy.runs.OtherDataError` otherwise)."""
+        labelled = self.selected(s, only=only, seeds=seeds, claims=claims)
+        store = RunStore(s.profile.name)
+        records = [store.load(config, s.source_of(config.data).fingerprint) for _, config in labelled]
+        errors = {config.id: NOT_RUN_YET for (_, config), record in zip(labelled, records) if record is None}
         return StudyResults(s, [label for label, _ in labelled], [c for _, c in labelled], records, errors)
 
     def inputs(self, label: str) -> tuple[str, ...]:
