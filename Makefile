@@ -1,6 +1,7 @@
 # lrstudy -- reproducing CLR, SGDR and super-convergence.
 #
-#   make test                       install into .venv (first time), run pytest + nbval (smoke profile)
+#   make test                       install into .venv (first time), lint (ruff), run pytest + nbval (smoke profile)
+#   make lint                       ruff check src tests
 #   make reproduce [PROFILE=cpu|fast|full|smoke] [DATA=cifar10|path] [NOTEBOOKS="clr_cifar10 ..."] [TRAIN=no]
 #                  [DATA_CIFAR100=cifar100|path] [DATA_MNIST=mnist|path]
 #                                   execute notebooks with papermill (into build/pages/) and publish each page into
@@ -44,7 +45,7 @@ export LRSTUDY_RESULTS := $(abspath $(RESULTS))
 export JUPYTER_PATH := $(abspath $(VENV))/share/jupyter
 export PYTHONNOUSERSITE := 1
 
-.PHONY: test reproduce notebooks pages-check readme bench gpu-check plans gpu-window lab clean distclean venv FORCE
+.PHONY: test lint reproduce notebooks pages-check readme bench gpu-check plans gpu-window lab clean distclean venv FORCE
 .DELETE_ON_ERROR:
 
 venv: $(STAMP)
@@ -56,8 +57,11 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (lrstudy)"
 	touch $@
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/python -m ruff check src tests
 
 # PROFILE defaults to `fast` where torch sees a CUDA GPU, else `cpu`; the choice is printed.
 # results/ is touched only once reproduce can succeed: the data every missing run needs is found

@@ -11,7 +11,8 @@ import torch
 
 from lrstudy.__main__ import main
 from lrstudy.archive import export_runs, import_archive
-from lrstudy.runqueue import select_runs
+from lrstudy.config import PROFILES
+from lrstudy.queue_selection import select_runs
 from lrstudy.runs import RunStore, record_digest
 
 ROWS = [{"step": s, "epoch": s / 10, "lr": 0.01, "train_loss": 2.0 - s / 100, "train_acc": 10.0 + s,
@@ -62,7 +63,7 @@ def test_export_then_import_into_an_empty_store_gives_the_same_records(archive, 
             assert blob == before[name]
     store = RunStore("smoke")
     assert store.load(runs[0].config).snapshots()["steps"] == [5] and store.load(runs[1].config) is not None
-    assert "2 records were already here" in import_archive(path)  # again: nothing changes
+    assert "2 records were already here" in import_archive(path, profiles=PROFILES)  # again: nothing changes
     assert files(scratch / "home" / "smoke") == after
 
 

@@ -2,7 +2,6 @@
 refused with one message naming the file and the problem. In every case nothing outside the data
 root changes, and no partial file or temporary folder is left behind."""
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -16,13 +15,13 @@ import pytest
 import torch
 from PIL import Image
 
-from lrstudy import data as data_mod
 from lrstudy.__main__ import main
 from lrstudy.config import parse_profile
 from lrstudy.data import DataUnavailable, load_data
-from lrstudy.experiments import clr_cifar10
-from lrstudy.runs import OtherDataError, RunConfig, RunStore
+from lrstudy.experiments import EXPERIMENTS, clr_cifar10
+from lrstudy.models import MODELS
 from lrstudy.runqueue import run_in_order
+from lrstudy.runs import OtherDataError, RunConfig, RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -359,18 +358,19 @@ def test_a_hand_edited_record_counts_as_altered(scratch, capsys):
 
 
 PROFILE_TEXT = (ROOT / "src" / "lrstudy" / "profiles" / "smoke.yaml").read_text()
+REGISTRIES = {"notebooks": EXPERIMENTS, "networks": MODELS}
 
 
 def test_profile_yaml_reads_exponents_and_refuses_what_it_cannot_read():
-    assert parse_profile("smoke", PROFILE_TEXT.replace("budget_scale: 0.001 ", "budget_scale: 1e-3 ")) \
+    assert parse_profile("smoke", PROFILE_TEXT.replace("budget_scale: 0.001 ", "budget_scale: 1e-3 "), **REGISTRIES) \
         .notebooks["clr_cifar10"]["budget_scale"] == 0.001
     with pytest.raises(ValueError, match="smoke.yaml: not valid YAML: key 'seeds' is given twice"):
-        parse_profile("smoke", PROFILE_TEXT + "seeds: 3\n")
+        parse_profile("smoke", PROFILE_TEXT + "seeds: 3\n", **REGISTRIES)
     with pytest.raises(ValueError, match="unknown notebook section 'clr_cifar100'"):
-        parse_profile("smoke", PROFILE_TEXT.replace("  clr_cifar10:", "  clr_cifar100:"))
+        parse_profile("smoke", PROFILE_TEXT.replace("  clr_cifar10:", "  clr_cifar100:"), **REGISTRIES)
     end = PROFILE_TEXT.count("\n") + 2  # the line after the unclosed bracket, wherever the profile ends
     with pytest.raises(ValueError, match=f"(?s)smoke.yaml: not valid YAML.*line {end}"):
-        parse_profile("smoke", PROFILE_TEXT + "notebooks: [\n")
+        parse_profile("smoke", PROFILE_TEXT + "notebooks: [\n", **REGISTRIES)
 
 
 @pytest.mark.parametrize("key", ["iterations", "eval_every", "batch_size"])

@@ -13,8 +13,9 @@ import torch
 from lrstudy import data as data_module, folders
 from lrstudy.__main__ import main
 from lrstudy.archive import export_runs, import_archive
+from lrstudy.config import PROFILES
 from lrstudy.data import source_fingerprint
-from lrstudy.runqueue import select_runs
+from lrstudy.queue_selection import select_runs
 from lrstudy.runs import RunConfig, RunStore
 from lrstudy.schedule_specs import make_schedule
 
@@ -70,7 +71,7 @@ def test_import_refuses_runs_of_other_images_under_a_label_the_store_holds(scrat
     monkeypatch.setenv("LRSTUDY_RESULTS", str(scratch / "home"))
     stored_on(ours, "sgdr")  # this store's runs of 'folder:minitree' are of our images
     with pytest.raises(ValueError, match="other images under the same name"):
-        import_archive(scratch / "theirs.tar.gz")
+        import_archive(scratch / "theirs.tar.gz", profiles=PROFILES)
 
 
 def test_a_tree_is_hashed_once_not_once_per_check(scratch, monkeypatch):

@@ -5,14 +5,14 @@ import urllib.error
 
 import pytest
 import torch
-
-
-def write_png(img, path):
-    Image.fromarray(img.permute(1, 2, 0).numpy()).save(path)
 from PIL import Image
 
 from lrstudy import data as data_mod
 from lrstudy.data import BatchStream, DataUnavailable, Normalizer, describe_source, load_data, random_crop
+
+
+def write_png(img, path):
+    Image.fromarray(img.permute(1, 2, 0).numpy()).save(path)
 
 
 def make_tree(root, name="tinyset", classes=("cat", "dog"), per_class=(3, 2), size=8):

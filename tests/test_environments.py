@@ -132,6 +132,7 @@ def test_the_command_line_names_each_data_set(scratch, capsys):
 
 def test_capture_is_a_profile_choice_that_moves_no_run_id():
     from lrstudy.config import load_profile, parse_profile
+    from lrstudy.models import MODELS
 
     for name, experiment in EXPERIMENTS.items():
         s = experiment.settings("fast", device="cpu")
@@ -139,7 +140,8 @@ def test_capture_is_a_profile_choice_that_moves_no_run_id():
         assert [c.id for _, c in experiment.run_configs(s)] == [c.id for _, c in experiment.run_configs(captured)], name
     text = (load_profile.__globals__["resources"].files("lrstudy") / "profiles" / "smoke.yaml").read_text()
     with pytest.raises(ValueError, match="capture names an unknown network 'alexnet'"):
-        parse_profile("smoke", text.replace("capture: []", "capture: [alexnet]"))
+        parse_profile("smoke", text.replace("capture: []", "capture: [alexnet]"), notebooks=EXPERIMENTS,
+                      networks=MODELS)
 
 
 def test_a_captured_network_runs_reduce_overhead_where_compile_works(fresh_compiling, monkeypatch):  # (undone first)

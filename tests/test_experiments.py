@@ -8,7 +8,7 @@ import torch
 
 from lrstudy import scorecard
 from lrstudy.data import Normalizer, describe_source, is_local, load_data
-from lrstudy.experiments import EXPERIMENTS, clr_cifar10, sgdr, super_convergence
+from lrstudy.experiments import EXPERIMENTS, clr_cifar10, sgdr
 from lrstudy.runs import RunConfig, RunStore
 from lrstudy.schedule_specs import make_schedule, rescale
 from lrstudy.train import train
@@ -173,7 +173,7 @@ def test_the_makefile_runs_every_notebook_in_the_experiments_order():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    line = next(l for l in (root / "Makefile").read_text().splitlines() if l.startswith("NOTEBOOKS ?="))
+    line = next(text for text in (root / "Makefile").read_text().splitlines() if text.startswith("NOTEBOOKS ?="))
     notebooks = line.split("?=", 1)[1].split()
     assert notebooks == ["schedules", *EXPERIMENTS, "scorecard"]
     assert {p.stem for p in (root / "notebooks").glob("*.ipynb")} == set(notebooks)

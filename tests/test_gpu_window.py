@@ -17,6 +17,7 @@ import torch
 
 from lrstudy import gpu_window
 from lrstudy.archive import import_archive
+from lrstudy.config import PROFILES
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCKED = ("papermill", "jupyter", "jupyter_client", "jupyter_core", "jupyterlab", "nbval", "nbformat", "nbconvert",
@@ -134,7 +135,7 @@ def test_a_window_killed_at_random_points_leaves_what_it_wrote_importable(tmp_pa
         announced = {line.split()[2] for line in (out / "window.log").read_text().splitlines()
                      if line.startswith("gpu-window: record ") and "written to" in line}
         monkeypatch.setenv("LRSTUDY_RESULTS", str(tmp_path / f"home-{i}"))
-        summary = import_archive(out)  # never raises: whatever the kill left is a readable output
+        summary = import_archive(out, profiles=PROFILES)  # never raises: whatever the kill left is a readable output
         records = sum(1 for _ in (tmp_path / f"home-{i}").glob("*/runs/*.json"))
         lines = sink.read_bytes().split(b"\n")[:written] if written else []
         assert records == sum(json.loads(line)["kind"] == "record" for line in lines), (at, summary)
@@ -196,7 +197,7 @@ def test_a_windows_measurements_once_imported_replace_the_assumed_floor(tmp_path
         f"lone step,reduce-overhead,0.9")  # a row a kill cut off: left out
     monkeypatch.setenv("LRSTUDY_RESULTS", str(tmp_path / "home"))
     assert throughput_for("cuda") == ASSUMED_H100 and not ASSUMED_H100.measured  # (nothing imported yet)
-    import_archive(out)
+    import_archive(out, profiles=PROFILES)
     measured = throughput_for("cuda")
     assert measured.measured and measured.device == device and "measured by a GPU window" in measured.basis
     assert measured.step_floor_ms == 1.2 and measured.compile_s == 41.0

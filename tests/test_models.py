@@ -320,8 +320,8 @@ def test_stochastic_depth_survival_probabilities_decay_linearly():
     model = on_meta({"name": "resnet_sd"})
     blocks = list(model.blocks)
     assert len(blocks) == 54
-    for l, block in enumerate(blocks, start=1):
-        assert block.death_rate == pytest.approx(l / 54 * 0.5)
+    for depth, block in enumerate(blocks, start=1):
+        assert block.death_rate == pytest.approx(depth / 54 * 0.5)
     assert blocks[-1].survival == 0.5 and blocks[0].survival == pytest.approx(1 - 0.5 / 54)
 
 

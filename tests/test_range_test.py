@@ -24,7 +24,9 @@ def problem():
 def test_linear_sweep_restores_model_and_optimizer_exactly():
     model, opt, batches, x, y = problem()
     for xb, yb in batches[:3]:  # give the optimizer some momentum state first
-        opt.zero_grad(); torch.nn.functional.cross_entropy(model(xb), yb).backward(); opt.step()
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(xb), yb).backward()
+        opt.step()
     before_model = {k: v.clone() for k, v in model.state_dict().items()}
     before_opt = {k: v["momentum_buffer"].clone() for k, v in opt.state_dict()["state"].items()}
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from lrstudy.__main__ import main
-from lrstudy.runqueue import select_runs
+from lrstudy.queue_selection import select_runs
 
 ray = pytest.importorskip("ray")
 

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from lrstudy.checkpoints import Checkpointer, atomic_write
-from lrstudy.config import check_section, load_profile, resolve_device
+from lrstudy.checkpoints import Checkpointer
+from lrstudy.files import atomic_write
+from lrstudy.config import check_section, resolve_device
 from lrstudy.data import DataUnavailable, load_data
-from lrstudy.experiments import clr_cifar10, get_experiment
+from lrstudy.experiments import clr_cifar10, get_experiment, load_profile
 from lrstudy.runs import RunConfig, RunStore
 from lrstudy.schedule_specs import make_schedule
 from lrstudy.notebook import check_injected_parameters

@@ -69,7 +69,7 @@ ROWS = [{"step": 10, "epoch": 1, "lr": 0.1, "train_loss": 1.0, "train_acc": 50.0
 
 
 def test_a_page_is_replaced_only_by_one_showing_at_least_its_runs(scratch):
-    from lrstudy.runqueue import select_runs
+    from lrstudy.queue_selection import select_runs
 
     runs = select_runs(["sgdr"], "smoke")[:2]
     store = RunStore("smoke")

@@ -6,8 +6,6 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,9 @@ from lrstudy.__main__ import main
 from lrstudy.costs import run_cost, step_flops
 from lrstudy.experiments import EXPERIMENTS, clr_cifar10, super_convergence
 from lrstudy.models import build_model
-from lrstudy.runqueue import EXIT_STOPPED, TimeBox, make_plan, parse_duration, select_runs
+from lrstudy.queue_types import TimeBox, parse_duration
+from lrstudy.runqueue import EXIT_STOPPED, make_plan
+from lrstudy.queue_selection import select_runs
 from lrstudy.runs import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]

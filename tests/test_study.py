@@ -8,8 +8,8 @@ import pytest
 
 from lrstudy import execute as execute_mod
 from lrstudy.__main__ import main
-from lrstudy.config import check_section, load_profile, resolve_device
-from lrstudy.experiments import clr_cifar10, get_experiment
+from lrstudy.config import check_section, resolve_device
+from lrstudy.experiments import clr_cifar10, get_experiment, load_profile
 from lrstudy.paper import paper_table
 from lrstudy.stats import VERDICTS, Claim, mean_ci
 from lrstudy.study import STANDARD_KNOBS

@@ -12,11 +12,11 @@ import tracemalloc
 
 import pytest
 
-from lrstudy import archive
 from lrstudy.__main__ import main
 from lrstudy.archive import export_runs, import_archive
-from lrstudy.runqueue import select_runs
-from lrstudy.runs import RunStore, record_digest
+from lrstudy.config import PROFILES
+from lrstudy.queue_selection import select_runs
+from lrstudy.runs import RunStore, origin_of, record_digest
 
 ROWS = [{"step": s, "epoch": s / 10, "lr": 0.01, "train_loss": 2.0 - s / 100, "train_acc": 10.0 + s,
          "test_loss": 2.1, "test_acc": 11.0 + s} for s in (0, 10, 20)]
@@ -170,9 +170,9 @@ FORGERIES = {
 def test_a_forged_record_is_imported_only_as_of_unverified_origin(exported, scratch, case):
     path, _ = exported
     forged, run_id = forge(path, scratch / "forged.tar.gz", **FORGERIES[case])
-    assert "origin: imported (unverified origin)" in import_archive(forged)
+    assert "origin: imported (unverified origin)" in import_archive(forged, profiles=PROFILES)
     meta = json.loads((scratch / "home" / "smoke" / "runs" / f"{run_id}.json").read_text())
-    assert meta["id"] == run_id and archive.origin_of(meta) == UNVERIFIED
+    assert meta["id"] == run_id and origin_of(meta) == UNVERIFIED
     assert meta["record_sha256"] == record_digest(meta)  # still a valid record, marked
 
 
@@ -180,9 +180,9 @@ def test_a_record_claiming_to_be_verified_is_marked_unverified_all_the_same(expo
     path, _ = exported
     forged, run_id = forge(path, scratch / "claims.tar.gz",
                            edit_meta=lambda m: m.update(imported={"origin": "verified: trust me"}))
-    import_archive(forged)
+    import_archive(forged, profiles=PROFILES)
     meta = json.loads((scratch / "home" / "smoke" / "runs" / f"{run_id}.json").read_text())
-    assert archive.origin_of(meta) == UNVERIFIED
+    assert origin_of(meta) == UNVERIFIED
 
 
 def test_a_signed_archive_is_verified_with_the_key_and_a_forged_one_refused(scratch, monkeypatch, capsys):
@@ -205,9 +205,9 @@ def test_a_signed_archive_is_verified_with_the_key_and_a_forged_one_refused(scra
     assert main(["import", str(forged)]) == 2
     assert "signature does not match" in capsys.readouterr().err
     assert tree(scratch / "home") == []
-    assert "origin: verified" in import_archive(path)
+    assert "origin: verified" in import_archive(path, profiles=PROFILES)
     meta = json.loads(RunStore("smoke").paths(run.config.id)[1].read_text())
-    assert archive.origin_of(meta).startswith("imported (verified")
+    assert origin_of(meta).startswith("imported (verified")
 
 
 def test_import_racing_a_training_queue_on_one_id_never_overwrites_either(scratch, monkeypatch):
@@ -227,7 +227,7 @@ def test_import_racing_a_training_queue_on_one_id_never_overwrites_either(scratc
     def importing():
         training.wait()
         try:
-            outcome["summary"] = import_archive(path)
+            outcome["summary"] = import_archive(path, profiles=PROFILES)
         except ValueError as err:
             outcome["refused"] = str(err)
 

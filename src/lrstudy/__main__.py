@@ -28,12 +28,11 @@ import argparse
 import shlex
 import sys
 
-from .config import DEVICES, PRECISIONS, PROFILES, DeviceUnavailable
+from .config import DATA_PARAMETERS, DEVICES, PRECISIONS, PROFILES, DeviceUnavailable
 from .data import DataUnavailable
 from .experiments import EXPERIMENTS, get_experiment
 from .runqueue import ORDERS
 from .runs import OtherDataError
-from .study import DATA_PARAMETERS
 
 # Notebooks of the study that train nothing (make passes every notebook's name to `status`)
 NOTEBOOKS_WITHOUT_RUNS = ("schedules", "scorecard")
@@ -71,7 +70,8 @@ def _add_selection(parser: argparse.ArgumentParser) -> None:
 
 
 def _selected_plan(args):
-    from .runqueue import make_plan, select_runs
+    from .runqueue import make_plan
+    from .queue_selection import select_runs
 
     runs = select_runs(args.notebooks, args.profile, seeds=args.seeds, seed_range=args.seed_range, only=args.only,
                        claims=args.claims, device=args.device, precision=args.precision,
@@ -208,7 +208,7 @@ def _main(argv: list[str] | None) -> int:
     if args.command == "import":
         from .archive import import_archive
 
-        print(import_archive(args.archive))
+        print(import_archive(args.archive, profiles=PROFILES))
         return 0
     if args.command == "gpu-window":
         from .gpu_window import gpu_window
@@ -251,8 +251,9 @@ def _hint_committed_runs(args, plan) -> None:
     """Without --data, `plan` shows what `run` would train on the profile's `data`; where the profile's
     committed runs were trained on other data (its results_data), say how many of them this
     selection would reuse with that data given."""
-    from .config import load_profile
-    from .runqueue import make_plan, select_runs
+    from .experiments import load_profile
+    from .runqueue import make_plan
+    from .queue_selection import select_runs
 
     profile = load_profile(args.profile)
     if args.data is not None or not profile.results_data or profile.results_data == profile.data:
@@ -271,7 +272,7 @@ def _reading_sources(args) -> dict:
     """The sources a command that only reads the store judges: those given, and for CIFAR-10 without
     --data the label the profile's committed runs were trained on (its ``results_data``), said on
     stderr. Its content is still checked: a record of other images under that label is refused."""
-    from .config import load_profile
+    from .experiments import load_profile
 
     sources = _given_sources(args)
     label = load_profile(args.profile).results_data
@@ -285,7 +286,8 @@ def _reading_sources(args) -> dict:
 def _run(args) -> int:
     """Train the selection; the exit status says whether all of it is stored (0), some failed or
     could not run (1), or the time limit or SIGTERM stopped it (3)."""
-    from .runqueue import EXIT_STOPPED, TimeBox, parse_duration, run_queue, stored_status
+    from .queue_types import TimeBox, parse_duration
+    from .runqueue import EXIT_STOPPED, run_queue, stored_status
 
     box = TimeBox(parse_duration(args.time_limit) if args.time_limit else None)  # the limit counts from now
     plan = _selected_plan(args)

@@ -40,15 +40,15 @@ import tarfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Collection, Mapping, Sequence
 
-from .checkpoints import atomic_write, read_checkpoint
-from .config import PROFILES
+from .checkpoints import read_checkpoint
+from .files import atomic_write
 from .paths import results_root
-from .runs import FINAL_STATUSES, RunConfig, RunStore, record_digest, verify_record
+from .runs import FINAL_STATUSES, UNVERIFIED, RunConfig, RunStore, record_digest, verify_record
 
 __all__ = ["export_runs", "import_archive", "ARCHIVE_FORMAT", "MEMBER_LIMITS", "TOTAL_LIMIT", "KEY_ENV",
-           "KEY_FILE_ENV", "UNVERIFIED"]
+           "KEY_FILE_ENV"]
 
 ARCHIVE_FORMAT = 1
 _RECORD = re.compile(r"runs/(?P<profile>[a-z]+)/(?P<id>[0-9a-f]{16})\.(?P<kind>csv|json|snapshots\.pt)")
@@ -62,7 +62,6 @@ MEMBER_LIMITS = {"manifest.json": 16 * 2**20, ".json": 16 * 2**20, ".csv": 64 * 
 TOTAL_LIMIT = 4 * 2**30
 # The key that signs and verifies archives: the key itself, or a file holding it
 KEY_ENV, KEY_FILE_ENV = "LRSTUDY_ARCHIVE_KEY", "LRSTUDY_ARCHIVE_KEY_FILE"
-UNVERIFIED = "imported (unverified origin)"
 
 
 def export_runs(path: str | Path, runs: Sequence, with_checkpoints: bool = False, checkpoint_ids: Sequence[str] = (),
@@ -179,16 +178,6 @@ def _origin(path: Path, manifest: Mapping) -> dict:
             "origin": verified or UNVERIFIED}
 
 
-def origin_of(meta: Mapping) -> str:
-    """A stored record's origin as pages show it: "here" (trained into this store), "imported
-    (unverified origin)", or "imported (verified: ...)"."""
-    imported = meta.get("imported") if isinstance(meta, Mapping) else None
-    if not isinstance(imported, Mapping):
-        return "here"
-    origin = str(imported.get("origin", UNVERIFIED))
-    return origin if origin == UNVERIFIED else f"imported ({origin})"
-
-
 def _marked(meta_bytes: bytes, origin: dict) -> bytes:
     """A record's JSON with ``imported`` set to ``origin`` (whatever the archive claimed there) and
     its digest recomputed; its configuration, and so its run id, do not change."""
@@ -198,16 +187,17 @@ def _marked(meta_bytes: bytes, origin: dict) -> bytes:
     return (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode()
 
 
-def import_archive(path: str | Path) -> str:
-    """Merge an archive into this machine's run store (``results/``), after checking all of it;
+def import_archive(path: str | Path, *, profiles: Collection[str]) -> str:
+    """Merge an archive into this machine's run store (``results/``), after checking all of it --
+    among other things that every record belongs to one of ``profiles`` (the profiles that exist);
     raises ValueError naming every problem, having written nothing, if any check fails.
     Returns a one-line summary."""
     path = Path(path)
     files, manifest = _read_members(path)
     origin = _origin(path, manifest)
     problems: list[str] = []
-    records, checkpoints, extras = _sort_members(files, problems)
-    configs = {key: _verified_config(*key, parts, problems) for key, parts in sorted(records.items())}
+    records, checkpoints, extras = _sort_members(files, problems, profiles)
+    configs = {key: _verified_config(*key, parts, problems, profiles) for key, parts in sorted(records.items())}
     writes = [*_record_writes(records, configs, origin, problems)[0], *_checkpoint_writes(records, checkpoints, problems),
               *_extra_writes(extras, manifest["name"], problems)]
     _refuse_if(problems, path)
@@ -431,7 +421,7 @@ def _check_manifest(path: Path, manifest) -> None:
             refuse(f"'{field}' is a {type(manifest[field]).__name__}, not a string")
 
 
-def _sort_members(files: Mapping[str, bytes], problems: list[str]):
+def _sort_members(files: Mapping[str, bytes], problems: list[str], profiles: Collection[str]):
     """Records (their parts by kind), checkpoints and extras, by name; any other name is a problem."""
     records: dict[tuple[str, str], dict[str, bytes]] = {}
     checkpoints: dict[tuple[str, str], bytes] = {}
@@ -446,17 +436,18 @@ def _sort_members(files: Mapping[str, bytes], problems: list[str]):
         else:
             problems.append(f"{name}: not a file an archive of runs holds")
     for profile, _ in [*records, *checkpoints]:
-        if profile not in PROFILES:
-            problems.append(f"profile {profile!r}: not one of {list(PROFILES)}")
+        if profile not in profiles:
+            problems.append(f"profile {profile!r}: not one of {list(profiles)}")
     return records, checkpoints, extras
 
 
-def _verified_config(profile: str, run_id: str, parts: Mapping[str, bytes], problems: list[str]) -> RunConfig | None:
+def _verified_config(profile: str, run_id: str, parts: Mapping[str, bytes], problems: list[str],
+                     profiles: Collection[str]) -> RunConfig | None:
     """The configuration of an archived record if the record verifies, else None (and why, in
     ``problems``). The id is recomputed from the configuration: a record renamed after its
     configuration was edited names another id than its own."""
     where = f"runs/{profile}/{run_id}"
-    if profile not in PROFILES:
+    if profile not in profiles:
         return None
     if "json" not in parts or "csv" not in parts:
         problems.append(f"{where}: the record needs both its .json and its .csv")

@@ -428,7 +428,7 @@ def main(argv=None) -> int:
     def save(*new: dict) -> None:
         """Rows so far into the CSV and the Markdown table (rewritten atomically after each row, so
         a benchmark cut off by a time limit keeps what it measured)."""
-        from .checkpoints import atomic_write
+        from .files import atomic_write
 
         rows.extend(new)
         table = pd.DataFrame(rows)

@@ -12,15 +12,15 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import sys
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-__all__ = ["Checkpointer", "StopRequested", "atomic_write", "file_lock", "read_checkpoint"]
+from .files import atomic_write
+
+__all__ = ["Checkpointer", "StopRequested", "read_checkpoint"]
 
 FORMAT = 2  # 2: one layout for lone and fused runs (lrstudy.ledger); a format-1 file is set aside
 _DIGEST = 32
@@ -42,59 +42,6 @@ def read_checkpoint(raw: bytes, run_id: str) -> tuple[dict | None, str | None]:
         found = (blob.get("run_id"), blob.get("format")) if isinstance(blob, dict) else type(blob).__name__
         return None, f"written for another run or format {found}"
     return blob["state"], None
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part:
-    a temporary file in the same folder, fsync, rename, fsync of the folder. Errors name the path."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise OSError(err.errno, f"cannot write {path}: {err.strerror or err}") from err
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-
-
-@contextmanager
-def file_lock(path: Path, waiting_message: str | None = None):
-    """Hold an exclusive lock on ``path`` (created if needed), shared by every process on this
-    machine; ``waiting_message`` goes to stderr if another process holds it. Without POSIX locks
-    (Windows) this does nothing: one process per store or data folder there."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        try:
-            import fcntl
-        except ImportError:
-            yield
-            return
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if waiting_message:
-                print(waiting_message, file=sys.stderr)
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class StopRequested(BaseException):

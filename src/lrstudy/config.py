@@ -12,15 +12,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping, Sequence
 
+import pandas as pd
 import torch
 import yaml
 
-__all__ = ["Profile", "PROFILES", "MAX_SEEDS", "load_profile", "resolve_device", "check_section", "DeviceUnavailable"]
+from .data import DataSource
+from .runs import MAX_SEEDS
+
+__all__ = ["Profile", "PROFILES", "load_profile", "resolve_device", "check_section", "DeviceUnavailable",
+           "Settings", "DATA_PARAMETERS", "resolve_settings"]
 
 PROFILES = ("smoke", "cpu", "fast", "full")
-MAX_SEEDS = 1000  # seeds per setting: far above any profile's; more is a typo that would plan forever
 DEVICES = ("cpu", "cuda", "auto")
 PRECISIONS = ("fp32", "bf16")
 
@@ -134,14 +138,18 @@ def read_yaml(text: str, where: str):
         raise ValueError(f"{where}: not valid YAML: {err}") from None
 
 
-def load_profile(name: str) -> Profile:
-    """Read and check ``profiles/<name>.yaml``: every key, and every notebook section's name."""
+def load_profile(name: str, *, notebooks: Collection[str] | None, networks: Collection[str] | None) -> Profile:
+    """Read and check ``profiles/<name>.yaml``: every key, every notebook section's name against
+    ``notebooks`` and every captured network against ``networks`` (the registries of the experiments
+    and models, which the caller knows and this module does not; None leaves that check out)."""
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {list(PROFILES)}")
-    return parse_profile(name, resources.files("lrstudy").joinpath("profiles", f"{name}.yaml").read_text())
+    text = resources.files("lrstudy").joinpath("profiles", f"{name}.yaml").read_text()
+    return parse_profile(name, text, notebooks=notebooks, networks=networks)
 
 
-def parse_profile(name: str, text: str) -> Profile:
+def parse_profile(name: str, text: str, *, notebooks: Collection[str] | None,
+                  networks: Collection[str] | None) -> Profile:
     """A profile from its YAML text (see :func:`load_profile`)."""
     where = f"profile file lrstudy/profiles/{name}.yaml"
     raw = read_yaml(text, where) or {}
@@ -151,21 +159,85 @@ def parse_profile(name: str, text: str) -> Profile:
     if results_data is not None and not (isinstance(results_data, str) and results_data.strip()):
         raise ValueError(f"{where}: results_data={results_data!r} must name a data label (e.g. cifar10-jpeg)")
     values = check_section(where, raw, _PROFILE_SPEC)
-    from .experiments import EXPERIMENTS  # (here: the experiments import this module)
-
-    unknown = sorted(set(values["notebooks"]) - set(EXPERIMENTS))
-    if unknown:
-        raise ValueError(f"{where}: unknown notebook section {unknown[0]!r} (known: {sorted(EXPERIMENTS)})")
-    unknown = [n for n in values["priority"] if n not in EXPERIMENTS]
-    if unknown:
-        raise ValueError(f"{where}: priority names unknown notebook {unknown[0]!r} (known: {sorted(EXPERIMENTS)})")
-    from .models import MODELS
-
-    unknown = sorted(set(values["capture"]) - set(MODELS))
-    if unknown:
-        raise ValueError(f"{where}: capture names an unknown network {unknown[0]!r} (known: {sorted(MODELS)})")
+    if notebooks is not None:
+        unknown = sorted(set(values["notebooks"]) - set(notebooks))
+        if unknown:
+            raise ValueError(f"{where}: unknown notebook section {unknown[0]!r} (known: {sorted(notebooks)})")
+        unknown = [n for n in values["priority"] if n not in notebooks]
+        if unknown:
+            raise ValueError(f"{where}: priority names unknown notebook {unknown[0]!r} (known: {sorted(notebooks)})")
+    if networks is not None:
+        unknown = sorted(set(values["capture"]) - set(networks))
+        if unknown:
+            raise ValueError(f"{where}: capture names an unknown network {unknown[0]!r} (known: {sorted(networks)})")
     return Profile(name=name, **{**values, "priority": tuple(values["priority"]), "capture": tuple(values["capture"])},
                    results_data=results_data)
+
+
+# Every data set a row may train on, and the parameter naming its source: the notebooks' papermill
+# parameter, the profile's key and, upper-cased, the Make variable. A new data set is one entry here.
+DATA_PARAMETERS = {"cifar10": "data", "cifar100": "data_cifar100", "mnist": "data_mnist"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What one experiment runs under: the profile, its overrides, and the experiment's own knobs."""
+
+    experiment: str
+    profile: Profile
+    data: dict[str, DataSource]  # {data set: source}, for every data set the experiment trains on
+    device: str
+    precision: str
+    seeds: tuple[int, ...]
+    knobs: dict = field(default_factory=dict)
+    train: bool = True  # whether runs the store lacks are trained (else the store is only read)
+
+    @property
+    def data_name(self) -> str:
+        """What the CIFAR-10 source is (a JPEG copy, say), as results must call it."""
+        return self.data["cifar10"].label
+
+    def source_of(self, data_id: str) -> DataSource:
+        """The source of the data set with this id."""
+        return next(source for source in self.data.values() if source.id == data_id)
+
+    def table(self) -> pd.DataFrame:
+        rows = [
+            ("profile", self.profile.name, self.profile.description),
+            *[("data" if name == "cifar10" else f"data ({name})", source.label, f"source: {source.name}")
+              for name, source in self.data.items()],
+            ("device", self.device, "where missing runs are trained"),
+            ("precision", self.precision, "bf16 = bfloat16 autocast for forward passes; rows may name their own"),
+            ("seeds", ", ".join(map(str, self.seeds)), "one run per setting and seed"),
+        ]
+        rows += [(k, f"{v:g}" if isinstance(v, float) else str(v), "notebook setting")
+                 for k, v in self.knobs.items()]
+        return pd.DataFrame(rows, columns=["setting", "value", "meaning"]).set_index("setting")
+
+
+def resolve_settings(experiment: str, profile: Profile, knobs: dict, seeds, device, data_sets: Sequence[str],
+              sources: Mapping[str, str | None], precision: str | None = None) -> Settings:
+    """Settings from a profile plus overrides (``None`` keeps the profile's value); ``sources``
+    holds a source per data parameter (``data``, ``data_cifar100``, ...) the experiment takes."""
+    if seeds is None:
+        seeds = profile.seeds
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
+        raise ValueError(f"seeds={seeds!r} must be a whole number in [1, {MAX_SEEDS}]")
+    device = profile.device if device in (None, "", "None") else device
+    if device not in DEVICES:
+        raise ValueError(f"device={device!r}; choose one of {list(DEVICES)}")
+    parameters = [DATA_PARAMETERS[name] for name in data_sets]
+    unknown = sorted(set(sources) - set(parameters))
+    if unknown:
+        raise ValueError(f"unknown parameter {unknown[0]!r}; this notebook takes {parameters}")
+    data = {}
+    for name, parameter in zip(data_sets, parameters):
+        given = sources.get(parameter)
+        data[name] = DataSource.of(getattr(profile, parameter) if given in (None, "", "None") else str(given))
+    precision = profile.precision if precision in (None, "", "None") else precision
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}; choose one of {list(PRECISIONS)}")
+    return Settings(experiment, profile, data, device, precision, tuple(range(1, seeds + 1)), knobs)
 
 
 def resolve_device(requested: str) -> torch.device:

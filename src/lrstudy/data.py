@@ -27,12 +27,12 @@ from typing import Iterator
 
 import torch
 
-from .checkpoints import atomic_write
+from .files import atomic_write
 from .folders import DataUnavailable, content_key, decode, scan, sha256_file, tree_name, tree_root, unpack
 from .paths import data_root
 
-__all__ = ["DataUnavailable", "DataSource", "ImageData", "load_data", "BatchStream", "describe_source", "source_fingerprint",
-           "to_device", "is_local", "download_problem", "missing_message"]
+__all__ = ["DataUnavailable", "DataSource", "ImageData", "load_data", "BatchStream", "describe_source",
+           "source_fingerprint", "to_device", "is_local", "public_source", "download_problem", "missing_message"]
 
 # Folder trees we can name exactly, with the fingerprint of their images (which a tree of that name
 # must match to be called so). The JPEG copy is lossy: results on it must say so.
@@ -153,6 +153,12 @@ def describe_source(source: str | os.PathLike | None) -> tuple[str, str]:
     return f"folder:{stem}", f"folder-per-class tree '{stem}'"
 
 
+def public_source(source: str) -> str:
+    """A data source as recorded: a name as given, a path by its last component only (where the
+    files lay on one machine says nothing about what they were, and may be private)."""
+    return Path(source).name if ("/" in source or "\\" in source) else source
+
+
 @dataclass(frozen=True)
 class DataSource:
     """A data source (a notebook's ``data`` parameter) classified once, before anything is loaded:
@@ -174,7 +180,7 @@ class DataSource:
     def name(self) -> str:
         """The source as recorded: a name as given, a path by its last component only (where the
         files lay on one machine says nothing about what they were, and may be private)."""
-        return Path(self.source).name if ("/" in self.source or "\\" in self.source) else self.source
+        return public_source(self.source)
 
     @property
     def local(self) -> bool:

@@ -26,7 +26,7 @@ from .runs import FinishedRecordExists, RunConfig, RunStore
 from .train import TF32, train
 
 if TYPE_CHECKING:
-    from .study import Settings
+    from .config import Settings
 
 __all__ = ["Sources", "group_tasks", "default_fuse", "train_task", "save_outcomes",
            "train_task_into_store", "prepare_store", "finish_checkpoints"]

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import file_lock
+from .files import file_lock
 
 __all__ = ["DataUnavailable", "ARCHIVE_SUFFIXES", "IMAGE_SUFFIXES", "tree_name", "sha256_file", "unpack",
            "tree_root", "scan", "content_key", "decode"]

@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 from typing import Mapping
 
-__all__ = ["gpu_window", "read_output", "append_line", "FILE_LIMIT", "OUTPUT_FILES", "END_RESERVE"]
+__all__ = ["gpu_window", "read_output", "append_line", "files_entry", "FILE_LIMIT", "OUTPUT_FILES", "END_RESERVE"]
 
 FILE_LIMIT = 16 * 2**20  # bytes: what a lent machine hands back per file
 OUTPUT_FILES = ("summary.json", "window.log", "gpu-check.csv", "measure.csv", "records.jsonl")  # (at most 8)
@@ -57,9 +57,9 @@ NO_GPU_CHECK_MOST = 60.0  # without a GPU only the environment check runs
 CHECKPOINT_GRACE_MOST = 30.0  # the runs stop themselves this long before their hard limit, to save a checkpoint
 PRETEND = "LRSTUDY_WINDOW_PRETEND_GPU"  # test only: go on without CUDA
 FINAL_STATUSES = ("finished", "diverged")
-_PROFILE = re.compile(r"[a-z]+")
+PROFILE_NAME = re.compile(r"[a-z]+")
 SKIPPABLE = ("gpu-check", "measure")
-STOP_AT = "--stop-at"  # (relay) a wall-clock time, made a --time-limit once the child's imports are done
+STOP_AT = "--stop-at"  # (window_relay) a wall-clock time, made a --time-limit once the child's imports are done
 
 
 def gpu_window(minutes: float, out: str | Path, profile: str = "fast", sources: Mapping[str, str | None] | None = None,
@@ -92,7 +92,7 @@ def gpu_window(minutes: float, out: str | Path, profile: str = "fast", sources: 
         log.write(f"[{time.monotonic() - started:6.1f} s] {line}\n".encode())
 
     def save_summary() -> None:
-        from .checkpoints import atomic_write
+        from .files import atomic_write
 
         atomic_write(out / "summary.json", (json.dumps(summary, indent=1) + "\n").encode())
 
@@ -146,7 +146,7 @@ def gpu_window(minutes: float, out: str | Path, profile: str = "fast", sources: 
     # the runs stop themselves at their time limit; the grace after it is for saving a checkpoint
     grace = min(CHECKPOINT_GRACE_MOST, 0.2 * max(left(), 0))
     env = {**os.environ, "LRSTUDY_RESULTS": str(work / "results")}
-    stage("runs", ["-m", "lrstudy.gpu_window", "relay", str(out / "records.jsonl"), "run", "all", "--profile", profile,
+    stage("runs", ["-m", "lrstudy.window_relay", str(out / "records.jsonl"), "run", "all", "--profile", profile,
                    "--no-progress", *data_args, STOP_AT, f"{time.time() + max(left() - grace, 1):.1f}"], left(), env)
     summary["records"] = _count_lines(out / "records.jsonl")
     summary["checkpoints"] = _append_checkpoints(out / "records.jsonl", work / "results", profile, say)
@@ -222,7 +222,7 @@ def append_line(path: Path, entry: dict) -> bool:
         os.close(fd)
 
 
-def _files_entry(kind: str, files: Mapping[str, bytes]) -> dict:
+def files_entry(kind: str, files: Mapping[str, bytes]) -> dict:
     return {"kind": kind, "files": {k: base64.b64encode(v).decode() for k, v in files.items()},
             "sha256": {k: hashlib.sha256(v).hexdigest() for k, v in files.items()}}
 
@@ -235,7 +235,7 @@ def _append_checkpoints(sink: Path, results: Path, profile: str, say) -> int:
     """The checkpoints the runs stage left (runs the time limit stopped), appended while they fit."""
     added = 0
     for checkpoint in sorted((results / profile / "checkpoints").glob("*.pt")):
-        entry = _files_entry("checkpoint", {f"checkpoints/{profile}/{checkpoint.name}": checkpoint.read_bytes()})
+        entry = files_entry("checkpoint", {f"checkpoints/{profile}/{checkpoint.name}": checkpoint.read_bytes()})
         if append_line(sink, entry):
             added += 1
         else:
@@ -294,39 +294,3 @@ def read_output(folder: Path) -> tuple[dict[str, bytes], dict]:
         name = "gpu-window-" + (re.sub(r"[^A-Za-z0-9._-]", "-", folder.resolve().name) or "output")
     manifest = {"format": 1, "name": name, "files": {k: hashlib.sha256(v).hexdigest() for k, v in files.items()}}
     return files, manifest
-
-
-def relay(sink: str, argv: list[str]) -> int:
-    """``python -m lrstudy <argv>`` (the runs stage), with each finished or diverged record appended
-    to ``sink`` the moment the store has saved it, before the next run starts."""
-    from . import __main__ as cli
-    from .runs import RunStore
-
-    save = RunStore.save
-
-    def save_and_relay(store, config, status, rows, info):
-        record = save(store, config, status, rows, info)
-        if status in FINAL_STATUSES and _PROFILE.fullmatch(store.profile):
-            csv_path, json_path = store.paths(config.id)
-            parts = {f"runs/{store.profile}/{config.id}.csv": csv_path.read_bytes()}
-            snapshots = csv_path.with_suffix(".snapshots.pt")
-            if record.meta.get("snapshots_sha256") and snapshots.exists():
-                parts[f"runs/{store.profile}/{config.id}.snapshots.pt"] = snapshots.read_bytes()
-            parts[f"runs/{store.profile}/{config.id}.json"] = json_path.read_bytes()
-            if append_line(Path(sink), _files_entry("record", parts)):
-                print(f"gpu-window: record {config.id} ({status}) written to {Path(sink).name}", flush=True)
-            else:
-                print(f"gpu-window: record {config.id} left out: {Path(sink).name} would pass 16 MiB", flush=True)
-        return record
-
-    RunStore.save = save_and_relay
-    if STOP_AT in argv:  # the limit counts from now, after the imports, which a loaded machine makes slow
-        at = argv.index(STOP_AT)
-        argv = [*argv[:at], "--time-limit", f"{max(float(argv[at + 1]) - time.time(), 1):.0f}s", *argv[at + 2:]]
-    return cli.main(argv)
-
-
-if __name__ == "__main__":
-    if sys.argv[1:2] != ["relay"] or len(sys.argv) < 4:
-        sys.exit("usage: python -m lrstudy.gpu_window relay RECORDS.jsonl <lrstudy command...> (the window's runs stage)")
-    sys.exit(relay(sys.argv[2], sys.argv[3:]))

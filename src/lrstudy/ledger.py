@@ -22,7 +22,6 @@ from __future__ import annotations
 import bisect
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from itertools import islice

@@ -20,9 +20,10 @@ import numpy as np
 import pandas as pd
 from IPython.display import HTML, Markdown, display
 
+from .config import DATA_PARAMETERS, Settings
 from .provenance import names_a_cpu
 from .stats import JUDGED, Claim, binomial_se, seeds_needed
-from .study import DATA_PARAMETERS, Experiment, Settings, StudyResults, model_name
+from .study import Experiment, StudyResults, model_name
 
 __all__ = ["NOTEBOOK_PARAMETERS", "check_injected_parameters", "setup", "settings", "claims", "what_ran", "title",
            "budget_note", "trained_on", "verdicts", "worth", "power", "deviations", "readable", "ran", "header",
@@ -587,7 +588,7 @@ def store_header(profile: str) -> None:
 
 def _store_facts(folder, profile: str) -> tuple[dict, str, str]:
     """The records of a profile's store, what the profile plans, and what the records say ran."""
-    from .config import load_profile
+    from .experiments import load_profile
     from .pages import stored_records
 
     plan = load_profile(profile)

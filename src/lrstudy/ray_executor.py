@@ -30,6 +30,7 @@ from contextlib import ExitStack
 
 from .checkpoints import StopRequested
 from .execute import Sources, finish_checkpoints, save_outcomes, train_task
+from .queue_types import QueueResult, planned_device
 from .runs import RunStore
 
 __all__ = ["run_on_ray", "MAX_RETRIES"]
@@ -42,11 +43,9 @@ _LOADED: dict = {}  # data sets a worker process has loaded, by id: reused by it
 def run_on_ray(plan, box, progress: bool = True, address: str | None = None, gpus_per_run: float | None = None,
                cpus_per_run: int | None = None):
     """Train ``plan``'s tasks as Ray tasks and write their outcomes into the store; ``box`` (a
-    :class:`~lrstudy.runqueue.TimeBox`) says when to stop. Returns a
-    :class:`~lrstudy.runqueue.QueueResult`."""
+    :class:`~lrstudy.queue_types.TimeBox`) says when to stop. Returns a
+    :class:`~lrstudy.queue_types.QueueResult`."""
     import ray
-
-    from .runqueue import QueueResult, planned_device
 
     cuda = planned_device(plan.tasks[0].settings) == "cuda"
     resources = {"num_gpus": gpus_per_run or 1, "num_cpus": 1} if cuda else {"num_cpus": cpus_per_run or 1}

@@ -1,7 +1,7 @@
 """The run queue: any part of a profile's runs, in priority order, time-boxed, on this machine or a
 Ray cluster.
 
-    runs = select_runs(["all"], "fast", claims=["CLR-T1.tri2-vs-fixed"])   # what to train
+    runs = select_runs(["all"], "fast", claims=["CLR-T1.tri2-vs-fixed"])   # what to train (lrstudy.queue_selection)
     plan = make_plan(runs)                      # in which order, with FLOPs and estimated time
     print(plan.render())                        # `python -m lrstudy plan ...`
     result = run_queue(plan, time_limit=45 * 60)   # `python -m lrstudy run ... --time-limit 45m`
@@ -26,25 +26,21 @@ CPU fusing is slower, so there it happens only when asked).
 from __future__ import annotations
 
 import math
-import re
-import signal
-import threading
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from .checkpoints import StopRequested
-from .config import resolve_device
-from .costs import PESSIMISTIC_FLOOR_MS, RunCost, Throughput, run_cost, throughput_for
+from .config import Settings
+from .costs import PESSIMISTIC_FLOOR_MS, RunCost, Throughput, run_cost, step_flops, throughput_for
+from .data import DATASET_CLASSES, DATASET_SHAPES
 from .execute import Sources, default_fuse, group_tasks, prepare_store, train_task_into_store
+from .fused import group_id
 from .paths import results_root
+from .queue_types import QueueResult, TimeBox, planned_device
 from .runs import RunConfig, RunRecord, RunStore
-from .selection import claims_by_experiment, experiment_names, parse_seed_range
-from .study import Settings
 
-__all__ = ["QueuedRun", "Task", "Plan", "QueueResult", "TimeBox", "select_runs", "make_plan", "run_queue",
-           "parse_duration", "stored_status", "run_in_order", "train_in_order", "EXIT_STOPPED", "ORDERS"]
+__all__ = ["QueuedRun", "Task", "Plan", "make_plan", "run_queue", "stored_status", "run_in_order", "train_in_order",
+           "EXIT_STOPPED", "ORDERS"]
 
 EXIT_STOPPED = 3  # the command's exit status when the time limit (or SIGTERM) stopped the queue
 ORDERS = ("claims", "notebook")
@@ -52,13 +48,15 @@ ORDERS = ("claims", "notebook")
 
 @dataclass(frozen=True)
 class QueuedRun:
-    """One run of the queue: its experiment's settings, its setting's label, its configuration, and
-    the data set its row trains on."""
+    """One run of the queue: its experiment's settings, its setting's label, its configuration, the
+    data set its row trains on, and the experiment that declares it (a :class:`lrstudy.study.Experiment`:
+    its rows and claims order the queue; typed loosely, as the experiments sit above the queue)."""
 
     settings: Settings
     label: str
     config: RunConfig
     dataset: str
+    declared_by: Any = field(compare=False, repr=False)
 
     @property
     def experiment(self) -> str:
@@ -81,34 +79,6 @@ class Task:
         return [(r.label, r.config) for r in self.runs]
 
 
-def select_runs(names: Iterable[str], profile: str, *, seeds: int | None = None, seed_range: str | None = None,
-                only: Iterable[str] | None = None, claims: Iterable[str] | None = None, device: str | None = None,
-                precision: str | None = None, sources: Mapping[str, str | None] | None = None) -> list[QueuedRun]:
-    """The runs of the named experiments (``all``: every one) under ``profile``, in the
-    experiments' order: those of the settings in ``only``, or those the ``claims`` need (ids; an
-    experiment none of whose claims is named contributes none); ``seeds`` of them (1..N) or the seeds
-    of ``seed_range`` ("A-B"). ``sources`` names data sources by parameter (``data``,
-    ``data_cifar100``, ``data_mnist``; None keeps the profile's)."""
-    from .experiments import EXPERIMENTS
-
-    experiments = [EXPERIMENTS[name] for name in experiment_names(names, list(EXPERIMENTS))]
-    wanted = None if claims is None else claims_by_experiment(claims, experiments)
-    chosen_seeds = parse_seed_range(seed_range) if seed_range else None
-    if chosen_seeds and seeds is not None:
-        raise ValueError("give --seeds or --seed-range, not both")
-    out = []
-    for experiment in experiments:
-        if wanted is not None and experiment.name not in wanted:
-            continue
-        settings = experiment.settings(profile, seeds=max(chosen_seeds) if chosen_seeds else seeds, device=device,
-                                       precision=precision, **experiment.sources_taken(sources))
-        rows = experiment.scaled_rows(settings)
-        for label, config in experiment.selected(settings, only=only, seeds=chosen_seeds,
-                                                 claims=None if wanted is None else wanted[experiment.name]):
-            out.append(QueuedRun(settings, label, config, rows[label].dataset))
-    return out
-
-
 def stored_status(store: RunStore, config: RunConfig, fingerprint: str | None = None) -> str:
     """A run's state in the store: finished, diverged, failed, altered (a record that no longer
     matches its checksums: it will be trained again), missing -- or, given the ``fingerprint`` of
@@ -122,11 +92,6 @@ def stored_status(store: RunStore, config: RunConfig, fingerprint: str | None = 
             return "other data"
         return record.status
     return why if why == "failed" else "missing" if why in ("no record", "other configuration") else "altered"
-
-
-def planned_device(settings: Settings) -> str:
-    """The device a profile trains on, as planned (a CUDA profile is planned for CUDA on any machine)."""
-    return resolve_device("auto").type if settings.device == "auto" else settings.device
 
 
 @dataclass
@@ -163,18 +128,15 @@ class Plan:
 
     def group_ids(self) -> list[str]:
         """The ids of the fused groups among the tasks (their checkpoints are named so)."""
-        from .fused import group_id
-
         return [group_id([r.config for r in t.runs]) for t in self.tasks if len(t.runs) > 1]
 
     def totals(self) -> list[tuple[str, list[str], tuple[float, float] | None]]:
         """Per experiment, then ``all``: its run ids and its share of the paper's budget
         (:func:`paper_share`; None for ``all``)."""
-        from .experiments import EXPERIMENTS
-
-        groups: dict[str, list[QueuedRun]] = {name: [] for name in EXPERIMENTS}
+        registry = self.runs[0].declared_by.registry_names if self.runs else ()
+        groups: dict[str, list[QueuedRun]] = {name: [] for name in registry or ()}  # in the experiments' order
         for run in self.runs:
-            groups[run.experiment].append(run)
+            groups.setdefault(run.experiment, []).append(run)
         groups = {name: runs for name, runs in groups.items() if runs}
         return [*[(name, [r.config.id for r in runs], paper_share(runs, self.costs)) for name, runs in groups.items()],
                 ("all", [r.config.id for r in self.runs], None)]
@@ -278,11 +240,7 @@ def make_plan(runs: Sequence[QueuedRun], order: str = "claims", bench: str | Non
 def paper_share(runs: Sequence[QueuedRun], costs: Mapping[str, RunCost]) -> tuple[float, float]:
     """One experiment's runs per seed -- their optimizer steps and training FLOPs -- as fractions of
     the same rows at the paper's budget, with the paper's networks and batches."""
-    from .costs import step_flops
-    from .data import DATASET_CLASSES, DATASET_SHAPES
-    from .experiments import EXPERIMENTS
-
-    paper = EXPERIMENTS[runs[0].experiment].rows()
+    paper = runs[0].declared_by.rows()
     ours = {r.label: costs[r.config.id] for r in runs}  # one seed's worth: the rows are the same for every seed
     steps = sum(c.steps for c in ours.values())
     flops = sum(c.train_flops for c in ours.values())
@@ -307,12 +265,10 @@ def _claims_first(runs: list[QueuedRun], seconds: Mapping[str, float], stored: s
     claim whose still-missing runs complete the most claims (itself and any other they finish) per
     second of training, all its arms and seeds at once -- first among the claims of the profile's
     ``priority`` notebooks, then among the others; then the runs no claim needs."""
-    from .experiments import EXPERIMENTS
-
     first = set(runs[0].settings.profile.priority)
     tiers: list[list] = [[], []]  # (claim id, ids of the runs it needs): the profile's priority notebooks, the rest
-    for name in dict.fromkeys(r.experiment for r in runs):
-        experiment = EXPERIMENTS[name]
+    experiments = {r.experiment: r.declared_by for r in runs}
+    for name, experiment in experiments.items():
         for claim in experiment.claims:
             rows = set(experiment.rows_for([claim.id]))
             ids = frozenset(r.config.id for r in runs if r.experiment == name
@@ -334,65 +290,6 @@ def _claims_first(runs: list[QueuedRun], seconds: Mapping[str, float], stored: s
             units = [u for u in units if not u[1] <= scheduled]
     position = {i: n for n, i in enumerate(chosen)}
     return sorted(runs, key=lambda r: position.get(r.config.id, len(position)))
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in ``"45m"``, ``"8h"``, ``"90s"`` or ``"1h30m"``."""
-    parts = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s)?\s*", str(text))
-    if not parts or not any(parts.groups()):
-        raise ValueError(f"time limit {text!r}: write a duration such as 45m, 8h, 90s or 1h30m")
-    hours, minutes, seconds = (float(g or 0) for g in parts.groups())
-    total = hours * 3600 + minutes * 60 + seconds
-    if total <= 0:
-        raise ValueError(f"time limit {text!r} must be longer than zero")
-    return total
-
-
-class TimeBox:
-    """When the queue must stop: at its time limit (None: never), or once SIGTERM has arrived.
-    Calling it says whether to stop now; training checks it every step."""
-
-    clock = staticmethod(time.monotonic)
-
-    def __init__(self, seconds: float | None = None):
-        self.deadline = None if seconds is None else self.clock() + seconds
-        self.signalled = False
-
-    def __call__(self) -> bool:
-        return self.signalled or (self.deadline is not None and self.clock() >= self.deadline)
-
-    def left(self) -> float:
-        return math.inf if self.deadline is None else max(0.0, self.deadline - self.clock())
-
-    def wall_deadline(self) -> float | None:
-        """The limit as a wall-clock time (``time.time()``), for workers in other processes."""
-        return None if self.deadline is None else time.time() + self.left()
-
-    @contextmanager
-    def on_sigterm(self):
-        """While inside, SIGTERM stops the queue as the time limit does (main thread only: Python
-        delivers signals there)."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum, frame):
-            self.signalled = True
-            print("SIGTERM: the run in progress saves its checkpoint and the queue stops", flush=True)
-        previous = signal.signal(signal.SIGTERM, handler)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-
-
-@dataclass
-class QueueResult:
-    """What a queue did: the reason each run still has no record (by run id), and whether the time
-    limit or SIGTERM stopped it."""
-
-    errors: dict[str, str] = field(default_factory=dict)
-    stopped: bool = False
 
 
 def run_queue(plan: Plan, executor: str = "local", time_limit: float | None = None, progress: bool = True,
@@ -439,7 +336,9 @@ def run_in_order(settings: Settings, labelled: Sequence[tuple[str, RunConfig]], 
     if not missing:
         return records, {}
     dataset_of = {source.id: name for name, source in settings.data.items()}
-    runs = [QueuedRun(settings, labelled[i][0], labelled[i][1], dataset_of[labelled[i][1].data]) for i in missing]
+    # (declared_by: only planning asks the experiment, and a notebook's queue keeps the notebook's order)
+    runs = [QueuedRun(settings, labelled[i][0], labelled[i][1], dataset_of[labelled[i][1].data], declared_by=None)
+            for i in missing]
     groups = group_tasks(runs, default_fuse(settings) if fuse is None else fuse, config=lambda r: r.config)
     result = train_in_order(
         [Task(group, 0.0) for group in groups], TimeBox(), progress, name=lambda r: f"{r.label} seed {r.config.seed}",

@@ -35,20 +35,21 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import pandas as pd
 import torch
 
-from .checkpoints import Checkpointer, atomic_write, file_lock
+from .checkpoints import Checkpointer
+from .files import atomic_write, file_lock
 from .paths import results_root
-from .config import MAX_SEEDS
 from .policy import MAX_STEPS
 from .schedule_specs import make_schedule
 
 __all__ = ["RunConfig", "RunRecord", "RunStore", "FINAL_STATUSES", "OtherDataError", "FinishedRecordExists",
-           "record_digest", "verify_record"]
+           "record_digest", "verify_record", "origin_of", "UNVERIFIED", "MAX_SEEDS"]
 
+MAX_SEEDS = 1000  # seeds per setting: far above any profile's; more is a typo that would plan forever
 FORMAT_VERSION = 1  # bump when the meaning of a stored run changes, so old records are not reused
 FINAL_STATUSES = ("finished", "diverged")  # records that are results; "failed" ones are redone
 # RunConfig fields added after the first results were stored (left out of the id while unset)
@@ -72,6 +73,19 @@ def record_digest(meta: dict) -> str:
     """SHA-256 of a record's metadata in canonical JSON, without the digest field itself."""
     body = {k: v for k, v in meta.items() if k != "record_sha256"}
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()).hexdigest()
+
+
+UNVERIFIED = "imported (unverified origin)"  # the origin of a record imported without a key that vouches for it
+
+
+def origin_of(meta: Mapping) -> str:
+    """A stored record's origin as pages show it: "here" (trained into this store), "imported
+    (unverified origin)", or "imported (verified: ...)"."""
+    imported = meta.get("imported") if isinstance(meta, Mapping) else None
+    if not isinstance(imported, Mapping):
+        return "here"
+    origin = str(imported.get("origin", UNVERIFIED))
+    return origin if origin == UNVERIFIED else f"imported ({origin})"
 
 
 def verify_record(config: "RunConfig", meta, read_csv: Callable[[], bytes], read_snapshots: Callable[[], bytes],

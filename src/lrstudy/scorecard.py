@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from .archive import UNVERIFIED
 from .experiments import EXPERIMENTS
 from .history import ADDED, PAPER, RECAPS, SECONDARY
 from .notebook import budget_span, percent, store_box, store_status
 from .pages import index_navigation
 from .paths import fill_marked_block, results_root
+from .runs import UNVERIFIED
 from .stats import JUDGED, VERDICTS, bh_qvalues
 
 __all__ = ["collect", "to_markdown", "summary", "counts", "against_paper", "revised", "declared_after_data",

@@ -7,8 +7,7 @@ from __future__ import annotations
 import re
 from typing import Iterable, Sequence
 
-from .config import MAX_SEEDS
-from .runs import RunConfig
+from .runs import MAX_SEEDS, RunConfig
 
 __all__ = ["parse_seed_range", "parse_labels", "select", "experiment_names", "claims_by_experiment"]
 

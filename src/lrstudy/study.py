@@ -24,85 +24,18 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .archive import origin_of
-from .config import DEVICES, MAX_SEEDS, PRECISIONS, Profile, check_section, load_profile
-from .data import DataSource
+from .config import DATA_PARAMETERS, Settings, check_section, load_profile, resolve_settings
+from .models import MODELS
 from .policy import scale_steps
-from .runs import RunConfig, RunRecord, RunStore
+from .runs import RunConfig, RunRecord, RunStore, origin_of
 from .schedule_specs import rescale
 from .selection import select
 from .history import declared_before, history_text, rule_before
 from .stats import companions_at_equal_iterations, interim, mean_ci, pooled_sd
 
-__all__ = ["Settings", "Row", "Experiment", "StudyResults", "STANDARD_KNOBS", "BATCH_SCALE", "DATA_PARAMETERS",
-           "model_name"]
+__all__ = ["Row", "Experiment", "StudyResults", "STANDARD_KNOBS", "BATCH_SCALE", "NOT_RUN_YET", "model_name"]
 
-# Every data set a row may train on, and the parameter naming its source: the notebooks' papermill
-# parameter, the profile's key and, upper-cased, the Make variable. A new data set is one entry here.
-DATA_PARAMETERS = {"cifar10": "data", "cifar100": "data_cifar100", "mnist": "data_mnist"}
 NOT_RUN_YET = "not run yet: no stored result (nothing is trained here)"
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What one experiment runs under: the profile, its overrides, and the experiment's own knobs."""
-
-    experiment: str
-    profile: Profile
-    data: dict[str, DataSource]  # {data set: source}, for every data set the experiment trains on
-    device: str
-    precision: str
-    seeds: tuple[int, ...]
-    knobs: dict = field(default_factory=dict)
-    train: bool = True  # whether runs the store lacks are trained (else the store is only read)
-
-    @property
-    def data_name(self) -> str:
-        """What the CIFAR-10 source is (a JPEG copy, say), as results must call it."""
-        return self.data["cifar10"].label
-
-    def source_of(self, data_id: str) -> DataSource:
-        """The source of the data set with this id."""
-        return next(source for source in self.data.values() if source.id == data_id)
-
-    def table(self) -> pd.DataFrame:
-        rows = [
-            ("profile", self.profile.name, self.profile.description),
-            *[("data" if name == "cifar10" else f"data ({name})", source.label, f"source: {source.name}")
-              for name, source in self.data.items()],
-            ("device", self.device, "where missing runs are trained"),
-            ("precision", self.precision, "bf16 = bfloat16 autocast for forward passes; rows may name their own"),
-            ("seeds", ", ".join(map(str, self.seeds)), "one run per setting and seed"),
-        ]
-        rows += [(k, f"{v:g}" if isinstance(v, float) else str(v), "notebook setting")
-                 for k, v in self.knobs.items()]
-        return pd.DataFrame(rows, columns=["setting", "value", "meaning"]).set_index("setting")
-
-
-def _settings(experiment: str, profile: Profile, knobs: dict, seeds, device, data_sets: Sequence[str],
-              sources: Mapping[str, str | None], precision: str | None = None) -> Settings:
-    """Settings from a profile plus overrides (``None`` keeps the profile's value); ``sources``
-    holds a source per data parameter (``data``, ``data_cifar100``, ...) the experiment takes."""
-    if seeds is None:
-        seeds = profile.seeds
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
-        raise ValueError(f"seeds={seeds!r} must be a whole number in [1, {MAX_SEEDS}]")
-    device = profile.device if device in (None, "", "None") else device
-    if device not in DEVICES:
-        raise ValueError(f"device={device!r}; choose one of {list(DEVICES)}")
-    parameters = [DATA_PARAMETERS[name] for name in data_sets]
-    unknown = sorted(set(sources) - set(parameters))
-    if unknown:
-        raise ValueError(f"unknown parameter {unknown[0]!r}; this notebook takes {parameters}")
-    data = {}
-    for name, parameter in zip(data_sets, parameters):
-        given = sources.get(parameter)
-        data[name] = DataSource.of(getattr(profile, parameter) if given in (None, "", "None") else str(given))
-    precision = profile.precision if precision in (None, "", "None") else precision
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision={precision!r}; choose one of {list(PRECISIONS)}")
-    return Settings(experiment, profile, data, device, precision, tuple(range(1, seeds + 1)), knobs)
-
 
 BN_MOMENTUM_CAP = 0.1  # the largest BN moving-average weight a shortened run gets (see Row.scaled)
 
@@ -191,6 +124,9 @@ class Experiment:
                  row_values: Callable[[Settings, StudyResults], Measures] | None = None,
                  unitless: Sequence[str] = ()):
         self.name, self.deviations, self.paper, self.knobs = name, list(deviations), paper, knobs
+        # every experiment's name, which a profile's notebook sections must be among: given by the
+        # registry that holds them all (lrstudy.experiments); None leaves that check out
+        self.registry_names: tuple[str, ...] | None = None
         self.unitless = frozenset(unitless)  # derived measures not in accuracy points: no pooled power for them
         self._rows = rows if callable(rows) else (lambda knobs: dict(rows))
         self.derived, self._derive, self._row_values = dict(derived or {}), derive, row_values
@@ -247,9 +183,9 @@ class Experiment:
         experiment's knobs, then any overrides -- ``seeds``, ``device``, and a source for each data set
         the experiment trains on, by its parameter (``data=`` for CIFAR-10, ``data_cifar100=``, ...), and
         ``precision`` for the rows that name none. None keeps the profile's value."""
-        prof = load_profile(profile)
+        prof = load_profile(profile, notebooks=self.registry_names, networks=MODELS)
         knobs = check_section(f"profile {profile!r}, notebook {self.name!r}", prof.section(self.name), self.knobs)
-        return _settings(self.name, prof, knobs, seeds, device, self.data_sets, data, precision)
+        return resolve_settings(self.name, prof, knobs, seeds, device, self.data_sets, data, precision)
 
     def sources_taken(self, sources: Mapping[str, str | None] | None) -> dict[str, str]:
         """The sources among ``sources`` (by parameter: ``data``, ``data_cifar100``, ...; None and a

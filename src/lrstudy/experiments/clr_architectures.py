@@ -27,10 +27,11 @@ from typing import Mapping
 
 import pandas as pd
 
+from ..config import Settings
 from ..history import FIRST_OTHERS, REVISED, Revision
 from ..paper import paper_table
 from ..stats import Claim
-from ..study import BATCH_SCALE, STANDARD_KNOBS, Experiment, Row, Settings, StudyResults
+from ..study import BATCH_SCALE, STANDARD_KNOBS, Experiment, Row, StudyResults
 
 AUGMENT = {"flip": True, "crop": 4, "pad_mode": "zeros"}
 TRAIN_IMAGES = 50_000

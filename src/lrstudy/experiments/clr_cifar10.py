@@ -31,10 +31,11 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
+from ..config import Settings
 from ..history import FIRST_CLR, REVISED, STUDY_RULES, Revision
 from ..paper import paper_table
 from ..stats import AllEquivalent, Claim, Control, Testability
-from ..study import Experiment, Row, Settings, StudyResults
+from ..study import Experiment, Row, StudyResults
 
 CAFFE_FULL = {"name": "caffe_cifar10_full"}
 SIGMOID_BN = {"name": "caffe_cifar10_sigmoid_bn"}

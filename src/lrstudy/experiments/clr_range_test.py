@@ -16,11 +16,12 @@ import math
 
 import pandas as pd
 
+from ..config import Settings
 from ..history import FIRST_CLR, STUDY_RULES
 from ..paper import paper_table, paper_value
 from ..range_test import smoothed_sweep, suggest_fastai, suggest_smith
 from ..stats import Agreement
-from ..study import Experiment, Row, Settings, StudyResults
+from ..study import Experiment, Row, StudyResults
 
 CAFFE_FULL = {"name": "caffe_cifar10_full"}
 SGD = {"name": "caffe_sgd", "momentum": 0.9, "weight_decay": 0.004}

@@ -24,11 +24,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..config import Settings
 from ..history import FIRST_OTHERS, RECAPS, REVISED, STUDY_RULES, Revision
 from ..paper import paper_table
 from ..schedules import sgdr_cycle_ends
 from ..stats import AtLeast, Claim
-from ..study import BATCH_SCALE, STANDARD_KNOBS, Experiment, Row, Settings, StudyResults
+from ..study import BATCH_SCALE, STANDARD_KNOBS, Experiment, Row, StudyResults
 
 BATCH, EPOCHS = 128, 200
 OPTIMIZER = {"name": "caffe_sgd", "momentum": 0.9, "weight_decay": 1e-3}

@@ -21,10 +21,11 @@ from typing import Mapping
 
 import pandas as pd
 
+from ..config import Settings
 from ..history import FIRST_OTHERS, SECONDARY, STUDY_RULES
 from ..paper import paper_table, paper_value
 from ..stats import Agreement, AtLeast, Claim
-from ..study import BATCH_SCALE, STANDARD_KNOBS, Experiment, Row, Settings, StudyResults
+from ..study import BATCH_SCALE, STANDARD_KNOBS, Experiment, Row, StudyResults
 
 FLIPS = {"flip": True}
 OPT = {"name": "caffe_sgd", "momentum": 0.9, "weight_decay": 1e-4}
