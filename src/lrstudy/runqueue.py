@@ -204,11 +204,8 @@ def make_plan(runs: Sequence[QueuedRun], order: str = "claims", bench: str | Non
     device = planned_device(settings)
     throughput = throughput_for(device, bench)
     store = RunStore(settings.profile.name)
-    sources = {}  # one per experiment: each finds the fingerprint of its data once
-    for r in runs:
-        sources.setdefault(r.experiment, Sources(r.settings))
     status = {r.config.id: "missing" if fresh else
-              stored_status(store, r.config, sources[r.experiment].fingerprint(r.config.data)) for r in runs}
+              stored_status(store, r.config, r.settings.source_of(r.config.data).fingerprint) for r in runs}
     costs = {r.config.id: run_cost(r.config, r.dataset) for r in runs}
     fuse = settings.profile.fuse if device == "cuda" else 1
     stored = {i for i, s in status.items() if s in ("finished", "diverged", "other data")}  # (the last: never trained over)
