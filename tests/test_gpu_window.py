@@ -148,11 +148,11 @@ def test_a_line_cut_off_by_a_kill_is_left_out_and_a_damaged_one_refuses_the_fold
     out = tmp_path / "out"
     out.mkdir()
     sink = out / "records.jsonl"
-    assert gpu_window.append_line(sink, gpu_window._files_entry("record", {"extra/x.txt": b"x"}))
+    assert gpu_window.append_line(sink, gpu_window.files_entry("record", {"extra/x.txt": b"x"}))
     sink.write_bytes(sink.read_bytes() + b'{"kind": "record", "fil')  # a kill in the middle of a write
     files, manifest = gpu_window.read_output(out)
     assert files == {"extra/x.txt": b"x"} and manifest["format"] == 1
-    assert gpu_window.append_line(sink, gpu_window._files_entry("record", {"extra/y.txt": b"y"}))  # cut line dropped
+    assert gpu_window.append_line(sink, gpu_window.files_entry("record", {"extra/y.txt": b"y"}))  # cut line dropped
     assert set(gpu_window.read_output(out)[0]) == {"extra/x.txt", "extra/y.txt"}
     sink.write_bytes(sink.read_bytes().replace(b'"eA=="', b'"eQ=="'))  # x's content, altered
     with pytest.raises(ValueError, match="differs from its digest"):

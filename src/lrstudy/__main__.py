@@ -27,12 +27,20 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 
+from .archive import export_runs, import_archive
+from .budgets import budgets_table, update_readme_budgets
 from .config import DATA_PARAMETERS, DEVICES, PRECISIONS, PROFILES, DeviceUnavailable
 from .data import DataUnavailable
-from .experiments import EXPERIMENTS, get_experiment
-from .runqueue import ORDERS
-from .runs import OtherDataError
+from .experiments import EXPERIMENTS, get_experiment, load_profile
+from .gpu_window import gpu_window
+from .paths import project_root
+from .queue_selection import select_runs
+from .queue_types import TimeBox, parse_duration
+from .reproduce import preflight, publish as publish_pages  # (publish names the subcommand's parser in _main)
+from .runqueue import EXIT_STOPPED, ORDERS, make_plan, run_queue
+from .runs import OtherDataError, RunStore, stored_status
 
 # Notebooks of the study that train nothing (make passes every notebook's name to `status`)
 NOTEBOOKS_WITHOUT_RUNS = ("schedules", "scorecard")
@@ -70,9 +78,6 @@ def _add_selection(parser: argparse.ArgumentParser) -> None:
 
 
 def _selected_plan(args):
-    from .runqueue import make_plan
-    from .queue_selection import select_runs
-
     runs = select_runs(args.notebooks, args.profile, seeds=args.seeds, seed_range=args.seed_range, only=args.only,
                        claims=args.claims, device=args.device, precision=args.precision,
                        sources=_given_sources(args))
@@ -84,7 +89,7 @@ def _selected_plan(args):
 def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["gpu-check"]:  # its own options (argparse's REMAINDER would not pass --device on)
-        from . import gpucheck
+        from . import gpucheck  # (here: importing it sets CUBLAS_WORKSPACE_CONFIG, for the check's process alone)
 
         return gpucheck.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m lrstudy", description=__doc__.splitlines()[0])
@@ -166,24 +171,16 @@ def _main(argv: list[str] | None) -> int:
     if args.command == "status":
         return _status(args)
     if args.command == "seal":
-        from .runs import RunStore
-
         sealed = RunStore(args.profile).seal()
         print(f"sealed {len(sealed)} records" + (f": {', '.join(sealed)}" if sealed else ""))
         return 0
     if args.command == "scorecard":
         return _scorecard(args)
     if args.command == "preflight":
-        from .reproduce import preflight
-
         print(preflight(args.profile, args.notebooks or sorted(EXPERIMENTS), _given_sources(args), not args.no_train))
         return 0
     if args.command == "publish":
-        from pathlib import Path
-
-        from .reproduce import publish
-
-        published, kept = publish(args.profile, args.notebooks, Path(args.staged))
+        published, kept = publish_pages(args.profile, args.notebooks, Path(args.staged))
         for name in published:
             print(f"  published {name}")
         for line in kept:
@@ -199,26 +196,17 @@ def _main(argv: list[str] | None) -> int:
         _hint_committed_runs(args, plan)
         return 0
     if args.command == "export":
-        from .archive import export_runs
-
         plan = _selected_plan(args)
         print(export_runs(args.archive, plan.runs, with_checkpoints=args.with_checkpoints,
                           checkpoint_ids=plan.group_ids()))
         return 0
     if args.command == "import":
-        from .archive import import_archive
-
         print(import_archive(args.archive, profiles=PROFILES))
         return 0
     if args.command == "gpu-window":
-        from .gpu_window import gpu_window
-
         return gpu_window(args.minutes, args.out, args.profile, _given_sources(args),
                           tuple(stage for stage in args.skip.split(",") if stage))
     if args.command == "budgets":
-        from .budgets import budgets_table, update_readme_budgets
-        from .paths import project_root
-
         table = budgets_table()
         print(table)
         if args.readme:
@@ -251,10 +239,6 @@ def _hint_committed_runs(args, plan) -> None:
     """Without --data, `plan` shows what `run` would train on the profile's `data`; where the profile's
     committed runs were trained on other data (its results_data), say how many of them this
     selection would reuse with that data given."""
-    from .experiments import load_profile
-    from .runqueue import make_plan
-    from .queue_selection import select_runs
-
     profile = load_profile(args.profile)
     if args.data is not None or not profile.results_data or profile.results_data == profile.data:
         return
@@ -272,8 +256,6 @@ def _reading_sources(args) -> dict:
     """The sources a command that only reads the store judges: those given, and for CIFAR-10 without
     --data the label the profile's committed runs were trained on (its ``results_data``), said on
     stderr. Its content is still checked: a record of other images under that label is refused."""
-    from .experiments import load_profile
-
     sources = _given_sources(args)
     label = load_profile(args.profile).results_data
     if sources.get("data") is None and label and not getattr(args, "training_data", False):
@@ -286,9 +268,6 @@ def _reading_sources(args) -> dict:
 def _run(args) -> int:
     """Train the selection; the exit status says whether all of it is stored (0), some failed or
     could not run (1), or the time limit or SIGTERM stopped it (3)."""
-    from .queue_types import TimeBox, parse_duration
-    from .runqueue import EXIT_STOPPED, run_queue, stored_status
-
     box = TimeBox(parse_duration(args.time_limit) if args.time_limit else None)  # the limit counts from now
     plan = _selected_plan(args)
     options = {}
@@ -308,7 +287,6 @@ def _run(args) -> int:
                              "never reused for other data, nor overwritten: give the data they were trained on, or "
                              "keep the new results apart (LRSTUDY_RESULTS / make RESULTS=<folder>)")
     result = run_queue(plan, executor=args.executor, box=box, progress=not args.no_progress, **options)
-    from .runs import RunStore
 
     store = RunStore(args.profile)
     counts: dict[tuple[str, str], int] = {}
@@ -319,8 +297,6 @@ def _run(args) -> int:
     for (experiment, state), n in counts.items():
         print(f"  {experiment}: {n} {state}")
     if args.export:
-        from .archive import export_runs
-
         print(export_runs(args.export, plan.runs, with_checkpoints=args.with_checkpoints,
                           checkpoint_ids=plan.group_ids()))
     if result.stopped:
@@ -332,9 +308,7 @@ def _scorecard(args) -> int:
     """Print the card; exit 1 if a stored record of its runs fails verification, 2 if no run of the
     data judged is stored while runs of other data are (the hint names them); --readme and --index
     then write nothing, and never replace a table built from more finished runs."""
-    from . import scorecard
-    from .paths import project_root
-    from .runs import RunStore
+    from . import scorecard  # (here: it needs IPython, of the notebooks extra, which a bare GPU machine lacks)
 
     sources = _reading_sources(args)
     card = scorecard.collect(args.profile, **sources)
@@ -366,9 +340,6 @@ def _status(args) -> int:
     whose files no longer match their checksums: it will be trained again) or missing. Missing runs
     whose data is not on this machine are counted apart ("data unavailable"), with one line saying
     how to provide it, and do not make the command fail: the notebook reports them as not run."""
-    from .runqueue import stored_status
-    from .runs import RunStore
-
     sources = _reading_sources(args)
     store = RunStore(args.profile)
     bad = 0

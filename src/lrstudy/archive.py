@@ -43,7 +43,9 @@ from pathlib import Path
 from typing import Collection, Mapping, Sequence
 
 from .checkpoints import read_checkpoint
+from .data import KNOWN_TREES
 from .files import atomic_write
+from .gpu_window import read_output
 from .paths import results_root
 from .runs import FINAL_STATUSES, UNVERIFIED, RunConfig, RunStore, record_digest, verify_record
 
@@ -281,8 +283,6 @@ def _fingerprints_by_label(store: RunStore) -> dict[str, set]:
 def _other_data(config: RunConfig, meta: Mapping, prints: Mapping[str, set]) -> str | None:
     """Why a record was trained on other images than its data label names -- the images a label
     we know stands for, or those this store's records of that label were trained on -- or None."""
-    from .data import KNOWN_TREES
-
     data = meta.get("data")
     recorded = data.get("data_fingerprint") if isinstance(data, Mapping) else None
     if not isinstance(recorded, str):
@@ -352,8 +352,6 @@ def _read_members(path: Path) -> tuple[dict[str, bytes], dict]:
     is larger than its kind may be -- all checked on the headers, before a member is read. A folder
     is a GPU window's output, read by :func:`lrstudy.gpu_window.read_output`."""
     if path.is_dir():
-        from .gpu_window import read_output
-
         return read_output(path)
     problems, members, total = [], {}, 0
     try:

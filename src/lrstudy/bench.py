@@ -39,10 +39,17 @@ import pandas as pd
 import torch
 from torch.nn import functional as F
 
+from . import compiling
 from .costs import network_label
 from .data import BatchStream, Normalizer, synthetic
+from .files import atomic_write
+from .fused import _FusedRuns, train_fused
 from .models import build_model
+from .optim import OPTIMIZERS
 from .provenance import code_version, device_name, device_slug
+from .runs import RunConfig
+from .syncs import HostReads, describe
+from .train import WARMUP_STEPS, step_function, train
 
 # Dense bf16 tensor-core peaks (TFLOP/s) for MFU; devices not listed get no MFU.
 PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0}
@@ -102,9 +109,6 @@ def bench_loader(device, timer, images: int, repeats: int) -> dict:
 
 def bench_model(device, timer, spec: dict, batch: int, mode: str, repeats: int) -> dict:
     """The study's training step for ``spec`` in step mode ``mode``: images/s, ms/step, MFU."""
-    from .runs import RunConfig
-    from .train import step_function
-
     mnist = spec["name"] == "lenet"
     data = synthetic(train=4 * batch, test=100, channels=1 if mnist else 3, size=28 if mnist else 32,
                      name="synthetic-mnist" if mnist else "synthetic")
@@ -155,9 +159,6 @@ def bench_naive(device, timer, spec: dict, images: int, repeats: int) -> list[di
             optimizer.step()
     naive = timer(naive_epoch, repeats, 1)
 
-    from .runs import RunConfig
-    from .train import step_function
-
     config = RunConfig(profile="bench", data="synthetic", model=spec, augment={"flip": True, "crop": 4},
                        optimizer={"name": "caffe_sgd", "momentum": 0.9, "weight_decay": 1e-4},
                        schedule={"name": "fixed", "lr": 1e-3}, iterations=10**6, batch_size=128,
@@ -178,9 +179,6 @@ def bench_naive(device, timer, spec: dict, images: int, repeats: int) -> list[di
 
 
 def bench_fused(device, timer, ks: list[int], steps: int, repeats: int, compiled: bool = False) -> list[dict]:
-    from .fused import train_fused
-    from .runs import RunConfig
-
     data = synthetic(train=2000, test=100)
     rows, single = [], None
     for k in ks:
@@ -238,8 +236,6 @@ CAFFE = {"name": "caffe_cifar10_full"}
 
 
 def _caffe_config(device, **overrides):
-    from .runs import RunConfig
-
     base = dict(profile="bench", data="synthetic", model=CAFFE,
                 optimizer={"name": "caffe_sgd", "momentum": 0.9, "weight_decay": 0.004},
                 schedule={"name": "triangular", "base_lr": 0.001, "max_lr": 0.006, "step_size": 2000},
@@ -255,8 +251,6 @@ def _synced(device):
 def measure_lone_step(device, timer, data, mode: str, repeats: int) -> dict:
     """A lone Caffe-net training step in step mode ``mode``: ms per step after warm-up, and the
     seconds its first steps took (the compile, for compiled modes)."""
-    from .train import WARMUP_STEPS, step_function
-
     precision = "bf16" if device.type == "cuda" else "fp32"
     t0 = time.perf_counter()
     step = step_function(_caffe_config(device), data, device, precision, mode)
@@ -273,8 +267,6 @@ def measure_lone_step(device, timer, data, mode: str, repeats: int) -> dict:
 
 def measure_fused_step(device, timer, data, k: int, repeats: int) -> dict:
     """One update of a fused group of ``k`` Caffe-net runs (eager): ms per group step."""
-    from .fused import _FusedRuns
-
     precision = "bf16" if device.type == "cuda" else "fp32"
     t0 = time.perf_counter()
     runs = _FusedRuns([_caffe_config(device, seed=s) for s in range(1, k + 1)], data, device, precision)
@@ -289,9 +281,6 @@ def measure_fused_step(device, timer, data, k: int, repeats: int) -> dict:
 def measure_syncs(device, data, optimizer: str, mode: str) -> dict:
     """Host syncs between evaluations of a short lone run (:class:`lrstudy.syncs.HostReads`; on CUDA
     with torch's sync debug mode as well): 0 is the target."""
-    from .syncs import HostReads, describe
-    from .train import train
-
     settings = {"caffe_sgd": dict(momentum=0.9), "torch_sgd": dict(momentum=0.9, nesterov=True),
                 "caffe_nesterov": dict(momentum=0.9), "caffe_adadelta": dict(momentum=0.95, delta=1e-6),
                 "caffe_adam": dict(momentum=0.9)}
@@ -309,8 +298,6 @@ def measure_syncs(device, data, optimizer: str, mode: str) -> dict:
 def measure_pair(device, data, what: str, iterations: int) -> dict:
     """Two Caffe-net runs that differ only in precision (``fp32-bf16``) or step mode
     (``eager-compile``, both bf16), trained ``iterations`` steps: their final losses and accuracies."""
-    from .train import train
-
     config = _caffe_config(device, iterations=iterations, eval_every=iterations)
     arms = {"fp32-bf16": [("fp32", "eager"), ("bf16", "eager")],
             "eager-compile": [("bf16", "eager"), ("bf16", "compile")]}[what]
@@ -328,9 +315,6 @@ def measure_pair(device, data, what: str, iterations: int) -> dict:
 def window_measurements(device: torch.device) -> list[tuple[str, float, object]]:
     """The measurements, cheapest and most needed first: ``(name, seconds it needs, thunk)``. On a
     CPU (tests) only what runs there, at sizes that take seconds."""
-    from . import compiling
-    from .optim import OPTIMIZERS
-
     cuda = device.type == "cuda"
     data = synthetic(train=2000 if cuda else 400, test=500 if cuda else 100).on(device)
     timer, repeats = Timer(device), 30 if cuda else 1
@@ -428,8 +412,6 @@ def main(argv=None) -> int:
     def save(*new: dict) -> None:
         """Rows so far into the CSV and the Markdown table (rewritten atomically after each row, so
         a benchmark cut off by a time limit keeps what it measured)."""
-        from .files import atomic_write
-
         rows.extend(new)
         table = pd.DataFrame(rows)
         atomic_write(out / f"{slug}.csv", table.assign(device=name, date=str(date.today()),

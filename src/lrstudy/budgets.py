@@ -12,6 +12,8 @@ from pathlib import Path
 
 from .config import PROFILES
 from .paths import fill_marked_block
+from .queue_selection import select_runs
+from .runqueue import make_plan
 
 __all__ = ["budgets_table", "update_readme_budgets"]
 
@@ -22,9 +24,6 @@ def budgets_table(profiles=PROFILES) -> str:
     """A Markdown table: per profile and experiment, steps and training FLOPs per seed as a
     fraction of the paper's, runs, and estimated minutes; each profile's total; then the throughput
     each estimate assumed."""
-    from .runqueue import make_plan
-    from .queue_selection import select_runs
-
     lines = ["| profile | experiment | steps, % of the paper's | training FLOPs, % of the paper's | runs | "
              "estimated minutes |", "|---|---|---|---|---|---|"]
     devices = {}

@@ -4,7 +4,8 @@ Each profile is a small YAML file in ``lrstudy/profiles/`` (``smoke``, ``cpu``, 
 Top-level keys apply to every notebook; ``notebooks.<name>`` holds that notebook's own knobs, which
 its experiment module declares and checks. Notebooks receive the profile's *name* as a papermill
 parameter (plus optional overrides) and resolve it here, so every value is validated before any
-work starts.
+work starts. A profile with one experiment's knobs and the overrides given is that experiment's
+:class:`Settings`, which every layer above passes around.
 """
 
 from __future__ import annotations
@@ -216,7 +217,7 @@ class Settings:
 
 
 def resolve_settings(experiment: str, profile: Profile, knobs: dict, seeds, device, data_sets: Sequence[str],
-              sources: Mapping[str, str | None], precision: str | None = None) -> Settings:
+                     sources: Mapping[str, str | None], precision: str | None = None) -> Settings:
     """Settings from a profile plus overrides (``None`` keeps the profile's value); ``sources``
     holds a source per data parameter (``data``, ``data_cifar100``, ...) the experiment takes."""
     if seeds is None:

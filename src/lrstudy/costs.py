@@ -33,7 +33,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from .data import DATASET_CLASSES, DATASET_SHAPES, DATASET_SPLITS, SYNTHETIC
 from .ledger import eval_steps
 from .models import build_model
-from .provenance import names_a_cpu
+from .paths import project_root, results_root
+from .provenance import device_name, device_slug, names_a_cpu
 
 __all__ = ["RunCost", "run_cost", "step_flops", "network_label", "Throughput", "ASSUMED_H100", "ASSUMED_CPU",
            "measured_throughput", "throughput_for", "window_throughput", "PESSIMISTIC_FLOOR_MS"]
@@ -264,8 +265,6 @@ def throughput_for(device_type: str, bench: str | Path | None = None) -> Through
     is one, else the stated assumptions (one H100; a 2-core CPU)."""
     if bench is not None:
         return measured_throughput(bench)
-    from .paths import project_root, results_root
-    from .provenance import device_name, device_slug
 
     if device_type == "cuda" and (window := imported_window(results_root())) is not None:
         return window_throughput(window)

@@ -21,6 +21,7 @@ from . import compiling
 from .checkpoints import StopRequested
 from .config import resolve_device
 from .data import DataSource, DataUnavailable, check_shape, load_data
+from .fused import fusable, fusable_key, group_id, train_fused
 from .provenance import environment
 from .runs import FinishedRecordExists, RunConfig, RunStore
 from .train import TF32, train
@@ -58,8 +59,6 @@ def group_tasks(items: Sequence, fuse: int, config: Callable = lambda item: item
     """The ``items`` (runs, e.g. ``(label, config)`` pairs) as units of training, in order: runs that
     can share one batched computation (:func:`lrstudy.fused.fusable_key`, within one ``scope``) in
     groups of up to ``fuse``, each group at the place of its first run; every other run alone."""
-    from .fused import fusable, fusable_key
-
     tasks: list[list] = []
     open_groups: dict[tuple, list] = {}
     for item in items:
@@ -145,8 +144,6 @@ def finish_checkpoints(settings: Settings, checkpoints: RunStore, task: Labelled
     for config in finished:
         checkpoints.checkpointer(config, settings.profile.checkpoint_every).finish()
     if len(finished) == len(task) > 1:
-        from .fused import group_id
-
         checkpoints.checkpointer(group_id([c for _, c in task]), settings.profile.checkpoint_every).finish()
 
 
@@ -217,8 +214,6 @@ def _train_group(settings: Settings, task: Labelled, sources: Sources, checkpoin
                  stop) -> list[Outcome] | None:
     """A group's outcomes, or None where it cannot train as one (its data cannot be had, or the
     fused computation raised): its runs are then trained one by one."""
-    from .fused import group_id, train_fused
-
     data = sources.get(task[0][1].data)
     if isinstance(data, DataUnavailable):
         return None  # reported run by run
@@ -245,7 +240,7 @@ def _info(settings: Settings, config: RunConfig, label: str, started: str, resul
           source: DataSource) -> dict:
     info = {
         "label": label,
-        "notebook": settings.experiment,  # stored records name it as they always have (one experiment = one notebook)
+        "notebook": settings.experiment,  # a record's key for its experiment (one experiment = one notebook)
         "started_at": started,
         "precision": config.precision_name,
         "tf32": TF32,  # (set for every run: lrstudy.train.run_numerics)
@@ -274,9 +269,9 @@ def _train_one(config: RunConfig, data, source: DataSource, device, settings: Se
 
 
 def _step_mode(settings: Settings, device, config: RunConfig) -> str:
-    """How a run's step runs (:data:`lrstudy.train.STEP_MODES`): compiled only on CUDA (on a CPU the
-    Caffe net trains at 20.7 it/s compiled vs 22.2 eager with 2 threads, 10.7 vs 12.8 with 1;
-    measured 2026-11-30) and only where torch.compile can build its kernels (else one warning, and
+    """How a run's step runs (:data:`lrstudy.train.STEP_MODES`): compiled only on CUDA (on a CPU
+    compiling is slower: the Caffe net trains at 20.7 it/s compiled vs 22.2 eager with 2 threads,
+    10.7 vs 12.8 with 1) and only where torch.compile can build its kernels (else one warning, and
     eager); captured whole (``reduce-overhead``) for the networks the profile's ``capture`` names."""
     if not (settings.profile.compile and torch.device(device).type == "cuda" and compiling.available()):
         return "eager"

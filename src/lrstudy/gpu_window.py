@@ -43,6 +43,9 @@ import time
 from pathlib import Path
 from typing import Mapping
 
+from .files import atomic_write
+from .provenance import device_name, device_slug
+
 __all__ = ["gpu_window", "read_output", "append_line", "files_entry", "FILE_LIMIT", "OUTPUT_FILES", "END_RESERVE"]
 
 FILE_LIMIT = 16 * 2**20  # bytes: what a lent machine hands back per file
@@ -92,8 +95,6 @@ def gpu_window(minutes: float, out: str | Path, profile: str = "fast", sources: 
         log.write(f"[{time.monotonic() - started:6.1f} s] {line}\n".encode())
 
     def save_summary() -> None:
-        from .files import atomic_write
-
         atomic_write(out / "summary.json", (json.dumps(summary, indent=1) + "\n").encode())
 
     def left() -> float:
@@ -117,8 +118,6 @@ def gpu_window(minutes: float, out: str | Path, profile: str = "fast", sources: 
         save_summary()
 
     import torch
-
-    from .provenance import device_name, device_slug
 
     cuda = torch.cuda.is_available()
     pretend = not cuda and os.environ.get(PRETEND) == "1"

@@ -49,6 +49,21 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
+from . import compiling
+from .bench import Timer
+from .checkpoints import Checkpointer
+from .config import DEVICES, resolve_device
+from .data import DATASET_CLASSES, DATASET_SHAPES, BatchStream, Normalizer, synthetic
+from .experiments import EXPERIMENTS
+from .fused import train_fused
+from .models import build_model
+from .optim import OPTIMIZERS, build_optimizer
+from .provenance import code_version, device_name, package_version
+from .runs import RunConfig
+from .scheduler import hold_rates, set_lr_and_momentum
+from .syncs import HostReads, describe
+from .train import autocast_for, step_function, train
+
 __all__ = ["main", "Row", "run_checks"]
 
 MINIMUM_TORCH = (2, 4)
@@ -103,9 +118,6 @@ class _Checks:
 
 
 def _environment(device: torch.device) -> str:
-    from . import compiling
-    from .provenance import package_version
-
     version = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
     facts = [f"torch {torch.__version__}", f"python {platform.python_version()}"]
     if device.type == "cuda":
@@ -126,9 +138,6 @@ def _environment(device: torch.device) -> str:
 
 
 def _data_pipeline(device: torch.device) -> str:
-    from .data import BatchStream, Normalizer, synthetic
-    from .syncs import HostReads
-
     data = synthetic(train=1000, test=100)
     here = data.on(device)
     stream = BatchStream(here, 100, 3, Normalizer("mean_image", here, device), flip=True, crop=4)
@@ -146,10 +155,6 @@ def _data_pipeline(device: torch.device) -> str:
 
 
 def _optimizers(device: torch.device) -> str:
-    from .models import build_model
-    from .optim import OPTIMIZERS, build_optimizer
-    from .scheduler import hold_rates, set_lr_and_momentum
-
     settings = {"caffe_sgd": dict(momentum=0.9), "torch_sgd": dict(momentum=0.9, nesterov=True),
                 "caffe_nesterov": dict(momentum=0.9), "caffe_adadelta": dict(momentum=0.95, delta=1e-6),
                 "caffe_adam": dict(momentum=0.9)}
@@ -190,14 +195,10 @@ def _optimizers(device: torch.device) -> str:
 
 def _small_data():
     """CIFAR-10-shaped synthetic images, few enough that evaluating is cheap on any CPU."""
-    from .data import synthetic
-
     return synthetic(train=400, test=100)
 
 
 def _tiny(**overrides):
-    from .runs import RunConfig
-
     base = dict(profile="smoke", data="synthetic", model={"name": "caffe_cifar10_full"},
                 optimizer={"name": "caffe_sgd", "momentum": 0.9, "weight_decay": 0.004},
                 schedule={"name": "triangular", "base_lr": 0.001, "max_lr": 0.006, "step_size": 5},
@@ -206,10 +207,6 @@ def _tiny(**overrides):
 
 
 def _host_syncs(device: torch.device, precision: str) -> str:
-    from .fused import train_fused
-    from .syncs import HostReads, describe
-    from .train import train
-
     data = _small_data()
     busy = _tiny(trace_every=1, lr_estimate="corrected",
                  momentum={"name": "one_cycle_momentum", "max_momentum": 0.95, "min_momentum": 0.85, "step_size": 10})
@@ -225,9 +222,6 @@ def _host_syncs(device: torch.device, precision: str) -> str:
 
 def study_networks() -> list[tuple[dict, tuple[int, int, int], int]]:
     """Every network the study trains under the fast profile: ``(model spec, input shape, classes)``."""
-    from .data import DATASET_CLASSES, DATASET_SHAPES
-    from .experiments import EXPERIMENTS
-
     seen = {}
     for experiment in EXPERIMENTS.values():
         settings = experiment.settings("fast", device="cpu")
@@ -263,9 +257,6 @@ def _forward_backward(model, x, y, autocast) -> float:
 
 
 def _model_check(device: torch.device, spec: dict, shape, classes: int, compiled: bool) -> str:
-    from .models import build_model
-    from .train import autocast_for
-
     batch = 32 if device.type == "cuda" else 2
     torch.manual_seed(0)
     model = build_model(spec, num_classes=classes).to(device=device, memory_format=torch.channels_last)
@@ -277,7 +268,6 @@ def _model_check(device: torch.device, spec: dict, shape, classes: int, compiled
     if not compiled:
         precision = "bf16 autocast" if device.type == "cuda" else "fp32"
         return f"forward+backward, batch {batch}, {precision}, channels_last: loss {eager:.3f}"
-    from . import compiling
 
     if compiling.problem():
         raise _Skip(f"torch.compile cannot build kernels here: {compiling.problem()}")
@@ -301,8 +291,6 @@ def _same_rows(a, b) -> bool:
 
 
 def _determinism(device: torch.device, precision: str) -> str:
-    from .train import train
-
     data = _small_data()
     torch.use_deterministic_algorithms(True)
     try:
@@ -316,9 +304,6 @@ def _determinism(device: torch.device, precision: str) -> str:
 
 
 def _resume(device: torch.device, precision: str) -> str:
-    from .checkpoints import Checkpointer
-    from .train import train
-
     data, config = _small_data(), _tiny(iterations=30)
     torch.use_deterministic_algorithms(True)
     try:
@@ -337,9 +322,6 @@ def _resume(device: torch.device, precision: str) -> str:
 
 
 def _fused(device: torch.device, precision: str) -> str:
-    from . import compiling
-    from .fused import train_fused
-
     compiled = device.type == "cuda" and compiling.problem() is None
     results = train_fused([_tiny(seed=s) for s in range(1, 5)], _small_data(), device=device,
                           precision=precision, progress=False, compile_model=compiled)
@@ -351,11 +333,6 @@ def _fused(device: torch.device, precision: str) -> str:
 
 
 def _step_modes(device: torch.device, specs: list[dict]) -> str:
-    from . import compiling
-    from .bench import Timer
-    from .data import synthetic
-    from .train import step_function
-
     if compiling.problem():
         raise _Skip(f"torch.compile cannot build kernels here: {compiling.problem()}")
     data, timer, parts = synthetic(train=5000, test=100), Timer(device), []
@@ -444,9 +421,6 @@ def append_row(path: Path, row: Row, header: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .config import DEVICES, resolve_device
-    from .provenance import code_version, device_name
-
     parser = argparse.ArgumentParser(prog="python -m lrstudy gpu-check", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None, help="also write the table here (.md, .csv or .json)")
     parser.add_argument("--budget", type=float, default=110.0,

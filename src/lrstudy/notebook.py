@@ -21,6 +21,10 @@ import pandas as pd
 from IPython.display import HTML, Markdown, display
 
 from .config import DATA_PARAMETERS, Settings
+from .experiments import EXPERIMENTS, load_profile
+from .pages import stored_records
+from .paths import results_root
+from .plots import schedule_frame
 from .provenance import names_a_cpu
 from .stats import JUDGED, Claim, binomial_se, seeds_needed
 from .study import Experiment, StudyResults, model_name
@@ -581,16 +585,11 @@ def caption(text: str) -> Markdown:
 
 def store_header(profile: str) -> None:
     """The scorecard's summary box (see :func:`store_box`) for the profile's run store."""
-    from .paths import results_root
-
     display(HTML(store_box(results_root() / profile, profile)))
 
 
 def _store_facts(folder, profile: str) -> tuple[dict, str, str]:
     """The records of a profile's store, what the profile plans, and what the records say ran."""
-    from .experiments import load_profile
-    from .pages import stored_records
-
     plan = load_profile(profile)
     records = stored_records(folder)
     devices = sorted({r.get("environment", {}).get("device") or "?" for r in records.values()})
@@ -628,16 +627,12 @@ def store_box(folder, profile: str) -> str:
 
 def all_claims() -> dict:
     """Every claim of the study by id (the forest plot reads its kind and margin)."""
-    from .experiments import EXPERIMENTS
-
     return {c.id: c for experiment in EXPERIMENTS.values() for c in experiment.claims}
 
 
 def ran_label(experiment: Experiment, s: Settings, label: str) -> str:
     """A setting's name (the paper's) with what it trained here: "range test 0-3: ResNet-56 (ran:
     ResNet-20, 250 it., LR 0-0.3)"."""
-    from .plots import schedule_frame
-
     row = experiment.scaled_rows(s).get(label)
     if row is None:
         return label

@@ -45,7 +45,7 @@ def run_on_ray(plan, box, progress: bool = True, address: str | None = None, gpu
     """Train ``plan``'s tasks as Ray tasks and write their outcomes into the store; ``box`` (a
     :class:`~lrstudy.queue_types.TimeBox`) says when to stop. Returns a
     :class:`~lrstudy.queue_types.QueueResult`."""
-    import ray
+    import ray  # (in each function: ray is optional, the cluster extra; the local queue imports this module)
 
     cuda = planned_device(plan.tasks[0].settings) == "cuda"
     resources = {"num_gpus": gpus_per_run or 1, "num_cpus": 1} if cuda else {"num_cpus": cpus_per_run or 1}

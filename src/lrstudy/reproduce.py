@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from .data import DataSource, DataUnavailable, download_problem, missing_message
+from .experiments import EXPERIMENTS
 from .paths import results_root
-from .runs import FINAL_STATUSES, RunStore
+from .runs import FINAL_STATUSES, RunStore, stored_status
 
 __all__ = ["needed_sources", "preflight", "runs_shown", "claims_with_runs", "publish"]
 
@@ -31,9 +32,6 @@ _RUN_ID = re.compile(r"\b[0-9a-f]{16}\b")
 def needed_sources(profile: str, notebooks: Sequence[str],
                    sources: Mapping[str, str | None]) -> dict[DataSource, list[str]]:
     """``{source: [notebook, ...]}``: the data sources that the runs the store lacks would train on."""
-    from .experiments import EXPERIMENTS
-    from .runqueue import stored_status
-
     store = RunStore(profile)
     needed: dict[str, list[str]] = {}
     for name in [n for n in notebooks if n in EXPERIMENTS]:

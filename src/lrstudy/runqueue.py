@@ -37,9 +37,10 @@ from .execute import Sources, default_fuse, group_tasks, prepare_store, train_ta
 from .fused import group_id
 from .paths import results_root
 from .queue_types import QueueResult, TimeBox, planned_device
-from .runs import RunConfig, RunRecord, RunStore
+from .ray_executor import run_on_ray
+from .runs import RunConfig, RunRecord, RunStore, stored_status
 
-__all__ = ["QueuedRun", "Task", "Plan", "make_plan", "run_queue", "stored_status", "run_in_order", "train_in_order",
+__all__ = ["QueuedRun", "Task", "Plan", "make_plan", "run_queue", "run_in_order", "train_in_order",
            "EXIT_STOPPED", "ORDERS"]
 
 EXIT_STOPPED = 3  # the command's exit status when the time limit (or SIGTERM) stopped the queue
@@ -77,21 +78,6 @@ class Task:
     @property
     def labelled(self) -> list[tuple[str, RunConfig]]:
         return [(r.label, r.config) for r in self.runs]
-
-
-def stored_status(store: RunStore, config: RunConfig, fingerprint: str | None = None) -> str:
-    """A run's state in the store: finished, diverged, failed, altered (a record that no longer
-    matches its checksums: it will be trained again), missing -- or, given the ``fingerprint`` of
-    the data at hand, "other data": a result trained on other images under the same data label,
-    which is neither reused nor overwritten."""
-    record, why = store.inspect(config)
-    if record is not None:
-        data = record.meta.get("data")
-        recorded = data.get("data_fingerprint") if isinstance(data, dict) else None
-        if fingerprint is not None and recorded is not None and recorded != fingerprint:
-            return "other data"
-        return record.status
-    return why if why == "failed" else "missing" if why in ("no record", "other configuration") else "altered"
 
 
 @dataclass
@@ -301,8 +287,6 @@ def run_queue(plan: Plan, executor: str = "local", time_limit: float | None = No
         if executor == "local":
             return _run_locally(plan, box, progress)
         if executor == "ray":
-            from .ray_executor import run_on_ray
-
             return run_on_ray(plan, box, progress=progress, **ray_options)
     raise ValueError(f"executor {executor!r}; choose 'local' or 'ray'")
 

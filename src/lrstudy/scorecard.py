@@ -18,7 +18,7 @@ from .history import ADDED, PAPER, RECAPS, SECONDARY
 from .notebook import budget_span, percent, store_box, store_status
 from .pages import index_navigation
 from .paths import fill_marked_block, results_root
-from .runs import UNVERIFIED
+from .runs import UNVERIFIED, RunStore, stored_status
 from .stats import JUDGED, VERDICTS, bh_qvalues
 
 __all__ = ["collect", "to_markdown", "summary", "counts", "against_paper", "revised", "declared_after_data",
@@ -173,9 +173,6 @@ def finished_runs(card: pd.DataFrame) -> int:
 def altered_records(profile: str, experiments: list[str] | None = None, **data: str | None) -> list[str]:
     """The ids of the runs of ``profile`` (under the sources ``data``) whose stored record fails
     verification (a CSV or JSON edited, a file missing): the card leaves them out."""
-    from .runqueue import stored_status
-    from .runs import RunStore
-
     store, out = RunStore(profile), []
     for name in experiments or EXPERIMENTS:
         experiment = EXPERIMENTS[name]

@@ -124,8 +124,9 @@ class Experiment:
                  row_values: Callable[[Settings, StudyResults], Measures] | None = None,
                  unitless: Sequence[str] = ()):
         self.name, self.deviations, self.paper, self.knobs = name, list(deviations), paper, knobs
-        # every experiment's name, which a profile's notebook sections must be among: given by the
-        # registry that holds them all (lrstudy.experiments); None leaves that check out
+        # every experiment's name, in the registry's order (lrstudy.experiments sets it): a profile's
+        # notebook sections must be among them, and the run queue lists experiments in that order;
+        # None (an experiment outside the registry) leaves the check out
         self.registry_names: tuple[str, ...] | None = None
         self.unitless = frozenset(unitless)  # derived measures not in accuracy points: no pooled power for them
         self._rows = rows if callable(rows) else (lambda knobs: dict(rows))

@@ -8,6 +8,8 @@ from . import clr_adaptive, clr_architectures, clr_cifar10, clr_range_test, sgdr
 
 EXPERIMENTS = {module.EXPERIMENT.name: module.EXPERIMENT for module in (
     clr_range_test, clr_cifar10, clr_adaptive, clr_architectures, sgdr, super_convergence)}
+# Each experiment learns every experiment's name, in this order: its settings check a profile's
+# notebook sections against them, and the run queue lists a plan's experiments in it.
 for _experiment in EXPERIMENTS.values():
     _experiment.registry_names = tuple(EXPERIMENTS)
 
