@@ -20,8 +20,8 @@ from lrstudy.config import parse_profile
 from lrstudy.data import DataUnavailable, load_data
 from lrstudy.experiments import EXPERIMENTS, clr_cifar10
 from lrstudy.models import MODELS
+from lrstudy.runqueue import run_in_order
 from lrstudy.runs import OtherDataError, RunConfig, RunStore
-from lrstudy.execute import execute
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -236,7 +236,7 @@ def test_images_of_another_size_are_refused_before_training(scratch):
     source = images_of_another_size(scratch)
     settings = clr_cifar10.EXPERIMENT.settings("smoke", data=str(source))
     with pytest.raises(DataUnavailable, match="its images are 3x64x64.*take 3x32x32"):
-        execute(settings, clr_cifar10.EXPERIMENT.run_configs(settings)[:1], progress=False)
+        run_in_order(settings, clr_cifar10.EXPERIMENT.run_configs(settings)[:1], progress=False)
     assert not (scratch / "results" / "smoke" / "runs").exists() or not any((scratch / "results" / "smoke" / "runs").iterdir())
 
 
@@ -333,12 +333,12 @@ def test_two_trees_of_one_name_never_share_results(scratch):
     second = make_tree(scratch / "b" / "mydata", per_class=(60, 5), size=32, seed=5)
     settings = clr_cifar10.EXPERIMENT.settings("smoke", data=str(first))
     labelled = clr_cifar10.EXPERIMENT.run_configs(settings)[:1]
-    trained = execute(settings, labelled, progress=False)[0][0]
+    trained = run_in_order(settings, labelled, progress=False)[0][0]
     assert trained.meta["data"]["data_fingerprint"] == load_data(first).fingerprint
     other = clr_cifar10.EXPERIMENT.settings("smoke", data=str(second))
     assert clr_cifar10.EXPERIMENT.run_configs(other)[0][1].id == labelled[0][1].id  # same name, same id ...
     with pytest.raises(OtherDataError, match="trained on other data"):  # ... but never reused
-        execute(other, clr_cifar10.EXPERIMENT.run_configs(other)[:1], progress=False)
+        run_in_order(other, clr_cifar10.EXPERIMENT.run_configs(other)[:1], progress=False)
     assert RunStore("smoke").load(labelled[0][1]).meta == trained.meta  # and never overwritten
 
 
@@ -346,7 +346,7 @@ def test_a_hand_edited_record_counts_as_altered(scratch, capsys):
     settings = clr_cifar10.EXPERIMENT.settings("smoke")
     labelled = clr_cifar10.EXPERIMENT.run_configs(settings)[:1]
     config = labelled[0][1]
-    execute(settings, labelled, progress=False)
+    run_in_order(settings, labelled, progress=False)
     store = RunStore("smoke")
     path = store.paths(config.id)[1]
     meta = json.loads(path.read_text())
@@ -389,7 +389,7 @@ def test_a_store_that_cannot_be_written_fails_before_training(scratch, monkeypat
     monkeypatch.setattr("lrstudy.execute._train_one", lambda *a, **k: pytest.fail("trained"))
     settings = clr_cifar10.EXPERIMENT.settings("smoke")
     with pytest.raises(OSError, match="the run store .* is not writable.*nothing was trained"):
-        execute(settings, clr_cifar10.EXPERIMENT.run_configs(settings)[:1], progress=False)
+        run_in_order(settings, clr_cifar10.EXPERIMENT.run_configs(settings)[:1], progress=False)
 
 
 CLI_ERRORS = [

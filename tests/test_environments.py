@@ -20,7 +20,7 @@ import torch
 
 from lrstudy import compiling, data as data_mod, provenance, train as train_module
 from lrstudy.__main__ import main
-from lrstudy.execute import execute
+from lrstudy.runqueue import run_in_order
 from lrstudy.experiments import EXPERIMENTS, clr_cifar10
 
 
@@ -72,7 +72,7 @@ def test_a_run_that_fails_to_compile_is_trained_eagerly_and_says_so(scratch, mon
                 for label, c in clr_cifar10.EXPERIMENT.run_configs(s)[:2]]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        records, errors = execute(s, labelled, progress=False)
+        records, errors = run_in_order(s, labelled, progress=False)
     assert not errors and all(r.status == "finished" and r.meta["step_mode"] == "eager" for r in records)
     assert modes == ["compile", "eager", "eager"]  # one failure, then never compiled again
     assert sum("switched off" in str(w.message) for w in caught) == 1
@@ -96,7 +96,7 @@ def test_a_notebook_reports_runs_on_unreachable_data_as_not_run(scratch, monkeyp
 
     s = sgdr.EXPERIMENT.settings("smoke", data_cifar100="cifar100")
     labelled = [(label, c) for label, c in sgdr.EXPERIMENT.run_configs(s) if c.data == "cifar100"]
-    records, errors = execute(s, labelled, progress=False)
+    records, errors = run_in_order(s, labelled, progress=False)
     assert records == [None] * len(labelled)
     assert all(e.startswith("not run:") and "no network here" in e for e in errors.values())
 

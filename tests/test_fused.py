@@ -124,7 +124,7 @@ def test_a_cpu_study_does_not_fuse_by_default(scratch):
     s = clr_cifar10.EXPERIMENT.settings("smoke")
     s = dataclasses.replace(s, profile=dataclasses.replace(s.profile, fuse=8))
     labelled = clr_cifar10.EXPERIMENT.run_configs(s)[:3]
-    from lrstudy.execute import execute
+    from lrstudy.runqueue import run_in_order
 
-    records, _ = execute(s, labelled, progress=False)
+    records, _ = run_in_order(s, labelled, progress=False)
     assert all(r.meta["step_mode"] == "eager" and "fused_runs" not in r.meta["timings"] for r in records)

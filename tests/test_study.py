@@ -1,6 +1,8 @@
 """Profiles, notebook settings, a whole experiment through the store, verdict rules, the CLI."""
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -216,3 +218,28 @@ def test_range_test_notebook_measures(scratch):
     assert set(clr_range_test.derive(s, results)) == {"Smith max_lr", "Smith base_lr", "Smith max_lr / base_lr"}
     verdicts = experiment.verdicts(s, results)
     assert set(verdicts.verdict) <= set(VERDICTS) - {"not run"}
+
+
+@pytest.mark.parametrize("module", ["lrstudy.scorecard", "lrstudy.runs", "lrstudy.data"])
+def test_reading_modules_load_no_training_code(module):
+    """What only reads results (the report, the run store, the data layer) imports nothing from
+    training: a fresh interpreter, so that no other test's imports count."""
+    check = f"import {module}, sys; assert 'lrstudy.train' not in sys.modules, sorted(sys.modules)"
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_results_only_read_the_store(scratch, monkeypatch):
+    """Experiment.results, and run under settings that do not train (LRSTUDY_TRAIN=no), read what
+    the store holds and call the rest "not run yet": nothing is loaded or trained."""
+    from lrstudy import notebook
+
+    monkeypatch.setattr(execute_mod, "load_data", lambda *a: pytest.fail("data loaded by a reader"))
+    monkeypatch.setattr(execute_mod, "train", lambda *a, **k: pytest.fail("trained by a reader"))
+    experiment = clr_cifar10.EXPERIMENT
+    read = experiment.results(experiment.settings("smoke"))
+    assert set(read.runs.status) == {"not run yet"}
+    monkeypatch.setenv("LRSTUDY_TRAIN", "no")
+    monkeypatch.setattr(notebook, "setup", lambda: None)  # (pandas' display options stay as they are)
+    s = notebook.settings(experiment, "smoke")
+    assert not s.train and set(experiment.run(s, progress=False).runs.status) == {"not run yet"}

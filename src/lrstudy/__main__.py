@@ -32,16 +32,15 @@ from pathlib import Path
 from .archive import export_runs, import_archive
 from .budgets import budgets_table, update_readme_budgets
 from .config import DATA_PARAMETERS, DEVICES, PRECISIONS, PROFILES, DeviceUnavailable
-from .data import DataUnavailable, describe_source, is_local
-from .execute import Sources
+from .data import DataUnavailable
 from .experiments import EXPERIMENTS, get_experiment, load_profile
 from .gpu_window import gpu_window
 from .paths import project_root
 from .queue_selection import select_runs
 from .queue_types import TimeBox, parse_duration
 from .reproduce import preflight, publish as publish_pages  # (publish names the subcommand's parser in _main)
-from .runqueue import EXIT_STOPPED, ORDERS, make_plan, run_queue, stored_status
-from .runs import OtherDataError, RunStore
+from .runqueue import EXIT_STOPPED, ORDERS, make_plan, run_queue
+from .runs import OtherDataError, RunStore, stored_status
 
 # Notebooks of the study that train nothing (make passes every notebook's name to `status`)
 NOTEBOOKS_WITHOUT_RUNS = ("schedules", "scorecard")
@@ -291,10 +290,8 @@ def _run(args) -> int:
 
     store = RunStore(args.profile)
     counts: dict[tuple[str, str], int] = {}
-    sources: dict = {}
     for run in plan.runs:
-        data = sources.setdefault(run.experiment, Sources(run.settings))
-        state = stored_status(store, run.config, data.fingerprint(run.config.data))
+        state = stored_status(store, run.config, run.settings.source_of(run.config.data).fingerprint)
         state = "not run" if state == "missing" and run.config.id in result.errors else state
         counts[run.experiment, state] = counts.get((run.experiment, state), 0) + 1
     for (experiment, state), n in counts.items():
@@ -357,15 +354,14 @@ def _status(args) -> int:
                                        **experiment.sources_taken(sources))
         counts = dict.fromkeys(["finished", "diverged", "failed", "altered", "other data", "missing",
                                 "data unavailable"], 0)
-        local = {describe_source(src)[0]: (src, is_local(src)) for src in settings.data.values()}
-        data = Sources(settings)
         # each run once: settings that are the same run ("fixed" and "fixed (fp32)") share one record
         runs = {config.id: config for _, config in experiment.run_configs(settings)}
         for config in runs.values():
-            state = stored_status(store, config, data.fingerprint(config.data))
-            if state == "missing" and not local.get(config.data, (None, True))[1]:
+            source = settings.source_of(config.data)
+            state = stored_status(store, config, source.fingerprint)
+            if state == "missing" and not source.local:
                 state = "data unavailable"
-                unavailable[config.data] = local[config.data][0]
+                unavailable[source.id] = source.source
             counts[state] += 1
         bad += counts["failed"] + counts["altered"] + counts["other data"] + (0 if args.missing_ok else counts["missing"])
         print(f"  runs    {name}: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v or k == "finished"))

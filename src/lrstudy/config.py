@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 import yaml
 
-from .data import describe_source, public_source
+from .data import DataSource
 from .knobs import Knobs, knob, knob_rows, read_knobs
 from .runs import MAX_SEEDS
 
@@ -149,22 +149,27 @@ class Settings:
 
     experiment: str
     profile: Profile
-    data: dict[str, str]  # {data set: source}, for every data set the experiment trains on
+    data: dict[str, DataSource]  # {data set: source}, for every data set the experiment trains on
     device: str
     precision: str
     seeds: tuple[int, ...]
     knobs: Knobs = field(default_factory=Knobs)
+    train: bool = True  # whether runs the store lacks are trained (else the store is only read)
 
     @property
     def data_name(self) -> str:
         """What the CIFAR-10 source is (a JPEG copy, say), as results must call it."""
-        return describe_source(self.data["cifar10"])[1]
+        return self.data["cifar10"].label
+
+    def source_of(self, data_id: str) -> DataSource:
+        """The source of the data set with this id."""
+        return next(source for source in self.data.values() if source.id == data_id)
 
     def table(self) -> pd.DataFrame:
         rows = [
             ("profile", self.profile.name, self.profile.description),
-            *[("data" if name == "cifar10" else f"data ({name})", describe_source(source)[1],
-               f"source: {public_source(source)}") for name, source in self.data.items()],
+            *[("data" if name == "cifar10" else f"data ({name})", source.label, f"source: {source.name}")
+              for name, source in self.data.items()],
             ("device", self.device, "where missing runs are trained"),
             ("precision", self.precision, "bf16 = bfloat16 autocast for forward passes; rows may name their own"),
             ("seeds", ", ".join(map(str, self.seeds)), "one run per setting and seed"),
@@ -192,7 +197,7 @@ def resolve_settings(experiment: str, profile: Profile, knobs: Knobs, seeds, dev
     data = {}
     for name, parameter in zip(data_sets, parameters):
         given = sources.get(parameter)
-        data[name] = getattr(profile, parameter) if given in (None, "", "None") else str(given)
+        data[name] = DataSource.of(getattr(profile, parameter) if given in (None, "", "None") else str(given))
     precision = profile.precision if precision in (None, "", "None") else precision
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r}; choose one of {list(PRECISIONS)}")

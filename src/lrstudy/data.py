@@ -21,6 +21,7 @@ import io
 import json
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Iterator
 
@@ -30,8 +31,8 @@ from .files import atomic_write
 from .folders import DataUnavailable, content_key, decode, scan, sha256_file, tree_name, tree_root, unpack
 from .paths import data_root
 
-__all__ = ["DataUnavailable", "ImageData", "load_data", "BatchStream", "describe_source", "source_fingerprint",
-           "to_device", "is_local", "public_source", "download_problem", "missing_message"]
+__all__ = ["DataUnavailable", "DataSource", "ImageData", "load_data", "BatchStream", "describe_source",
+           "source_fingerprint", "to_device", "is_local", "public_source", "download_problem", "missing_message"]
 
 # Folder trees we can name exactly, with the fingerprint of their images (which a tree of that name
 # must match to be called so). The JPEG copy is lossy: results on it must say so.
@@ -156,6 +157,40 @@ def public_source(source: str) -> str:
     """A data source as recorded: a name as given, a path by its last component only (where the
     files lay on one machine says nothing about what they were, and may be private)."""
     return Path(source).name if ("/" in source or "\\" in source) else source
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """A data source (a notebook's ``data`` parameter) classified once, before anything is loaded:
+    settings hold these, and nothing after them looks at the source's text again."""
+
+    source: str  # as given: a set's name, or a path on this machine (private: see ``name``)
+    id: str  # part of a run's identity: "cifar10", "cifar10-jpeg", "folder:<stem>"
+    label: str  # what results must call it: "CIFAR-10 (JPEG q75 copy)"
+    kind: str  # "synthetic", "torchvision" or "path"
+
+    @classmethod
+    def of(cls, source: str | os.PathLike | None) -> DataSource:
+        source = _default_source(source)
+        data_id, label = describe_source(source)
+        kind = "synthetic" if source in SYNTHETIC else "torchvision" if source in TORCHVISION_SETS else "path"
+        return cls(source, data_id, label, kind)
+
+    @property
+    def name(self) -> str:
+        """The source as recorded: a name as given, a path by its last component only (where the
+        files lay on one machine says nothing about what they were, and may be private)."""
+        return public_source(self.source)
+
+    @property
+    def local(self) -> bool:
+        """Whether it loads without a download (asked each time: a download or a copy may bring it)."""
+        return is_local(self.source)
+
+    @cached_property
+    def fingerprint(self) -> str | None:
+        """:func:`source_fingerprint`, found once (a tree never decoded is hashed to answer)."""
+        return source_fingerprint(self.source)
 
 
 TORCHVISION_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python", "mnist": "MNIST"}

@@ -1,9 +1,6 @@
-"""Running a set of runs through the run store: the data each needs, runs trained one by one or in
-fused groups, failures recorded and reported.
-
-:func:`execute` makes sure every run of a list exists in the store, training the missing ones, and
-returns their records. A data set is loaded only if some run on it is missing, so a notebook whose
-runs are all stored only reads.
+"""Training tasks into the run store: the data each needs, runs trained one by one or in fused
+groups, failures recorded and reported. The run queue (:mod:`lrstudy.runqueue`) decides what
+trains and in which order; a data set is loaded only once some run on it trains.
 
 The unit of training is a *task*: one run, or a group of runs trained as one computation
 (:mod:`lrstudy.fused`). :func:`train_task` trains a task and returns each run's outcome without
@@ -14,7 +11,6 @@ a worker and the store written by the driver alone.
 
 from __future__ import annotations
 
-import os
 import time
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -24,64 +20,22 @@ import torch
 from . import compiling
 from .checkpoints import StopRequested
 from .config import resolve_device
-from .data import DataUnavailable, check_shape, describe_source, is_local, load_data, public_source, source_fingerprint
+from .data import DataSource, DataUnavailable, check_shape, load_data
 from .fused import fusable, fusable_key, group_id, train_fused
-from .paths import results_root
 from .provenance import environment
-from .runs import FinishedRecordExists, RunConfig, RunRecord, RunStore
+from .runs import FinishedRecordExists, RunConfig, RunStore
 from .train import TF32, train
 
 if TYPE_CHECKING:
     from .config import Settings
 
-__all__ = ["execute", "Sources", "group_tasks", "default_fuse", "train_task", "save_outcomes",
+__all__ = ["Sources", "group_tasks", "default_fuse", "train_task", "save_outcomes",
            "train_task_into_store", "prepare_store", "finish_checkpoints"]
 
 Labelled = Sequence[tuple[str, RunConfig]]
 # A run's outcome: ("record", (status, rows, info)), ("failed", error), ("not run", reason) or
 # ("stopped", None) -- the last only from a worker of the Ray executor, which cannot raise it across.
 Outcome = tuple[str, object]
-
-
-def execute(settings: Settings, labelled: Labelled, progress: bool = True,
-            train_missing: bool | None = None, fuse: int | None = None) -> tuple[list[RunRecord | None], dict[str, str]]:
-    """Each run's record, in order (None where there is none), and the reason for each missing one,
-    by run id -- after training every run the store lacks.
-
-    Runs are trained one after another on ``settings.device``. A stored run is reused only if the
-    data at hand, where it is on this machine, has the fingerprint the run recorded
-    (:class:`lrstudy.runs.OtherDataError` otherwise). A run that raises is recorded as failed and the
-    others still run. If CIFAR-10 (``settings.data["cifar10"]``) is needed and cannot be had, this
-    stops at once with one message naming the remedies; runs on another data set that cannot be
-    downloaded are reported as not run, with the reason. Data on this machine that cannot be read
-    (a broken image, images of the wrong size) is an error naming the file. With
-    ``train_missing=False`` nothing is trained: missing runs are reported as not run yet (the
-    scorecard; and every notebook under ``LRSTUDY_TRAIN=no``, which ``make reproduce TRAIN=no`` sets
-    to render stored runs on a machine that should not train the rest). Up to ``fuse`` runs of one
-    small net train as one batched computation; by default the profile's ``fuse`` on a CUDA device and none elsewhere (on a
-    CPU, K=4 fused runs train at 0.49x the rate of one: results/bench).
-    """
-    store = RunStore(settings.profile.name)
-    sources = Sources(settings)
-    stored = {c.id: store.load(c, sources.fingerprint(c.data)) for _, c in labelled}  # each record read once
-    if train_missing is None:
-        train_missing = os.environ.get("LRSTUDY_TRAIN", "yes") != "no"
-    if not train_missing:
-        errors = {i: "not run yet: no stored result (nothing is trained here)" for i, r in stored.items() if r is None}
-        return [stored[c.id] for _, c in labelled], errors
-    errors: dict[str, str] = {}
-    missing = [(label, c) for label, c in labelled if stored[c.id] is None]
-    if missing:
-        prepare_store(settings, store, sources, missing)
-        print(f"{len(missing)} of {len(labelled)} runs to train (the rest are in {_relative(store.root)}).")
-        done = 0
-        for task in group_tasks(missing, default_fuse(settings) if fuse is None else fuse):
-            names = [f"[{done + i + 1}/{len(missing)}] {label} seed {c.seed}" for i, (label, c) in enumerate(task)]
-            errors.update(train_task_into_store(settings, task, store, sources, progress, names))
-            done += len(task)
-    records = [stored[c.id] or (None if c.id in errors else store.load(c, sources.fingerprint(c.data)))
-               for _, c in labelled]
-    return records, errors
 
 
 def default_fuse(settings: Settings) -> int:
@@ -92,7 +46,7 @@ def default_fuse(settings: Settings) -> int:
 def prepare_store(settings: Settings, store: RunStore, sources: Sources, missing: Labelled) -> None:
     """Before the first run trains: stop at once if the main data set (CIFAR-10) is needed and
     cannot be had, and if the store cannot be written."""
-    main_data = describe_source(settings.data["cifar10"])[0]
+    main_data = settings.data["cifar10"].id
     if any(c.data == main_data for _, c in missing):
         unavailable = sources.get(main_data)
         if isinstance(unavailable, DataUnavailable):
@@ -201,21 +155,18 @@ class Sources:
 
     def __init__(self, settings: Settings, loaded: dict | None = None):
         self.settings = settings
-        self.source_of = {describe_source(src)[0]: src for src in settings.data.values()}
-        self.dataset_of = {describe_source(src)[0]: name for name, src in settings.data.items()}
+        self.source_of = {source.id: source for source in settings.data.values()}
+        self.dataset_of = {source.id: name for name, source in settings.data.items()}
         self.loaded: dict[str, object] = {} if loaded is None else loaded
         self.device = None
-        self._fingerprints: dict[str, str | None] = {}
 
     def fingerprint(self, data_id: str) -> str | None:
         """The fingerprint of the data at hand under this id, if it is on this machine (read from the
-        decode cache's index after the first decode; found once per Sources), or the known one of
+        decode cache's index after the first decode; found once per source), or the known one of
         a data set named by its label (cifar10-jpeg); None otherwise: nothing is then checked."""
         data = self.loaded.get(data_id)
         if data is None:
-            if data_id not in self._fingerprints:
-                self._fingerprints[data_id] = source_fingerprint(self.source_of[data_id])
-            return self._fingerprints[data_id]
+            return self.source_of[data_id].fingerprint
         return None if isinstance(data, DataUnavailable) else data.fingerprint
 
     def data(self, data_id: str):
@@ -224,13 +175,13 @@ class Sources:
         if data_id not in self.loaded:
             source = self.source_of[data_id]
             try:
-                data = load_data(source)
+                data = load_data(source.source)
             except DataUnavailable as err:
-                if is_local(source):
+                if source.local:
                     raise
                 self.loaded[data_id] = err
                 return err
-            check_shape(data, self.dataset_of[data_id], public_source(source))
+            check_shape(data, self.dataset_of[data_id], source.name)
             self.loaded[data_id] = data
         return self.loaded[data_id]
 
@@ -285,7 +236,8 @@ def _train_group(settings: Settings, task: Labelled, sources: Sources, checkpoin
             for (label, config), result in zip(task, results)]
 
 
-def _info(settings: Settings, config: RunConfig, label: str, started: str, result, device, data, source: str) -> dict:
+def _info(settings: Settings, config: RunConfig, label: str, started: str, result, device, data,
+          source: DataSource) -> dict:
     info = {
         "label": label,
         "notebook": settings.experiment,  # a record's key for its experiment (one experiment = one notebook)
@@ -297,14 +249,14 @@ def _info(settings: Settings, config: RunConfig, label: str, started: str, resul
         "environment": environment(device),
         # how the training step ran: "eager", "compiled", "reduce-overhead" (captured), "fused", "fused-compiled"
         "step_mode": result.step_mode,
-        "data": {"source": public_source(source), **data.describe()},
+        "data": {"source": source.name, **data.describe()},
     }
     if result.snapshots:
         info["snapshots"] = result.snapshots
     return info
 
 
-def _train_one(config: RunConfig, data, source: str, device, settings: Settings, label: str, progress: bool,
+def _train_one(config: RunConfig, data, source: DataSource, device, settings: Settings, label: str, progress: bool,
                name: str, checkpointer=None):
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     mode = _step_mode(settings, device, config)
@@ -339,10 +291,3 @@ def _with_compile_fallback(compiled: bool, training):
             raise
         compiling.give_up(err)
         return training(False)
-
-
-def _relative(path) -> str:
-    try:
-        return str(path.relative_to(results_root().parent))
-    except ValueError:
-        return str(path)

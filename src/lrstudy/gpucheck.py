@@ -53,7 +53,7 @@ from . import compiling
 from .bench import Timer
 from .checkpoints import Checkpointer
 from .config import DEVICES, resolve_device
-from .data import DATASET_CLASSES, DATASET_SHAPES, BatchStream, Normalizer, describe_source, synthetic
+from .data import DATASET_CLASSES, DATASET_SHAPES, BatchStream, Normalizer, synthetic
 from .experiments import EXPERIMENTS
 from .fused import train_fused
 from .models import build_model
@@ -225,16 +225,12 @@ def study_networks() -> list[tuple[dict, tuple[int, int, int], int]]:
     seen = {}
     for experiment in EXPERIMENTS.values():
         settings = experiment.settings("fast", device="cpu")
-        dataset_of = {_data_id(source): name for name, source in settings.data.items()}
+        dataset_of = {source.id: name for name, source in settings.data.items()}
         for _, config in experiment.run_configs(settings):
             dataset = dataset_of.get(config.data, "cifar10")
             key = json.dumps(config.model, sort_keys=True) + dataset
             seen.setdefault(key, (dict(config.model), DATASET_SHAPES[dataset], DATASET_CLASSES[dataset]))
     return list(seen.values())
-
-
-def _data_id(source: str) -> str:
-    return describe_source(source)[0]
 
 
 def _name(spec: dict) -> str:

@@ -8,9 +8,11 @@ every experiment's notebook has in common live here, so that they read the same 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import hashlib
 import html
 import math
+import os
 import re
 from typing import Sequence
 
@@ -20,7 +22,6 @@ from IPython.display import HTML, Markdown, display
 from pandas.io.formats.style import Styler
 
 from .config import DATA_PARAMETERS, Settings
-from .data import describe_source
 from .experiments import EXPERIMENTS, load_profile
 from .pages import stored_records
 from .paths import results_root
@@ -190,9 +191,12 @@ def readable(table: pd.DataFrame) -> pd.DataFrame:
 
 def settings(experiment: Experiment, profile: str, seeds: int | None = None, device: str | None = None,
              **data: str | None) -> Settings:
-    """:func:`setup`, then the experiment's settings under the notebook's parameters."""
+    """:func:`setup`, then the experiment's settings under the notebook's parameters; they train
+    the runs the store lacks unless ``LRSTUDY_TRAIN=no`` (``make reproduce TRAIN=no``: pages are
+    rendered from the store alone, on a machine that should not train the rest)."""
     setup()
-    return experiment.settings(profile, seeds=seeds, device=device, **data)
+    s = experiment.settings(profile, seeds=seeds, device=device, **data)
+    return dataclasses.replace(s, train=os.environ.get("LRSTUDY_TRAIN", "yes") != "no")
 
 
 def claims(experiment: Experiment, s: Settings | None = None) -> pd.DataFrame:
@@ -467,7 +471,7 @@ def plan_and_ran(experiment: Experiment, s: Settings, results: StudyResults) -> 
 
 
 def _data_labels(s: Settings) -> list[str]:
-    return [describe_source(source)[1] for source in s.data.values()]
+    return [source.label for source in s.data.values()]
 
 
 def header(experiment: Experiment, s: Settings, results: StudyResults, claim: str) -> pd.DataFrame:

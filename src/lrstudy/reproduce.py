@@ -21,29 +21,28 @@ import shutil
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from .data import DataUnavailable, describe_source, download_problem, is_local, missing_message
+from .data import DataSource, DataUnavailable, download_problem, missing_message
 from .experiments import EXPERIMENTS
 from .pages import page_assets, prune_assets
 from .paths import results_root
-from .runqueue import stored_status
-from .runs import FINAL_STATUSES, RunStore
+from .runs import FINAL_STATUSES, RunStore, stored_status
 
 __all__ = ["needed_sources", "preflight", "runs_shown", "claims_with_runs", "publish"]
 
 _RUN_ID = re.compile(r"\b[0-9a-f]{16}\b")
 
 
-def needed_sources(profile: str, notebooks: Sequence[str], sources: Mapping[str, str | None]) -> dict[str, list[str]]:
+def needed_sources(profile: str, notebooks: Sequence[str],
+                   sources: Mapping[str, str | None]) -> dict[DataSource, list[str]]:
     """``{source: [notebook, ...]}``: the data sources that the runs the store lacks would train on."""
     store = RunStore(profile)
     needed: dict[str, list[str]] = {}
     for name in [n for n in notebooks if n in EXPERIMENTS]:
         experiment = EXPERIMENTS[name]
         settings = experiment.settings(profile, **experiment.sources_taken(sources))
-        source_of = {describe_source(src)[0]: src for src in settings.data.values()}
         for _, config in experiment.run_configs(settings):
             if stored_status(store, config) not in FINAL_STATUSES:
-                users = needed.setdefault(source_of[config.data], [])
+                users = needed.setdefault(settings.source_of(config.data), [])
                 if name not in users:
                     users.append(name)
     return needed
@@ -58,15 +57,15 @@ def preflight(profile: str, notebooks: Sequence[str], sources: Mapping[str, str 
     needed = needed_sources(profile, notebooks, sources)
     missing = []
     for source, users in needed.items():
-        if is_local(source):
+        if source.local:
             continue
-        why = download_problem(source)
+        why = download_problem(source.source)
         if why:
-            missing.append(f"{source} (needed by {', '.join(users)}): {why}")
+            missing.append(f"{source.source} (needed by {', '.join(users)}): {why}")
     if missing:
         raise DataUnavailable(missing_message("the data that the missing runs need cannot be had; nothing was "
                                               "rendered and results/ is untouched:\n  " + "\n  ".join(missing)))
-    return f"preflight: every data source the missing runs need can be had ({', '.join(needed) or 'none needed'})"
+    return f"preflight: every data source the missing runs need can be had ({', '.join(s.source for s in needed) or 'none needed'})"
 
 
 def runs_shown(page: Path, store: RunStore) -> set[str]:

@@ -33,14 +33,15 @@ from .checkpoints import StopRequested
 from .config import Settings
 from .costs import PESSIMISTIC_FLOOR_MS, RunCost, Throughput, run_cost, step_flops, throughput_for
 from .data import DATASET_CLASSES, DATASET_SHAPES
-from .execute import Sources, group_tasks, prepare_store, train_task_into_store
+from .execute import Sources, default_fuse, group_tasks, prepare_store, train_task_into_store
 from .fused import group_id
+from .paths import results_root
 from .queue_types import QueueResult, TimeBox, planned_device
 from .ray_executor import run_on_ray
-from .runs import RunConfig, RunStore
+from .runs import RunConfig, RunRecord, RunStore, stored_status
 
-__all__ = ["QueuedRun", "Task", "Plan", "make_plan", "run_queue", "stored_status", "EXIT_STOPPED",
-           "ORDERS"]
+__all__ = ["QueuedRun", "Task", "Plan", "make_plan", "run_queue", "run_in_order", "train_in_order",
+           "EXIT_STOPPED", "ORDERS"]
 
 EXIT_STOPPED = 3  # the command's exit status when the time limit (or SIGTERM) stopped the queue
 ORDERS = ("claims", "notebook")
@@ -77,21 +78,6 @@ class Task:
     @property
     def labelled(self) -> list[tuple[str, RunConfig]]:
         return [(r.label, r.config) for r in self.runs]
-
-
-def stored_status(store: RunStore, config: RunConfig, fingerprint: str | None = None) -> str:
-    """A run's state in the store: finished, diverged, failed, altered (a record that no longer
-    matches its checksums: it will be trained again), missing -- or, given the ``fingerprint`` of
-    the data at hand, "other data": a result trained on other images under the same data label,
-    which is neither reused nor overwritten."""
-    record, why = store.inspect(config)
-    if record is not None:
-        data = record.meta.get("data")
-        recorded = data.get("data_fingerprint") if isinstance(data, dict) else None
-        if fingerprint is not None and recorded is not None and recorded != fingerprint:
-            return "other data"
-        return record.status
-    return why if why == "failed" else "missing" if why in ("no record", "other configuration") else "altered"
 
 
 @dataclass
@@ -204,11 +190,8 @@ def make_plan(runs: Sequence[QueuedRun], order: str = "claims", bench: str | Non
     device = planned_device(settings)
     throughput = throughput_for(device, bench)
     store = RunStore(settings.profile.name)
-    sources = {}  # one per experiment: each finds the fingerprint of its data once
-    for r in runs:
-        sources.setdefault(r.experiment, Sources(r.settings))
     status = {r.config.id: "missing" if fresh else
-              stored_status(store, r.config, sources[r.experiment].fingerprint(r.config.data)) for r in runs}
+              stored_status(store, r.config, r.settings.source_of(r.config.data).fingerprint) for r in runs}
     costs = {r.config.id: run_cost(r.config, r.dataset) for r in runs}
     fuse = settings.profile.fuse if device == "cuda" else 1
     stored = {i for i, s in status.items() if s in ("finished", "diverged", "other data")}  # (the last: never trained over)
@@ -310,27 +293,68 @@ def run_queue(plan: Plan, executor: str = "local", time_limit: float | None = No
 
 def _run_locally(plan: Plan, box: TimeBox, progress: bool) -> QueueResult:
     """The tasks one after another in this process, each written to the store as it ends."""
+    return train_in_order(
+        plan.tasks, box, progress, name=lambda r: f"{r.experiment}: {r.label} seed {r.config.seed}",
+        headline=lambda total: f"{total} of {len(plan.runs)} runs to train, in {plan.order} order "
+                               f"(estimated {plan.total_seconds / 60:.1f} min on {plan.throughput.device})")
+
+
+def run_in_order(settings: Settings, labelled: Sequence[tuple[str, RunConfig]], progress: bool = True,
+                 fuse: int | None = None) -> tuple[list[RunRecord | None], dict[str, str]]:
+    """A notebook's queue: each run's record, in order (None where there is none), and the reason
+    for each missing one, by run id -- after training, in their own order, the runs the store lacks.
+
+    They train on ``settings.device``, up to ``fuse`` runs of one small net as one computation
+    (default: :func:`~lrstudy.execute.default_fuse`: on a CPU, K=4 fused runs train at 0.49x the
+    rate of one, results/bench). A stored run is reused only if the data at hand, where it is on
+    this machine, has the fingerprint the run recorded (:class:`lrstudy.runs.OtherDataError`
+    otherwise). If CIFAR-10 is needed and cannot be had this stops at once, with one message naming
+    the remedies; runs on another data set that cannot be downloaded are reported as not run, with
+    the reason; a run that raises is recorded as failed and the others still run."""
+    store = RunStore(settings.profile.name)
+    records = [store.load(c, settings.source_of(c.data).fingerprint) for _, c in labelled]
+    missing = [i for i, record in enumerate(records) if record is None]
+    if not missing:
+        return records, {}
+    dataset_of = {source.id: name for name, source in settings.data.items()}
+    # (declared_by: only planning asks the experiment, and a notebook's queue keeps the notebook's order)
+    runs = [QueuedRun(settings, labelled[i][0], labelled[i][1], dataset_of[labelled[i][1].data], declared_by=None)
+            for i in missing]
+    groups = group_tasks(runs, default_fuse(settings) if fuse is None else fuse, config=lambda r: r.config)
+    result = train_in_order(
+        [Task(group, 0.0) for group in groups], TimeBox(), progress, name=lambda r: f"{r.label} seed {r.config.seed}",
+        headline=lambda total: f"{total} of {len(labelled)} runs to train (the rest are in {_relative(store.root)}).")
+    for i in missing:
+        config = labelled[i][1]
+        if config.id not in result.errors:
+            records[i] = store.load(config, settings.source_of(config.data).fingerprint)
+    return records, result.errors
+
+
+def train_in_order(tasks: Sequence[Task], box: TimeBox, progress: bool, name, headline) -> QueueResult:
+    """The one loop that trains runs: with the store checked and each experiment's main data at
+    hand first (:func:`~lrstudy.execute.prepare_store`), each task in turn, its runs named
+    ``[i/n] name(run)`` and stored as they end, until ``box`` says stop. ``headline(n)`` is printed
+    once the checks have passed."""
     loaded: dict = {}  # data sets by id, shared by every experiment's Sources: each is loaded once
     sources: dict[str, Sources] = {}
-    for task in plan.tasks:
-        name = task.settings.experiment
-        if name not in sources:
-            sources[name] = Sources(task.settings, loaded)
-            missing = [pair for t in plan.tasks if t.settings.experiment == name for pair in t.labelled]
-            prepare_store(task.settings, RunStore(task.settings.profile.name), sources[name], missing)
-    total = sum(len(t.runs) for t in plan.tasks)
-    print(f"{total} of {len(plan.runs)} runs to train, in {plan.order} order "
-          f"(estimated {plan.total_seconds / 60:.1f} min on {plan.throughput.device})")
+    for task in tasks:
+        experiment = task.settings.experiment
+        if experiment not in sources:
+            sources[experiment] = Sources(task.settings, loaded)
+            missing = [pair for t in tasks if t.settings.experiment == experiment for pair in t.labelled]
+            prepare_store(task.settings, RunStore(task.settings.profile.name), sources[experiment], missing)
+    total = sum(len(t.runs) for t in tasks)
+    print(headline(total))
     result, done = QueueResult(), 0
     try:
-        for task in plan.tasks:
+        for task in tasks:
             if box():
                 raise StopRequested("time limit")
             if task.seconds > box.left():
                 print(f"{task.runs[0].label}: estimated {task.seconds / 60:.1f} min, {box.left() / 60:.1f} left; "
                       "it saves a checkpoint at the limit and the next call continues it")
-            names = [f"[{done + i + 1}/{total}] {r.experiment}: {r.label} seed {r.config.seed}"
-                     for i, r in enumerate(task.runs)]
+            names = [f"[{done + i + 1}/{total}] {name(r)}" for i, r in enumerate(task.runs)]
             store = RunStore(task.settings.profile.name)
             errors = train_task_into_store(task.settings, task.labelled, store, sources[task.settings.experiment],
                                            progress, names, stop=box)
@@ -341,3 +365,10 @@ def _run_locally(plan: Plan, box: TimeBox, progress: bool) -> QueueResult:
         print(f"stopped ({'SIGTERM' if box.signalled else 'time limit'}): {done} of {total} runs done; "
               "the same command continues from the checkpoints")
     return result
+
+
+def _relative(path) -> str:
+    try:
+        return str(path.relative_to(results_root().parent))
+    except ValueError:
+        return str(path)

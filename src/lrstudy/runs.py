@@ -49,7 +49,7 @@ from .policy import MAX_STEPS
 from .schedule_specs import make_schedule
 
 __all__ = ["RunConfig", "RunRecord", "RunStore", "FINAL_STATUSES", "OtherDataError", "FinishedRecordExists",
-           "record_digest", "verify_record", "origin_of", "UNVERIFIED", "MAX_SEEDS"]
+           "record_digest", "verify_record", "origin_of", "stored_status", "UNVERIFIED", "MAX_SEEDS"]
 
 MAX_SEEDS = 1000  # seeds per setting: far above any profile's; more is a typo that would plan forever
 FORMAT_VERSION = 1  # bump when the meaning of a stored run changes, so old records are not reused
@@ -134,7 +134,7 @@ class RunConfig:
     """Everything that determines a run's results."""
 
     profile: str
-    data: str  # the data source's id (lrstudy.data.describe_source), not a machine-specific path
+    data: str  # the data source's id (lrstudy.data.DataSource.id), not a machine-specific path
     model: dict
     optimizer: dict
     schedule: dict
@@ -426,3 +426,18 @@ def _finite(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_finite(v) for v in obj]
     return obj
+
+
+def stored_status(store: RunStore, config: RunConfig, fingerprint: str | None = None) -> str:
+    """A run's state in the store: finished, diverged, failed, altered (a record that no longer
+    matches its checksums: it will be trained again), missing -- or, given the ``fingerprint`` of
+    the data at hand, "other data": a result trained on other images under the same data label,
+    which is neither reused nor overwritten."""
+    record, why = store.inspect(config)
+    if record is not None:
+        data = record.meta.get("data")
+        recorded = data.get("data_fingerprint") if isinstance(data, dict) else None
+        if fingerprint is not None and recorded is not None and recorded != fingerprint:
+            return "other data"
+        return record.status
+    return why if why == "failed" else "missing" if why in ("no record", "other configuration") else "altered"

@@ -18,8 +18,7 @@ from .history import ADDED, PAPER, RECAPS, SECONDARY
 from .notebook import budget_span, percent, store_box, store_status
 from .pages import index_navigation
 from .paths import fill_marked_block, results_root
-from .runqueue import stored_status
-from .runs import UNVERIFIED, RunStore
+from .runs import UNVERIFIED, RunStore, stored_status
 from .stats import JUDGED, VERDICTS, bh_qvalues
 
 __all__ = ["collect", "to_markdown", "summary", "counts", "against_paper", "revised", "declared_after_data",
@@ -119,7 +118,7 @@ def collect(profile: str, experiments: list[str] | None = None, **data: str | No
     for name in experiments or EXPERIMENTS:
         experiment = EXPERIMENTS[name]
         s = experiment.settings(profile, **experiment.sources_taken(data))
-        results = experiment.run(s, progress=False, train_missing=False)
+        results = experiment.results(s)
         verdicts = experiment.verdicts(s, results)
         paper = experiment.paper()
         runs = results.runs

@@ -7,7 +7,8 @@ the paper's own table and the knobs a profile sets. Notebooks, the command line 
 all use it the same way::
 
     settings = experiment.settings("cpu")               # the profile's section, checked
-    results = experiment.run(settings)                  # train what the store lacks (lrstudy.execute)
+    results = experiment.run(settings)                  # train what the store lacks (lrstudy.runqueue)
+    results = experiment.results(settings)              # or only read the store (the scorecard)
     verdicts = experiment.verdicts(settings, results)   # every claim, judged by its rule
 
 When every run is already stored, nothing is loaded or trained: a re-executed notebook only reads.
@@ -24,18 +25,18 @@ import numpy as np
 import pandas as pd
 
 from .config import DATA_PARAMETERS, Settings, load_profile, resolve_settings
-from .data import describe_source
-from .execute import execute
 from .models import MODELS
 from .policy import scale_steps
-from .runs import RunConfig, RunRecord, origin_of
+from .runs import RunConfig, RunRecord, RunStore, origin_of
 from .schedule_specs import rescale
 from .selection import select
 from .history import declared_before, history_text, rule_before
 from .knobs import Knobs, read_knobs
 from .stats import companions_at_equal_iterations, interim, mean_ci, pooled_sd
 
-__all__ = ["Row", "Experiment", "StudyResults", "model_name"]
+__all__ = ["Row", "Experiment", "StudyResults", "NOT_RUN_YET", "model_name"]
+
+NOT_RUN_YET = "not run yet: no stored result (nothing is trained here)"
 
 BN_MOMENTUM_CAP = 0.1  # the largest BN moving-average weight a shortened run gets (see Row.scaled)
 
@@ -218,7 +219,7 @@ class Experiment:
         for seed in s.seeds:
             for label, row in self.scaled_rows(s).items():
                 out.append((label, RunConfig(
-                    profile=s.profile.name, data=describe_source(s.data[row.dataset])[0], model=row.model,
+                    profile=s.profile.name, data=s.data[row.dataset].id, model=row.model,
                     optimizer=row.optimizer,
                     schedule=row.schedule, iterations=row.iterations, batch_size=row.batch_size,
                     eval_every=row.eval_every or s.knobs.eval_every, seed=seed, normalize=row.normalize,
@@ -244,13 +245,29 @@ class Experiment:
         return select(self.run_configs(s), only=only, seeds=seeds)
 
     def run(self, s: Settings, only: Iterable[str] | None = None, seeds: Iterable[int] | None = None,
-            progress: bool = True, train_missing: bool | None = None, fuse: int | None = None,
-            claims: Iterable[str] | None = None) -> StudyResults:
-        """Train (or read back) the runs -- all of them, or those of the settings in ``only`` (or
-        those the ``claims`` need) and the seeds in ``seeds``; ``train_missing=False`` only reads
-        (None: unless ``LRSTUDY_TRAIN=no``)."""
+            progress: bool = True, fuse: int | None = None, claims: Iterable[str] | None = None) -> StudyResults:
+        """The runs -- all of them, or those of the settings in ``only`` (or those the ``claims``
+        need) and the seeds in ``seeds`` -- after training, in this order, those the store lacks
+        (:func:`lrstudy.runqueue.run_in_order`); under settings that do not train (``s.train``
+        false) only :meth:`results`."""
+        if not s.train:
+            return self.results(s, only=only, seeds=seeds, claims=claims)
+        from .runqueue import run_in_order  # (here: reading results must not load the training code)
+
         labelled = self.selected(s, only=only, seeds=seeds, claims=claims)
-        records, errors = execute(s, labelled, progress=progress, train_missing=train_missing, fuse=fuse)
+        records, errors = run_in_order(s, labelled, progress=progress, fuse=fuse)
+        return StudyResults(s, [label for label, _ in labelled], [c for _, c in labelled], records, errors)
+
+    def results(self, s: Settings, only: Iterable[str] | None = None, seeds: Iterable[int] | None = None,
+                claims: Iterable[str] | None = None) -> StudyResults:
+        """The stored runs (chosen as :meth:`run` chooses them), read from the store: nothing is
+        trained or downloaded. A run the store lacks is "not run yet". A stored run is read only for
+        data with the fingerprint it recorded, where that data is on this machine
+        (:class:`lrstudy.runs.OtherDataError` otherwise)."""
+        labelled = self.selected(s, only=only, seeds=seeds, claims=claims)
+        store = RunStore(s.profile.name)
+        records = [store.load(config, s.source_of(config.data).fingerprint) for _, config in labelled]
+        errors = {config.id: NOT_RUN_YET for (_, config), record in zip(labelled, records) if record is None}
         return StudyResults(s, [label for label, _ in labelled], [c for _, c in labelled], records, errors)
 
     def inputs(self, label: str) -> tuple[str, ...]:
