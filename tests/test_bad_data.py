@@ -35,10 +35,11 @@ def write_image(path, size=8, mode="RGB", seed=0):
 
 
 def make_tree(root, classes=("cat", "dog"), per_class=(3, 2), size=8, suffix=".png", seed=0):
-    for split, n in zip(("train", "test"), per_class):
-        for c in classes:
-            for i in range(n):
-                write_image(root / split / c / f"{i:04d}{suffix}", size, seed=seed + hash((split, c, i)) % 1000)
+    # every image its own generator seed, the same on every run (Python's str hash is salted per process,
+    # so two images could collide and make a test about shared images flaky)
+    images = [(split, c, i) for split, n in zip(("train", "test"), per_class) for c in classes for i in range(n)]
+    for k, (split, c, i) in enumerate(images):
+        write_image(root / split / c / f"{i:04d}{suffix}", size, seed=seed * 1000 + k)
     return root
 
 
