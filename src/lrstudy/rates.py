@@ -6,7 +6,7 @@ table to the device in one asynchronous copy. Each update then copies its step's
 fixed tensor (:attr:`RateTable.current`) that the optimizer's parameter groups hold: no host
 value crosses to the device per step, and a captured step (CUDA graph) reads the same address
 every time. Where results must keep their float rounding bit for bit (the CPU's eager and compile
-modes), the update reads :meth:`RateTable.host` -- the same Python floats as before -- instead.
+modes), the update reads :meth:`RateTable.host` -- the schedule's own Python floats -- instead.
 """
 
 from __future__ import annotations

@@ -148,8 +148,8 @@ class _LoneRun(Steps):
 
     The rate and momentum of each chunk of steps are a :class:`~lrstudy.rates.RateTable` on the
     device, which the optimizer's groups hold (:func:`~lrstudy.scheduler.hold_rates`), except in the
-    CPU's eager and compile modes: there the groups get the schedules' Python floats, as before, so
-    that the CPU's results keep their float rounding bit for bit."""
+    CPU's eager and compile modes: there the groups get the schedules' Python floats, so that the
+    CPU's results keep their float rounding bit for bit."""
 
     def __init__(self, config, data: ImageData, device: torch.device, precision: str, step_mode: str):
         if step_mode not in STEP_MODES:
