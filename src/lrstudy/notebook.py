@@ -592,8 +592,9 @@ def store_header(profile: str) -> None:
     display(HTML(store_box(results_root() / profile, profile)))
 
 
-def _store_facts(folder, profile: str) -> tuple[dict, str, str]:
-    """The records of a profile's store, what the profile plans, and what the records say ran."""
+def _store_facts(folder, profile: str) -> tuple[dict, list[str], list[int], str, str]:
+    """The records of a profile's store, their devices and seeds, what the profile plans, and what
+    the records say ran."""
     plan = load_profile(profile)
     records = stored_records(folder)
     devices = sorted({r.get("environment", {}).get("device") or "?" for r in records.values()})
@@ -607,21 +608,19 @@ def _store_facts(folder, profile: str) -> tuple[dict, str, str]:
            f"{', '.join(sorted({r.get('precision') or '?' for r in records.values()}))}; data: {', '.join(data)}; "
            f"{hours:.1f} compute hours; commit {', '.join(commits)}; latest run saved {latest}") \
         if records else "no run is stored yet"
-    return records, planned, did
+    return records, devices, seeds, planned, did
 
 
 def store_status(folder, profile: str) -> str:
     """The one status line of a profile, from its run records (what the profile plans, what ran):
     the index, the README's scorecard block and ``results/<profile>/README.md`` all print this."""
-    _, planned, did = _store_facts(folder, profile)
+    *_, planned, did = _store_facts(folder, profile)
     return f"Planned (profile `{profile}`): {planned}. Ran (the run records): {did}."
 
 
 def store_box(folder, profile: str) -> str:
     """:func:`store_status` as an HTML box that names the runs it describes (for the page test)."""
-    records, planned, did = _store_facts(folder, profile)
-    devices = sorted({r.get("environment", {}).get("device") or "?" for r in records.values()})
-    seeds = sorted({int(r["config"].get("seed", 0)) for r in records.values()})
+    records, devices, seeds, planned, did = _store_facts(folder, profile)
     return f"""<div class="lrstudy-summary" style="border:1px solid #9ab;border-radius:6px;padding:0.6em 1em;background:#f5f9fc"
  data-ran-devices="{_attr('|'.join(devices))}" data-ran-seeds="{','.join(map(str, seeds))}"
  data-run-ids="{' '.join(sorted(records))}">

@@ -38,6 +38,8 @@ import sys
 from pathlib import Path
 from typing import Iterable
 
+from .files import atomic_write
+
 __all__ = ["clean_notebook", "tex_to_mathml", "render", "link", "check", "check_page", "screenshot", "stored_records",
            "page_assets", "prune_assets", "PAGE_ORDER"]
 
@@ -155,8 +157,6 @@ def render(notebook: Path) -> list[Path]:
 def _write_file(path: Path, data: bytes) -> None:
     """Write a file whole or not at all (readers see the old one or the new one); a file that
     already holds ``data`` is left alone (content-named assets are written once)."""
-    from .checkpoints import atomic_write
-
     if path.exists() and path.read_bytes() == data:
         return
     atomic_write(path, data)

@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 
 from .config import Settings, resolve_device
 
-__all__ = ["TimeBox", "QueueResult", "planned_device", "parse_duration"]
+__all__ = ["TimeBox", "QueueResult", "planned_device", "parse_duration", "queued_name"]
+
+
+def queued_name(experiment: str, label: str, seed: int) -> str:
+    """A queued run as its progress lines and messages name it, whichever executor trains it."""
+    return f"{experiment}: {label} seed {seed}"
 
 
 def planned_device(settings: Settings) -> str:

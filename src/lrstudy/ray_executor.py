@@ -30,7 +30,7 @@ from contextlib import ExitStack
 
 from .checkpoints import StopRequested
 from .execute import Sources, finish_checkpoints, save_outcomes, train_task
-from .queue_types import QueueResult, planned_device
+from .queue_types import QueueResult, planned_device, queued_name
 from .runs import RunStore
 
 __all__ = ["run_on_ray", "MAX_RETRIES"]
@@ -88,7 +88,7 @@ def _submit(plan, remote, flag, deadline, threads) -> dict:
         if not labelled:
             locks.close()
             continue
-        names = [f"{task.settings.experiment}: {label} seed {c.seed}" for label, c in labelled]
+        names = [queued_name(task.settings.experiment, label, c.seed) for label, c in labelled]
         ref = remote.remote(task.settings, labelled, names, deadline, flag, threads)
         pending[ref] = (task.settings, labelled, names, locks, store)
     return pending

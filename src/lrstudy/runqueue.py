@@ -36,7 +36,7 @@ from .data import DATASET_CLASSES, DATASET_SHAPES
 from .execute import Sources, default_fuse, group_tasks, prepare_store, train_task_into_store
 from .fused import group_id
 from .paths import results_root
-from .queue_types import QueueResult, TimeBox, planned_device
+from .queue_types import QueueResult, TimeBox, planned_device, queued_name
 from .ray_executor import run_on_ray
 from .runs import RunConfig, RunRecord, RunStore, stored_status
 
@@ -294,7 +294,7 @@ def run_queue(plan: Plan, executor: str = "local", time_limit: float | None = No
 def _run_locally(plan: Plan, box: TimeBox, progress: bool) -> QueueResult:
     """The tasks one after another in this process, each written to the store as it ends."""
     return train_in_order(
-        plan.tasks, box, progress, name=lambda r: f"{r.experiment}: {r.label} seed {r.config.seed}",
+        plan.tasks, box, progress, name=lambda r: queued_name(r.experiment, r.label, r.config.seed),
         headline=lambda total: f"{total} of {len(plan.runs)} runs to train, in {plan.order} order "
                                f"(estimated {plan.total_seconds / 60:.1f} min on {plan.throughput.device})")
 
