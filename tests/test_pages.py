@@ -282,6 +282,9 @@ def test_a_header_must_agree_with_the_records_it_names(tmp_path):
     page.write_text(PAGE.format(_box("cuda", "1,2,3,4,5", "a1 a2")))
     found = pages.check([page])
     assert any("devices" in p for p in found) and any("seeds" in p for p in found)
+    page.write_text(PAGE.format(_box("CPU: AMD EPYC (1 threads)", "1,2", "a1 a2").replace(
+        "></div>", ">Planned: 5 seeds on a CUDA GPU.</div>")))
+    assert "every run it names trained on a CPU" in pages.check([page])[0]
     page.write_text(PAGE.format(_box("CPU: AMD EPYC (1 threads)", "1,2", "a1 a2 zz")))
     assert "not in the store" in pages.check([page])[0]
     page.write_text(PAGE.format("<p>One CUDA GPU, float32, five seeds.</p>"))

@@ -141,6 +141,6 @@ def test_a_page_says_where_its_runs_trained_when_not_where_the_profile_plans():
     on_gpu = SimpleNamespace(device="cuda")
     text = trained_on(runs, on_gpu)
     assert "CPU: x (1 threads), fp32 (2 runs)" in text
-    assert "plans a CUDA GPU; 2 of these runs were trained on a CPU" in text
+    assert "plans a GPU; 2 of these runs were trained on a CPU" in text
     assert "plans" not in trained_on(runs, SimpleNamespace(device="cpu"))
     assert trained_on(runs.iloc[2:], on_gpu) == "No run has been trained yet."

@@ -263,7 +263,7 @@ def trained_on(runs: pd.DataFrame, s: Settings) -> str:
     text = f"Trained on: {where}."
     on_cpu = ran.device.map(names_a_cpu)
     if s.device == "cuda" and on_cpu.any():
-        text += f" The profile plans a CUDA GPU; {int(on_cpu.sum())} of these runs were trained on a CPU instead."
+        text += f" The profile plans a GPU; {int(on_cpu.sum())} of these runs were trained on a CPU instead."
     return text
 
 
@@ -357,7 +357,7 @@ def deviations(experiment: Experiment, s: Settings | None = None) -> Markdown:
 
 def _device_kind(device: str) -> str:
     """A planned device (cpu, cuda, auto) or a stored device name, as a reader says it."""
-    planned = {"cpu": "a CPU", "cuda": "a CUDA GPU", "auto": "a CUDA GPU where there is one, else a CPU"}
+    planned = {"cpu": "a CPU", "cuda": "a GPU", "auto": "a GPU where there is one, else a CPU"}
     return planned.get(device) or _devices_text([device])
 
 
@@ -440,7 +440,9 @@ def _ran_sentence(r: dict) -> str:
 
 
 def _plan_sentence(s: Settings, planned_runs: int) -> str:
-    return f"{planned_runs} runs, {len(s.seeds)} seed(s) per setting, on {_device_kind(s.device)}, {s.precision}"
+    # no device: a header says where runs trained only from their records (the settings table and the
+    # deviations set the profile's planned device beside them)
+    return f"{planned_runs} runs, {len(s.seeds)} seed(s) per setting, {s.precision}"
 
 
 def plan_and_ran(experiment: Experiment, s: Settings, results: StudyResults) -> pd.DataFrame:
@@ -491,7 +493,7 @@ def header(experiment: Experiment, s: Settings, results: StudyResults, claim: st
     if r["runs"] and len(r["seeds"]) < len(s.seeds):
         deviations.append(f"{len(r['seeds'])} of {len(s.seeds)} planned seeds ran")
     if r["devices"] and not all(_same_kind(s.device, d) for d in r["devices"]):
-        deviations.append(f"planned on {_device_kind(s.device)}, trained on {_devices_text(r['devices'])}")
+        deviations.append(f"trained on {_devices_text(r['devices'])}, not on {_device_kind(s.device)} as the profile plans")
     data = "; ".join(r["data"]) or "; ".join(_data_labels(s))
     box = f"""<div class="lrstudy-summary" style="border:1px solid #9ab;border-radius:6px;padding:0.6em 1em;background:#f5f9fc"
  data-ran-devices="{_attr('|'.join(r['devices']))}" data-ran-seeds="{','.join(map(str, r['seeds']))}"
@@ -603,7 +605,7 @@ def _store_facts(folder, profile: str) -> tuple[dict, list[str], list[int], str,
     hours = sum(r.get("timings", {}).get("wall_s") or 0 for r in records.values()) / 3600
     commits = sorted({str(r.get("environment", {}).get("commit") or "?")[:7] for r in records.values()})
     latest = max((str(r.get("saved_at", ""))[:10] for r in records.values()), default="")
-    planned = f"{plan.seeds} seed(s) per setting on {_device_kind(plan.device)}, {plan.precision}"
+    planned = f"{plan.seeds} seed(s) per setting, {plan.precision}"  # where runs trained: only from the records
     did = (f"{len(records)} runs, {_seeds_text(seeds)}, on {_devices_text(devices)}, "
            f"{', '.join(sorted({r.get('precision') or '?' for r in records.values()}))}; data: {', '.join(data)}; "
            f"{hours:.1f} compute hours; commit {', '.join(commits)}; latest run saved {latest}") \

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .files import atomic_write
+from .provenance import names_a_cpu
 
 __all__ = ["clean_notebook", "tex_to_mathml", "render", "link", "check", "check_page", "screenshot", "stored_records",
            "page_assets", "prune_assets", "PAGE_ORDER"]
@@ -427,6 +428,8 @@ def _check_header(page: Path, soup, records: dict[str, dict]) -> list[str]:
             problems.append(f"{page}: the header says devices {said_devices}, the records {devices}")
         if said_seeds != seeds:
             problems.append(f"{page}: the header says seeds {said_seeds}, the records {seeds}")
+        if all(names_a_cpu(d) for d in devices) and "CUDA" in box.get_text():
+            problems.append(f"{page}: the header names CUDA, but every run it names trained on a CPU")
     return problems
 
 
