@@ -40,3 +40,35 @@ def test_a_training_step_row_is_measured():
     row = bench.bench_model(torch.device("cpu"), bench.Timer(torch.device("cpu")), {"name": "caffe_cifar10_full"},
                             8, "eager", repeats=1)
     assert row["what"] == "caffe_cifar10_full batch 8 eager" and row["images_per_s"] > 0 and row["mfu"] is None
+
+
+def test_the_campaign_bench_measures_the_networks_and_batches_the_campaign_trains():
+    from lrstudy.experiments import get_experiment
+
+    trained = {(bench.network_label(row.model), row.batch_size)
+               for name in ("clr_cifar10", "clr_adaptive") for row in get_experiment(name).rows().values()}
+    resnet_range = get_experiment("super_convergence").rows()["range test 0-3: ResNet-56"]
+    trained.add((bench.network_label(resnet_range.model), resnet_range.batch_size))
+    benched = {(bench.network_label(spec), batch) for spec, batch in bench.CAMPAIGN_NETWORKS}
+    # (the experiments' ResNet names its batch-norm momentum, which does not change a step's cost)
+    assert {(label.replace("-0.001", ""), batch) for label, batch in trained} == benched
+
+
+def test_a_named_precision_is_measured_and_named_in_the_row():
+    row = bench.bench_model(torch.device("cpu"), bench.Timer(torch.device("cpu")), {"name": "caffe_cifar10_full"},
+                            8, "eager", repeats=1, precision="bf16", warmup=1)
+    assert row["what"] == "caffe_cifar10_full batch 8 eager, bf16" and row["images_per_s"] > 0
+
+
+def test_a_plan_reads_the_campaign_bench_at_fp32_and_leaves_its_bf16_rows_out(tmp_path):
+    from lrstudy.costs import measured_throughput
+
+    csv = tmp_path / "cpu-campaign.csv"
+    csv.write_text("what,images_per_s,ms_per_step,mfu,ratio,device\n"
+                   "\"caffe_cifar10_full batch 100 eager, fp32\",1000,100,,,CPU: Some CPU (1 threads)\n"
+                   "\"caffe_cifar10_full batch 100 eager, bf16\",4000,25,,4.0,CPU: Some CPU (1 threads)\n")
+    fp32_only = tmp_path / "cpu.csv"
+    fp32_only.write_text("what,images_per_s,ms_per_step,mfu,ratio,device\n"
+                         "caffe_cifar10_full batch 100 eager,1000,100,,,CPU: Some CPU (1 threads)\n")
+    rate = measured_throughput(csv).tflops["caffe_cifar10_full"]
+    assert rate == measured_throughput(fp32_only).tflops["caffe_cifar10_full"] > 0

@@ -24,6 +24,11 @@ On a CPU it is the quick set, eager only.
 
 Timing: warm-up steps first, then the median over repeats of CUDA-event (or wall-clock) timings.
 Writes ``<out>/<device>.csv`` and ``<out>/<device>.md`` (a table with device, date and commit).
+
+``--campaign [--threads N] [--tag T]``: instead, each network the paper-budget CPU campaign trains, at
+its experiment's batch, eager, in fp32 and in bf16 autocast back to back (the ratio measured in one
+run), into ``<out>/<device>-campaign[-T].{csv,md}``. Two such processes started together with
+``--threads 1`` measure the campaign's two-worker layout.
 No timed assertions anywhere in the tests: speed claims come from this file's output.
 """
 
@@ -107,8 +112,10 @@ def bench_loader(device, timer, images: int, repeats: int) -> dict:
     return {"what": "loader (crop+flip+normalise, device-resident)", "images_per_s": per_epoch * 512 / seconds}
 
 
-def bench_model(device, timer, spec: dict, batch: int, mode: str, repeats: int) -> dict:
-    """The study's training step for ``spec`` in step mode ``mode``: images/s, ms/step, MFU."""
+def bench_model(device, timer, spec: dict, batch: int, mode: str, repeats: int, precision: str | None = None,
+                warmup: int | None = None) -> dict:
+    """The study's training step for ``spec`` in step mode ``mode``: images/s, ms/step, MFU. ``precision``:
+    the device's default (bf16 on CUDA, fp32 on a CPU) unless named, and then named in the row."""
     mnist = spec["name"] == "lenet"
     data = synthetic(train=4 * batch, test=100, channels=1 if mnist else 3, size=28 if mnist else 32,
                      name="synthetic-mnist" if mnist else "synthetic")
@@ -116,15 +123,17 @@ def bench_model(device, timer, spec: dict, batch: int, mode: str, repeats: int) 
                        optimizer={"name": "caffe_sgd", "momentum": 0.9, "weight_decay": 1e-4},
                        schedule={"name": "triangular", "base_lr": 1e-4, "max_lr": 1e-3, "step_size": 50},
                        iterations=10**6, batch_size=batch, eval_every=10**6, seed=0)
-    precision = "bf16" if device.type == "cuda" else "fp32"
+    named = precision
+    precision = precision or ("bf16" if device.type == "cuda" else "fp32")
     step = step_function(config, data, device, precision, mode)
     run = step.run
     x, y = next(run.stream)
     flops = _train_flops(run.model, x, y)
     counter = iter(range(10**9))
-    seconds = timer(lambda: step(next(counter)), repeats, 3 if mode == "eager" else 10)
+    seconds = timer(lambda: step(next(counter)), repeats, warmup if warmup is not None else 3 if mode == "eager" else 10)
     peak = _peak(device)
-    return {"what": f"{network_label(spec)} batch {batch} {mode}", "images_per_s": batch / seconds,
+    return {"what": f"{network_label(spec)} batch {batch} {mode}{', ' + named if named else ''}",
+            "images_per_s": batch / seconds,
             "ms_per_step": 1000 * seconds, "mfu": flops / seconds / peak if peak else None}
 
 
@@ -223,6 +232,28 @@ def model_rows(cuda: bool, quick: bool) -> list[tuple[dict, int, str]]:
         batch = 100 if spec["name"] == "caffe_cifar10_full" else 128  # the batch the study trains it at
         rows += [(spec, batch, mode) for mode in (modes if spec in every_mode else ("eager",))]
     return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# The CPU campaign (issue 26): fp32 against bf16 autocast for each network it trains
+# ---------------------------------------------------------------------------------------------
+
+# Each network the paper-budget CPU campaign trains, at the batch its experiment trains it at.
+CAMPAIGN_NETWORKS = (
+    ({"name": "caffe_cifar10_full"}, 100),  # CLR Tables 1 and 3, the annealing controls
+    ({"name": "caffe_cifar10_sigmoid_bn"}, 100),  # CLR section 4.1.1
+    ({"name": "resnet", "depth": 56, "variant": "caffe_sc"}, 1000),  # super-convergence's range test (Fig. 2b)
+)
+
+
+def bench_campaign(device, timer, repeats: int, save) -> None:
+    """For each campaign network: its eager training step in fp32, then in bf16 autocast (Caffe's LRN
+    stays float32), measured back to back in this one process, and their ratio (bf16 over fp32)."""
+    for spec, batch in CAMPAIGN_NETWORKS:
+        warmup = 1 if batch >= 1000 else 3  # (a ResNet-56 step at batch 1000 takes seconds on a CPU)
+        fp32 = bench_model(device, timer, spec, batch, "eager", repeats, precision="fp32", warmup=warmup)
+        bf16 = bench_model(device, timer, spec, batch, "eager", repeats, precision="bf16", warmup=warmup)
+        save(fp32, {**bf16, "ratio": bf16["images_per_s"] / fp32["images_per_s"]})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -391,7 +422,14 @@ def main(argv=None) -> int:
                              "each row appended to --append as it ends")
     parser.add_argument("--append", type=Path, default=None, metavar="CSV")
     parser.add_argument("--budget", type=float, default=120.0, help="seconds (--window)")
+    parser.add_argument("--campaign", action="store_true",
+                        help="instead: each network of the CPU campaign at its training batch, fp32 against bf16 "
+                             "autocast, eager; writes <device>-campaign[-TAG].{csv,md}")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads for this process (default: torch's)")
+    parser.add_argument("--tag", default="", help="appended to the output's name (two processes measured side by side)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.window:
         if args.append is None:
             parser.error("--window needs --append CSV")
@@ -404,7 +442,7 @@ def main(argv=None) -> int:
     timer = Timer(device)
     repeats = 3 if quick else 10
     name = device_name(device)
-    slug = device_slug(name)
+    slug = device_slug(name) + ("-campaign" if args.campaign else "") + (f"-{args.tag}" if args.tag else "")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
@@ -421,6 +459,10 @@ def main(argv=None) -> int:
                   f"the whole benchmark took {time.perf_counter() - started:.0f} s\n\n")
         atomic_write(out / f"{slug}.md", (header + _markdown(table) + "\n").encode())
 
+    if args.campaign:
+        bench_campaign(device, timer, repeats, save)
+        print((out / f"{slug}.md").read_text())
+        return 0
     save(bench_loader(device, timer, 10_000 if quick else 50_000, repeats))
     for spec, batch, mode in model_rows(device.type == "cuda", quick):
         try:

@@ -175,7 +175,8 @@ PESSIMISTIC_FLOOR_MS = 1.5  # the plan's upper bound, until a GPU window has mea
 ASSUMED_CPU = Throughput(device="a 2-core CPU", basis="assumed: the committed benchmark of a 2-core Xeon",
                          tflops={"default": 0.18}, step_floor_ms=0.0, fused_tflops=0.09, measured=False)
 
-_BENCH_ROW = re.compile(r"(?P<network>\S+) batch (?P<batch>\d+) (?P<mode>\S+)")
+# (a row that names bf16, from ``bench --campaign``, is not a rate for the fp32 the plans train at on a CPU)
+_BENCH_ROW = re.compile(r"(?P<network>\S+) batch (?P<batch>\d+) (?P<mode>[^\s,]+)(, fp32)?")
 _FUSED_ROW = re.compile(r"fused Caffe-net runs, K=(?P<k>\d+)")
 
 
