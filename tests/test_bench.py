@@ -60,7 +60,7 @@ def test_a_named_precision_is_measured_and_named_in_the_row():
     assert row["what"] == "caffe_cifar10_full batch 8 eager, bf16" and row["images_per_s"] > 0
 
 
-def test_a_plan_reads_the_campaign_bench_at_fp32_and_leaves_its_bf16_rows_out(tmp_path):
+def test_a_plan_reads_the_campaign_bench_rows_of_its_own_precision(tmp_path):
     from lrstudy.costs import measured_throughput
 
     csv = tmp_path / "cpu-campaign.csv"
@@ -72,3 +72,5 @@ def test_a_plan_reads_the_campaign_bench_at_fp32_and_leaves_its_bf16_rows_out(tm
                          "caffe_cifar10_full batch 100 eager,1000,100,,,CPU: Some CPU (1 threads)\n")
     rate = measured_throughput(csv).tflops["caffe_cifar10_full"]
     assert rate == measured_throughput(fp32_only).tflops["caffe_cifar10_full"] > 0
+    assert measured_throughput(csv, "bf16").tflops["caffe_cifar10_full"] == 4 * rate
+    assert "in bf16" in measured_throughput(csv, "bf16").basis

@@ -175,8 +175,9 @@ PESSIMISTIC_FLOOR_MS = 1.5  # the plan's upper bound, until a GPU window has mea
 ASSUMED_CPU = Throughput(device="a 2-core CPU", basis="assumed: the committed benchmark of a 2-core Xeon",
                          tflops={"default": 0.18}, step_floor_ms=0.0, fused_tflops=0.09, measured=False)
 
-# (a row that names bf16, from ``bench --campaign``, is not a rate for the fp32 the plans train at on a CPU)
-_BENCH_ROW = re.compile(r"(?P<network>\S+) batch (?P<batch>\d+) (?P<mode>[^\s,]+)(, fp32)?")
+# A row may name its precision (``bench --campaign``: fp32 and bf16 side by side); one that does not
+# is the device's default (bf16 on CUDA, fp32 on a CPU).
+_BENCH_ROW = re.compile(r"(?P<network>\S+) batch (?P<batch>\d+) (?P<mode>[^\s,]+)(, (?P<precision>fp32|bf16))?")
 _FUSED_ROW = re.compile(r"fused Caffe-net runs, K=(?P<k>\d+)")
 
 
@@ -187,10 +188,11 @@ def _spec_from_label(label: str) -> dict:
     return {"name": name, **{k: int(v) for k, v in zip(keys, values)}}
 
 
-def measured_throughput(path: str | Path) -> Throughput:
+def measured_throughput(path: str | Path, precision: str = "fp32") -> Throughput:
     """The throughput ``make bench`` measured (its CSV): each network's best training rate over the
     batch sizes and step modes it timed, the best fused rate, and on CUDA the fastest step it saw
-    as the per-step floor. Networks it did not time take the assumed rates (and say so)."""
+    as the per-step floor. Networks it did not time take the assumed rates (and say so). A row that
+    names a precision counts only for plans in that ``precision``."""
     import pandas as pd
 
     table = pd.read_csv(path)
@@ -203,7 +205,8 @@ def measured_throughput(path: str | Path) -> Throughput:
     floor, fused = None, None
     for row in table.itertuples(index=False):
         what = str(row.what)
-        if (match := _BENCH_ROW.fullmatch(what)) and row.ms_per_step == row.ms_per_step:
+        if ((match := _BENCH_ROW.fullmatch(what)) and row.ms_per_step == row.ms_per_step
+                and match["precision"] in (None, precision)):
             spec = _spec_from_label(match["network"])
             shape = (1, 28, 28) if spec["name"] == "lenet" else (3, 32, 32)
             tflops = step_flops(spec, int(match["batch"]), 10, shape)[0] / (row.ms_per_step / 1000) / 1e12
@@ -214,8 +217,10 @@ def measured_throughput(path: str | Path) -> Throughput:
             per_image = step_flops({"name": "caffe_cifar10_full"}, 100)[0] / 100
             fused = max(fused or 0.0, row.images_per_s * per_image / 1e12)
     timed = sorted(k for k in rates if "-" not in k)
+    named = any(m and m["precision"] for m in map(_BENCH_ROW.fullmatch, table.what.astype(str)))
     return Throughput(
-        device=device, basis=f"measured by make bench ({Path(path).name}) for {', '.join(timed) or 'no network'}; "
+        device=device, basis=f"measured by make bench ({Path(path).name}) for {', '.join(timed) or 'no network'}"
+                             f"{f' in {precision}' if named else ''}; "
                              "assumed for the others",
         tflops={**assumed.tflops, **rates}, step_floor_ms=floor if cuda and floor else 0.0,
         fused_tflops=fused or assumed.fused_tflops, compile_s=assumed.compile_s)
@@ -259,13 +264,13 @@ def imported_window(results: Path) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime, default=None)
 
 
-def throughput_for(device_type: str, bench: str | Path | None = None) -> Throughput:
+def throughput_for(device_type: str, bench: str | Path | None = None, precision: str = "fp32") -> Throughput:
     """The throughput table for a profile's device type (``cuda`` or ``cpu``): ``bench`` if given (a
     ``make bench`` CSV or a window's ``measure.csv``), else for CUDA the measurements of the newest GPU
     window imported here, else this machine's own ``make bench`` result for that device type if there
     is one, else the stated assumptions (one H100; a 2-core CPU)."""
     if bench is not None:
-        return measured_throughput(bench)
+        return measured_throughput(bench, precision)
 
     if device_type == "cuda" and (window := imported_window(results_root())) is not None:
         return window_throughput(window)
@@ -274,5 +279,5 @@ def throughput_for(device_type: str, bench: str | Path | None = None) -> Through
         slug = device_slug(device_name("cuda" if device_type == "cuda" else "cpu"))
         for folder in (results_root() / "bench", project_root() / "results" / "bench"):
             if (folder / f"{slug}.csv").exists():
-                return measured_throughput(folder / f"{slug}.csv")
+                return measured_throughput(folder / f"{slug}.csv", precision)
     return ASSUMED_H100 if device_type == "cuda" else ASSUMED_CPU

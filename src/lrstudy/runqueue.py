@@ -188,7 +188,8 @@ def make_plan(runs: Sequence[QueuedRun], order: str = "claims", bench: str | Non
     runs = list(unique.values())
     settings = runs[0].settings
     device = planned_device(settings)
-    throughput = throughput_for(device, bench)
+    precisions = {r.config.precision_name for r in runs}  # (a bench row that names a precision is for that one)
+    throughput = throughput_for(device, bench, precisions.pop() if len(precisions) == 1 else "fp32")
     store = RunStore(settings.profile.name)
     status = {r.config.id: "missing" if fresh else
               stored_status(store, r.config, r.settings.source_of(r.config.data).fingerprint) for r in runs}
