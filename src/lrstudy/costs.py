@@ -202,11 +202,12 @@ def measured_throughput(path: str | Path, precision: str = "fp32") -> Throughput
     cuda = not names_a_cpu(device)
     assumed = ASSUMED_H100 if cuda else ASSUMED_CPU
     rates: dict[str, float] = {}
-    floor, fused = None, None
+    floor, fused, named = None, None, False
     for row in table.itertuples(index=False):
         what = str(row.what)
-        if ((match := _BENCH_ROW.fullmatch(what)) and row.ms_per_step == row.ms_per_step
-                and match["precision"] in (None, precision)):
+        match = _BENCH_ROW.fullmatch(what)
+        named = named or bool(match and match["precision"])
+        if match and row.ms_per_step == row.ms_per_step and match["precision"] in (None, precision):
             spec = _spec_from_label(match["network"])
             shape = (1, 28, 28) if spec["name"] == "lenet" else (3, 32, 32)
             tflops = step_flops(spec, int(match["batch"]), 10, shape)[0] / (row.ms_per_step / 1000) / 1e12
@@ -217,7 +218,6 @@ def measured_throughput(path: str | Path, precision: str = "fp32") -> Throughput
             per_image = step_flops({"name": "caffe_cifar10_full"}, 100)[0] / 100
             fused = max(fused or 0.0, row.images_per_s * per_image / 1e12)
     timed = sorted(k for k in rates if "-" not in k)
-    named = any(m and m["precision"] for m in map(_BENCH_ROW.fullmatch, table.what.astype(str)))
     return Throughput(
         device=device, basis=f"measured by make bench ({Path(path).name}) for {', '.join(timed) or 'no network'}"
                              f"{f' in {precision}' if named else ''}; "
@@ -268,7 +268,8 @@ def throughput_for(device_type: str, bench: str | Path | None = None, precision:
     """The throughput table for a profile's device type (``cuda`` or ``cpu``): ``bench`` if given (a
     ``make bench`` CSV or a window's ``measure.csv``), else for CUDA the measurements of the newest GPU
     window imported here, else this machine's own ``make bench`` result for that device type if there
-    is one, else the stated assumptions (one H100; a 2-core CPU)."""
+    is one, else the stated assumptions (one H100; a 2-core CPU). A measured row that names a precision
+    counts only for plans in that ``precision``."""
     if bench is not None:
         return measured_throughput(bench, precision)
 
