@@ -3,6 +3,8 @@ the committed results are found without their files; a wrong or partial answer n
 input is one line, never a traceback, and within bounds."""
 
 import json
+import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -106,6 +108,26 @@ def test_committed_runs_are_found_without_data(committed, capsys):
     assert main(["scorecard", "--profile", "full"]) == 0
     table = capsys.readouterr().out
     assert "| confirmed |" in table
+
+
+def campaign_commands() -> list[list[str]]:
+    """The ``python -m lrstudy run`` lines of the campaign block in results/full/README.md, each as
+    the arguments after ``run``."""
+    text = (ROOT / "results" / "full" / "README.md").read_text()
+    block = text.split("The campaign is these run-queue commands", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    return [shlex.split(line)[4:] for line in block.splitlines() if line.startswith("python -m lrstudy run ")]
+
+
+def test_the_campaign_commands_results_full_states_select_runs(committed, capsys):
+    """What results/full/README.md says the campaign runs is a valid selection of the profile's runs
+    (every claim id known, every label a row), in either precision the check may decide."""
+    commands = campaign_commands()
+    assert len(commands) >= 6 and any("--claims" in argv for argv in commands)
+    for argv in commands:
+        for precision in ("fp32", "bf16") if "$PRECISION" in argv else (None,):
+            args = [precision if arg == "$PRECISION" else arg for arg in argv]
+            assert main(["plan", *args, "--profile", "full", "--device", "cpu"]) == 0, args
+            assert re.search(r"; [1-9][0-9]* runs", capsys.readouterr().out), args
 
 
 def test_plan_without_data_says_the_committed_runs_need_their_data(committed, capsys):
