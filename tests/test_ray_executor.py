@@ -168,3 +168,44 @@ def test_ctrl_c_cancels_the_tasks_records_nothing_and_the_next_call_resumes(clus
     assert record(store / "runs", config.id) == record(local, config.id)
     meta = json.loads((store / "runs" / f"{config.id}.json").read_text())
     assert meta["timings"]["resumed_from_step"] == 50 and not checkpoint.exists()
+
+
+def test_the_stop_flag_is_read_off_the_training_thread(monkeypatch):
+    """Ray lends out the CPUs of a task whose main thread blocks in ``ray.get`` and starts a queued
+    task on them: while the workers read the stop flag from the training thread, the campaign trained
+    4 runs at once on 2 CPUs. So every read happens on another thread, the first one before training
+    starts (a task that starts after the flag went up stops at once), and none after the task ends."""
+    from lrstudy.ray_executor import _WorkerStop
+
+    reads, value = [], [False]
+
+    class Flag:  # the driver's flag actor, as a worker sees it
+        class is_set:  # noqa: N801 (an actor method's handle)
+            @staticmethod
+            def remote():
+                return "ref"
+
+    def get(ref):
+        reads.append(threading.current_thread() is threading.main_thread())
+        return value[0]
+
+    monkeypatch.setattr(ray, "get", get)
+    with _WorkerStop(None, Flag(), every=0.01) as stop:
+        assert reads == [False]  # read once before training, off the main thread
+        for _ in range(50):
+            assert stop() is False
+            time.sleep(0.002)
+        value[0] = True
+        deadline = time.monotonic() + 10
+        while not stop() and time.monotonic() < deadline:
+            time.sleep(0.002)
+        assert stop() is True
+    assert len(reads) > 2 and not any(reads)
+    time.sleep(0.05)
+    count = len(reads)
+    time.sleep(0.05)
+    assert len(reads) == count  # the reading thread has stopped
+
+    value[0] = True
+    with _WorkerStop(None, Flag(), every=60) as stop:
+        assert stop() is True  # raised before the task started
