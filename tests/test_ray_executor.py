@@ -211,3 +211,40 @@ def test_the_stop_flag_is_read_off_the_training_thread(monkeypatch):
     value[0] = True
     with _WorkerStop(None, Flag(), every=60) as stop:
         assert stop() is True  # raised before the task started
+
+
+def test_a_stop_flag_that_cannot_be_read_stops_the_run(monkeypatch):
+    """Should the flag's actor die, a worker can no longer learn of a SIGTERM: it stops as if the flag
+    were raised (saving its checkpoint, which the next call resumes) instead of training on for hours
+    out of the queue's reach, as it did while the reading thread died with the error."""
+    from lrstudy.ray_executor import _WorkerStop
+
+    answers = iter([False, False])
+
+    class Flag:
+        class is_set:  # noqa: N801
+            @staticmethod
+            def remote():
+                return "ref"
+
+    def get(ref):
+        try:
+            return next(answers)
+        except StopIteration:
+            raise ray.exceptions.RayActorError() from None
+
+    monkeypatch.setattr(ray, "get", get)
+    with _WorkerStop(None, Flag(), every=0.01) as stop:
+        deadline = time.monotonic() + 10
+        while not stop() and time.monotonic() < deadline:
+            time.sleep(0.002)
+        assert stop() is True
+    stop.watcher.join(timeout=5)
+    assert not stop.watcher.is_alive()
+
+    def lost(ref):
+        raise ray.exceptions.RayActorError()
+
+    monkeypatch.setattr(ray, "get", lost)  # gone before the task started: it returns at once
+    with _WorkerStop(None, Flag(), every=60) as stop:
+        assert stop() is True

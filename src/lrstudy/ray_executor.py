@@ -15,7 +15,8 @@
   (``ray.cancel``) and writes nothing more; the next call resumes from the nodes' checkpoints.
 * **Time limit and SIGTERM.** Workers get the queue's deadline and a stop flag (a Ray actor the
   driver raises on SIGTERM): the run in progress saves its checkpoint and the task returns; tasks
-  not yet started return at once.
+  not yet started return at once. A flag that can no longer be read (its actor died) counts as
+  raised, so no run trains on out of the queue's reach.
 * **Where.** Without an address a local Ray instance starts with this machine's CPUs and GPUs (8
   GPUs: 8 runs at once); ``address`` joins a running cluster. Ray is imported only here.
 """
@@ -186,6 +187,11 @@ class _WorkerStop:
                     return
                 self.asked.set()
                 self.done.wait(self.every)
+        except Exception:  # noqa: BLE001 (the flag's actor or the connection to it is gone)
+            # a flag nobody can read any more is taken as raised: the run saves its checkpoint and
+            # returns "stopped", which the next call resumes, instead of training on where no SIGTERM
+            # can reach it
+            self.raised.set()
         finally:
             self.asked.set()
 
