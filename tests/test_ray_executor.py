@@ -170,6 +170,13 @@ def test_ctrl_c_cancels_the_tasks_records_nothing_and_the_next_call_resumes(clus
     assert meta["timings"]["resumed_from_step"] == 50 and not checkpoint.exists()
 
 
+class _Flag:  # the driver's flag actor, as a worker sees it (ray.get is monkeypatched to answer)
+    class is_set:  # noqa: N801 (an actor method's handle)
+        @staticmethod
+        def remote():
+            return "ref"
+
+
 def test_the_stop_flag_is_read_off_the_training_thread(monkeypatch):
     """Ray lends out the CPUs of a task whose main thread blocks in ``ray.get`` and starts a queued
     task on them: while the workers read the stop flag from the training thread, the campaign trained
@@ -179,18 +186,12 @@ def test_the_stop_flag_is_read_off_the_training_thread(monkeypatch):
 
     reads, value = [], [False]
 
-    class Flag:  # the driver's flag actor, as a worker sees it
-        class is_set:  # noqa: N801 (an actor method's handle)
-            @staticmethod
-            def remote():
-                return "ref"
-
     def get(ref):
         reads.append(threading.current_thread() is threading.main_thread())
         return value[0]
 
     monkeypatch.setattr(ray, "get", get)
-    with _WorkerStop(None, Flag(), every=0.01) as stop:
+    with _WorkerStop(None, _Flag(), every=0.01) as stop:
         assert reads and reads[0] is False  # read before training (more reads may follow at once under load)
         for _ in range(50):
             assert stop() is False
@@ -203,13 +204,13 @@ def test_the_stop_flag_is_read_off_the_training_thread(monkeypatch):
     assert len(reads) > 2 and not any(reads)
 
     value[0] = False  # a task that ends while the flag is down: its reading thread stops with it
-    with _WorkerStop(None, Flag(), every=0.01) as stop:
+    with _WorkerStop(None, _Flag(), every=0.01) as stop:
         time.sleep(0.05)
     stop.watcher.join(timeout=5)
     assert not stop.watcher.is_alive()
 
     value[0] = True
-    with _WorkerStop(None, Flag(), every=60) as stop:
+    with _WorkerStop(None, _Flag(), every=60) as stop:
         assert stop() is True  # raised before the task started
 
 
@@ -221,12 +222,6 @@ def test_a_stop_flag_that_cannot_be_read_stops_the_run(monkeypatch):
 
     answers = iter([False, False])
 
-    class Flag:
-        class is_set:  # noqa: N801
-            @staticmethod
-            def remote():
-                return "ref"
-
     def get(ref):
         try:
             return next(answers)
@@ -234,7 +229,7 @@ def test_a_stop_flag_that_cannot_be_read_stops_the_run(monkeypatch):
             raise ray.exceptions.RayActorError() from None
 
     monkeypatch.setattr(ray, "get", get)
-    with _WorkerStop(None, Flag(), every=0.01) as stop:
+    with _WorkerStop(None, _Flag(), every=0.01) as stop:
         deadline = time.monotonic() + 10
         while not stop() and time.monotonic() < deadline:
             time.sleep(0.002)
@@ -246,5 +241,5 @@ def test_a_stop_flag_that_cannot_be_read_stops_the_run(monkeypatch):
         raise ray.exceptions.RayActorError()
 
     monkeypatch.setattr(ray, "get", lost)  # gone before the task started: it returns at once
-    with _WorkerStop(None, Flag(), every=60) as stop:
+    with _WorkerStop(None, _Flag(), every=60) as stop:
         assert stop() is True
