@@ -452,3 +452,12 @@ def test_values_that_leave_nothing_to_train_are_warned_about():
         RunConfig(**{**base, "iterations": 1})
     with pytest.warns(UserWarning, match="largest rate is 1e-300"):
         RunConfig(**{**base, "schedule": {"name": "fixed", "lr": 1e-300}})
+
+
+def test_a_profile_names_only_known_notebooks_and_precisions_in_precision_of():
+    assert parse_profile("smoke", PROFILE_TEXT + "precision_of: {clr_adaptive: bf16}\n", **REGISTRIES) \
+        .precision_for("clr_adaptive") == "bf16"
+    with pytest.raises(ValueError, match="precision_of names unknown notebook 'clr_adaptiv'"):
+        parse_profile("smoke", PROFILE_TEXT + "precision_of: {clr_adaptiv: bf16}\n", **REGISTRIES)
+    with pytest.raises(ValueError, match=r"precision_of.clr_adaptive='fp16' is out of range"):
+        parse_profile("smoke", PROFILE_TEXT + "precision_of: {clr_adaptive: fp16}\n", **REGISTRIES)

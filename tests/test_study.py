@@ -243,3 +243,14 @@ def test_results_only_read_the_store(scratch, monkeypatch):
     monkeypatch.setattr(notebook, "setup", lambda: None)  # (pandas' display options stay as they are)
     s = notebook.settings(experiment, "smoke")
     assert not s.train and set(experiment.run(s, progress=False).runs.status) == {"not run yet"}
+
+
+def test_the_full_profile_plans_table_3_in_bf16_and_the_rest_in_fp32():
+    # The precision check (CLR-prec.*) allowed bf16 for Table 3 only: its pages and the scorecard
+    # read the bf16 runs the campaign trained, and every fp32 id of the other notebooks stays.
+    adaptive, table1 = get_experiment("clr_adaptive"), get_experiment("clr_cifar10")
+    assert adaptive.settings("full", device="cpu").precision == "bf16"
+    assert table1.settings("full", device="cpu").precision == "fp32"
+    assert adaptive.settings("full", device="cpu", precision="fp32").precision == "fp32"  # the override wins
+    assert {config.precision_name for _, config in adaptive.run_configs(adaptive.settings("full", device="cpu"))} \
+        == {"bf16"}

@@ -57,6 +57,10 @@ class Profile:
                                           "still uses `data` (other images: every run again)", nonblank=True)
     precision: str = knob("fp32", f"one of {list(PRECISIONS)}; bf16 = bfloat16 autocast for forward passes",
                           choices=PRECISIONS)
+    # a notebook whose new experiments may train in another precision once a declared check allowed it
+    precision_of: Mapping[str, str] = knob(text="the notebooks that train in another precision than `precision`, "
+                                                "by notebook name (e.g. {clr_adaptive: bf16}); {}: none",
+                                           factory=dict)
     checkpoint_every: int = knob(2000, "updates between checkpoints of a run in progress (a killed run resumes from "
                                        "the last), >= 1", at_least=1)
     fuse: int = knob(1, "on CUDA, up to this many runs of one small net train as one batched computation (1: never; "
@@ -70,6 +74,10 @@ class Profile:
                                          "[]: by evidence per minute")
     notebooks: Mapping[str, Any] = knob(text="each notebook's knobs that differ from its defaults, by notebook name "
                                              "(each experiment declares and checks its own)", factory=dict)
+
+    def precision_for(self, notebook: str) -> str:
+        """The precision of the notebook's rows that name none."""
+        return self.precision_of.get(notebook, self.precision)
 
     def section(self, notebook: str) -> Any:
         """The notebook's knobs that this profile sets, as written ({} where it keeps every default)."""
@@ -124,10 +132,16 @@ def parse_profile(name: str, text: str, *, notebooks: Collection[str] | None,
     if not isinstance(raw, dict):
         raise ValueError(f"{where}: expected a mapping of settings, found {type(raw).__name__}")
     profile = read_knobs(Profile, raw, where, name=name)
+    for notebook, precision in profile.precision_of.items():
+        if precision not in PRECISIONS:
+            raise ValueError(f"{where}: precision_of.{notebook}={precision!r} is out of range; one of {list(PRECISIONS)}")
     if notebooks is not None:
         unknown = sorted(set(profile.notebooks) - set(notebooks))
         if unknown:
             raise ValueError(f"{where}: unknown notebook section {unknown[0]!r} (known: {sorted(notebooks)})")
+        unknown = sorted(set(profile.precision_of) - set(notebooks))
+        if unknown:
+            raise ValueError(f"{where}: precision_of names unknown notebook {unknown[0]!r} (known: {sorted(notebooks)})")
         unknown = [n for n in profile.priority if n not in notebooks]
         if unknown:
             raise ValueError(f"{where}: priority names unknown notebook {unknown[0]!r} (known: {sorted(notebooks)})")
@@ -198,7 +212,7 @@ def resolve_settings(experiment: str, profile: Profile, knobs: Knobs, seeds, dev
     for name, parameter in zip(data_sets, parameters):
         given = sources.get(parameter)
         data[name] = DataSource.of(getattr(profile, parameter) if given in (None, "", "None") else str(given))
-    precision = profile.precision if precision in (None, "", "None") else precision
+    precision = profile.precision_for(experiment) if precision in (None, "", "None") else precision
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r}; choose one of {list(PRECISIONS)}")
     return Settings(experiment, profile, data, device, precision, tuple(range(1, seeds + 1)), knobs)

@@ -605,7 +605,9 @@ def _store_facts(folder, profile: str) -> tuple[dict, list[str], list[int], str,
     hours = sum(r.get("timings", {}).get("wall_s") or 0 for r in records.values()) / 3600
     commits = sorted({str(r.get("environment", {}).get("commit") or "?")[:7] for r in records.values()})
     latest = max((str(r.get("saved_at", ""))[:10] for r in records.values()), default="")
-    planned = f"{plan.seeds} seed(s) per setting, {plan.precision}"  # where runs trained: only from the records
+    exceptions = "; ".join(f"{notebook}: {precision}" for notebook, precision in sorted(plan.precision_of.items()))
+    planned = (f"{plan.seeds} seed(s) per setting, {plan.precision}"  # what ran: only from the records
+               + (f" ({exceptions})" if exceptions else ""))
     did = (f"{len(records)} runs, {_seeds_text(seeds)}, on {_devices_text(devices)}, "
            f"{', '.join(sorted({r.get('precision') or '?' for r in records.values()}))}; data: {', '.join(data)}; "
            f"{hours:.1f} compute hours; commit {', '.join(commits)}; latest run saved {latest}") \

@@ -176,7 +176,8 @@ class Experiment:
         """The settings under ``profile``: its section for this experiment, checked against the
         experiment's knobs, then any overrides -- ``seeds``, ``device``, and a source for each data set
         the experiment trains on, by its parameter (``data=`` for CIFAR-10, ``data_cifar100=``, ...), and
-        ``precision`` for the rows that name none. None keeps the profile's value."""
+        ``precision`` for the rows that name none. None keeps the profile's value (for precision, its
+        ``precision_of`` entry for this notebook, else its ``precision``)."""
         prof = load_profile(profile, notebooks=self.registry_names, networks=MODELS)
         knobs = read_knobs(self.knobs, prof.section(self.name),
                            f"profile file lrstudy/profiles/{profile}.yaml, notebook {self.name!r}")
