@@ -461,3 +461,22 @@ def test_a_profile_names_only_known_notebooks_and_precisions_in_precision_of():
         parse_profile("smoke", PROFILE_TEXT + "precision_of: {clr_adaptiv: bf16}\n", **REGISTRIES)
     with pytest.raises(ValueError, match=r"precision_of.clr_adaptive='fp16' is out of range"):
         parse_profile("smoke", PROFILE_TEXT + "precision_of: {clr_adaptive: fp16}\n", **REGISTRIES)
+    by_row = parse_profile("smoke", PROFILE_TEXT + "precision_of: {clr_adaptive: {'Adam fixed': bf16}}\n",
+                           **REGISTRIES)
+    assert by_row.precision_for("clr_adaptive") == "fp32" and by_row.row_precisions("clr_adaptive") == \
+        {"Adam fixed": "bf16"}
+    with pytest.raises(ValueError, match=r"precision_of.clr_adaptive\['Adam fixed'\]='fp16' is out of range"):
+        parse_profile("smoke", PROFILE_TEXT + "precision_of: {clr_adaptive: {'Adam fixed': fp16}}\n", **REGISTRIES)
+    with pytest.raises(ValueError, match="precision_of.clr_adaptive names no row"):
+        parse_profile("smoke", PROFILE_TEXT + "precision_of: {clr_adaptive: {}}\n", **REGISTRIES)
+
+
+def test_a_profile_names_only_rows_its_notebook_has_in_precision_of(monkeypatch):
+    from lrstudy import study
+    from lrstudy.experiments import get_experiment
+
+    adaptive = get_experiment("clr_adaptive")
+    typo = parse_profile("smoke", PROFILE_TEXT + "precision_of: {clr_adaptive: {'Adam fixd': bf16}}\n", **REGISTRIES)
+    monkeypatch.setattr(study, "load_profile", lambda *args, **kwargs: typo)
+    with pytest.raises(ValueError, match="precision_of.clr_adaptive names unknown row 'Adam fixd'"):
+        adaptive.settings("smoke")

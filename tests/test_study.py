@@ -254,3 +254,21 @@ def test_the_full_profile_plans_table_3_in_bf16_and_the_rest_in_fp32():
     assert adaptive.settings("full", device="cpu", precision="fp32").precision == "fp32"  # the override wins
     assert {config.precision_name for _, config in adaptive.run_configs(adaptive.settings("full", device="cpu"))} \
         == {"bf16"}
+
+
+def test_the_full_profile_plans_super_convergences_range_tests_in_bf16_and_its_other_rows_in_fp32():
+    # Decided before item 5 of the CPU campaign ran: its two range tests train in bf16 (the queue's
+    # --precision bf16) and the page must read those ids; the 1cycle and PC-LR rows stay float32.
+    sc = get_experiment("super_convergence")
+    s = sc.settings("full", device="cpu")
+    by_label = {label: config.precision_name for label, config in sc.run_configs(s)}
+    ranges = {"range test 0-3: ResNet-56", "range test 0-3: Caffe CIFAR-10 net"}
+    assert {by_label[label] for label in ranges} == {"bf16"}
+    assert {p for label, p in by_label.items() if label not in ranges} == {"fp32"}
+    assert s.precision_text == "fp32 (bf16: 'range test 0-3: ResNet-56', 'range test 0-3: Caffe CIFAR-10 net')"
+    # the queue's explicit --precision bf16 trains the very runs the page reads
+    queued = sc.settings("full", device="cpu", precision="bf16")
+    assert [c.id for _, c in sc.selected(queued, claims=["SC-2b", "SC-2b.resnet"])] == \
+        [c.id for _, c in sc.selected(s, claims=["SC-2b", "SC-2b.resnet"])]
+    assert {c.precision_name for _, c in sc.run_configs(sc.settings("full", device="cpu", precision="fp32"))} \
+        == {"fp32"}  # an explicit precision wins for every row that names none

@@ -57,10 +57,12 @@ class Profile:
                                           "still uses `data` (other images: every run again)", nonblank=True)
     precision: str = knob("fp32", f"one of {list(PRECISIONS)}; bf16 = bfloat16 autocast for forward passes",
                           choices=PRECISIONS)
-    # a notebook whose new experiments may train in another precision once a declared check allowed it
-    precision_of: Mapping[str, str] = knob(text="the notebooks that train in another precision than `precision`, "
-                                                "by notebook name (e.g. {clr_adaptive: bf16}); {}: none",
-                                           factory=dict)
+    # a notebook (or some of its rows) whose new experiments may train in another precision once a
+    # declared check allowed it; naming rows keeps the notebook's other rows in `precision`
+    precision_of: Mapping[str, Any] = knob(text="the notebooks that train in another precision than `precision`, "
+                                                "by notebook name: a precision for all its rows (e.g. {clr_adaptive: "
+                                                "bf16}) or one per row label (e.g. {super_convergence: {'range test "
+                                                "0-3: ResNet-56': bf16}}); {}: none", factory=dict)
     checkpoint_every: int = knob(2000, "updates between checkpoints of a run in progress (a killed run resumes from "
                                        "the last), >= 1", at_least=1)
     fuse: int = knob(1, "on CUDA, up to this many runs of one small net train as one batched computation (1: never; "
@@ -76,8 +78,26 @@ class Profile:
                                              "(each experiment declares and checks its own)", factory=dict)
 
     def precision_for(self, notebook: str) -> str:
-        """The precision of the notebook's rows that name none."""
-        return self.precision_of.get(notebook, self.precision)
+        """The precision of the notebook's rows that neither name one nor are named in ``precision_of``."""
+        given = self.precision_of.get(notebook, self.precision)
+        return given if isinstance(given, str) else self.precision
+
+    def row_precisions(self, notebook: str) -> dict[str, str]:
+        """The rows of the notebook that ``precision_of`` names one by one: {row label: precision}."""
+        given = self.precision_of.get(notebook)
+        return dict(given) if isinstance(given, Mapping) else {}
+
+    def precision_exceptions(self) -> str:
+        """``precision_of`` as a reader says it: "clr_adaptive: bf16; super_convergence's rows 'a', 'b': bf16"."""
+        parts = []
+        for notebook, given in sorted(self.precision_of.items()):
+            if isinstance(given, str):
+                parts.append(f"{notebook}: {given}")
+                continue
+            for precision in sorted(set(given.values())):
+                labels = [f"'{label}'" for label, p in given.items() if p == precision]
+                parts.append(f"{notebook}'s {'row' if len(labels) == 1 else 'rows'} {', '.join(labels)}: {precision}")
+        return "; ".join(parts)
 
     def section(self, notebook: str) -> Any:
         """The notebook's knobs that this profile sets, as written ({} where it keeps every default)."""
@@ -132,9 +152,14 @@ def parse_profile(name: str, text: str, *, notebooks: Collection[str] | None,
     if not isinstance(raw, dict):
         raise ValueError(f"{where}: expected a mapping of settings, found {type(raw).__name__}")
     profile = read_knobs(Profile, raw, where, name=name)
-    for notebook, precision in profile.precision_of.items():
-        if precision not in PRECISIONS:
-            raise ValueError(f"{where}: precision_of.{notebook}={precision!r} is out of range; one of {list(PRECISIONS)}")
+    for notebook, given in profile.precision_of.items():
+        by_row = given.items() if isinstance(given, Mapping) else [(None, given)]
+        if isinstance(given, Mapping) and not given:
+            raise ValueError(f"{where}: precision_of.{notebook} names no row; give a precision or row labels")
+        for label, precision in by_row:
+            if not isinstance(label, (str, type(None))) or precision not in PRECISIONS:
+                key = notebook if label is None else f"{notebook}[{label!r}]"
+                raise ValueError(f"{where}: precision_of.{key}={precision!r} is out of range; one of {list(PRECISIONS)}")
     if notebooks is not None:
         unknown = sorted(set(profile.notebooks) - set(notebooks))
         if unknown:
@@ -169,6 +194,20 @@ class Settings:
     seeds: tuple[int, ...]
     knobs: Knobs = field(default_factory=Knobs)
     train: bool = True  # whether runs the store lacks are trained (else the store is only read)
+    row_precision: Mapping[str, str] = field(default_factory=dict)  # rows the profile gives their own precision
+
+    def precision_of_row(self, label: str) -> str:
+        """The precision of the row ``label`` where the row itself names none."""
+        return self.row_precision.get(label, self.precision)
+
+    @property
+    def precision_text(self) -> str:
+        """The planned precision as a reader says it: "fp32" or "fp32 (bf16: 'range test 0-3: ResNet-56')"."""
+        others = {}
+        for label, precision in self.row_precision.items():
+            if precision != self.precision:
+                others.setdefault(precision, []).append(f"'{label}'")
+        return self.precision + "".join(f" ({precision}: {', '.join(labels)})" for precision, labels in others.items())
 
     @property
     def data_name(self) -> str:
@@ -185,7 +224,7 @@ class Settings:
             *[("data" if name == "cifar10" else f"data ({name})", source.label, f"source: {source.name}")
               for name, source in self.data.items()],
             ("device", self.device, "where missing runs are trained"),
-            ("precision", self.precision, "bf16 = bfloat16 autocast for forward passes; rows may name their own"),
+            ("precision", self.precision_text, "bf16 = bfloat16 autocast for forward passes; rows may name their own"),
             ("seeds", ", ".join(map(str, self.seeds)), "one run per setting and seed"),
         ]
         rows += [(key, f"{value:g}" if isinstance(value, float) else str(value), meaning)
@@ -212,10 +251,13 @@ def resolve_settings(experiment: str, profile: Profile, knobs: Knobs, seeds, dev
     for name, parameter in zip(data_sets, parameters):
         given = sources.get(parameter)
         data[name] = DataSource.of(getattr(profile, parameter) if given in (None, "", "None") else str(given))
+    # an explicit precision is for every row that names none, the ones the profile names included
+    by_row = profile.row_precisions(experiment) if precision in (None, "", "None") else {}
     precision = profile.precision_for(experiment) if precision in (None, "", "None") else precision
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r}; choose one of {list(PRECISIONS)}")
-    return Settings(experiment, profile, data, device, precision, tuple(range(1, seeds + 1)), knobs)
+    return Settings(experiment, profile, data, device, precision, tuple(range(1, seeds + 1)), knobs,
+                    row_precision=by_row)
 
 
 def resolve_device(requested: str) -> torch.device:

@@ -344,9 +344,11 @@ def deviations(experiment: Experiment, s: Settings | None = None) -> Markdown:
     (a cut budget, bf16 arithmetic) when settings are given."""
     lines = list(experiment.deviations)
     if s is not None:
-        if s.precision == "bf16":
-            lines.append(f"Profile `{s.profile.name}` runs forward passes under bfloat16 autocast (weights and updates "
-                         "in float32); the papers trained in float32.")
+        bf16_rows = [f"'{label}'" for label, precision in s.row_precision.items() if precision == "bf16"]
+        if s.precision == "bf16" or bf16_rows:
+            which = "runs" if s.precision == "bf16" else f"runs the rows {', '.join(bf16_rows)} with"
+            lines.append(f"Profile `{s.profile.name}` {which} forward passes under bfloat16 autocast (weights and "
+                         "updates in float32); the papers trained in float32.")
         batch_scale = getattr(s.knobs, "batch_scale", 1)
         if s.knobs.budget_scale != 1 or batch_scale != 1:
             lines.append(f"Profile `{s.profile.name}` trains {s.knobs.budget_scale:g} of the paper's "
@@ -442,7 +444,7 @@ def _ran_sentence(r: dict) -> str:
 def _plan_sentence(s: Settings, planned_runs: int) -> str:
     # no device: a header says where runs trained only from their records (the settings table and the
     # deviations set the profile's planned device beside them)
-    return f"{planned_runs} runs, {len(s.seeds)} seed(s) per setting, {s.precision}"
+    return f"{planned_runs} runs, {len(s.seeds)} seed(s) per setting, {s.precision_text}"
 
 
 def plan_and_ran(experiment: Experiment, s: Settings, results: StudyResults) -> pd.DataFrame:
@@ -456,7 +458,7 @@ def plan_and_ran(experiment: Experiment, s: Settings, results: StudyResults) -> 
     rows = [
         ("profile", s.profile.name, s.profile.name),
         ("device", _device_kind(s.device), "; ".join(r["devices"]) or none),
-        ("precision", s.precision, ", ".join(r["precisions"]) or none),
+        ("precision", s.precision_text, ", ".join(r["precisions"]) or none),
         ("data", "; ".join(describe for describe in _data_labels(s)), "; ".join(r["data"]) or none),
         ("seeds", _seeds_text(list(s.seeds)), _seeds_text(r["seeds"]) if r["runs"] else none),
         ("runs", f"{r['planned_runs']:,}", f"{r['runs']:,}"),
@@ -605,7 +607,7 @@ def _store_facts(folder, profile: str) -> tuple[dict, list[str], list[int], str,
     hours = sum(r.get("timings", {}).get("wall_s") or 0 for r in records.values()) / 3600
     commits = sorted({str(r.get("environment", {}).get("commit") or "?")[:7] for r in records.values()})
     latest = max((str(r.get("saved_at", ""))[:10] for r in records.values()), default="")
-    exceptions = "; ".join(f"{notebook}: {precision}" for notebook, precision in sorted(plan.precision_of.items()))
+    exceptions = plan.precision_exceptions()
     planned = (f"{plan.seeds} seed(s) per setting, {plan.precision}"  # what ran: only from the records
                + (f" ({exceptions})" if exceptions else ""))
     did = (f"{len(records)} runs, {_seeds_text(seeds)}, on {_devices_text(devices)}, "

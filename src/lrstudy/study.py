@@ -177,10 +177,14 @@ class Experiment:
         experiment's knobs, then any overrides -- ``seeds``, ``device``, and a source for each data set
         the experiment trains on, by its parameter (``data=`` for CIFAR-10, ``data_cifar100=``, ...), and
         ``precision`` for the rows that name none. None keeps the profile's value (for precision, its
-        ``precision_of`` entry for this notebook, else its ``precision``)."""
+        ``precision_of`` entry for this notebook or for the row, else its ``precision``)."""
         prof = load_profile(profile, notebooks=self.registry_names, networks=MODELS)
         knobs = read_knobs(self.knobs, prof.section(self.name),
                            f"profile file lrstudy/profiles/{profile}.yaml, notebook {self.name!r}")
+        unknown = sorted(set(prof.row_precisions(self.name)) - set(self.rows(knobs)))
+        if unknown:
+            raise ValueError(f"profile file lrstudy/profiles/{profile}.yaml: precision_of.{self.name} names unknown row "
+                             f"{unknown[0]!r} (rows: {sorted(self.rows(knobs))})")
         return resolve_settings(self.name, prof, knobs, seeds, device, self.data_sets, data, precision)
 
     def sources_taken(self, sources: Mapping[str, str | None] | None) -> dict[str, str]:
@@ -227,7 +231,7 @@ class Experiment:
                     augment=row.augment, momentum=row.momentum, trace_every=row.trace_every,
                     train_subset=row.train_subset, test_subset=row.test_subset,
                     eval_at=list(row.eval_at) or None, snapshot_at=list(row.snapshot_at) or None,
-                    lr_estimate=row.lr_estimate, precision=row.precision or s.precision,
+                    lr_estimate=row.lr_estimate, precision=row.precision or s.precision_of_row(label),
                 )))
         return out
 

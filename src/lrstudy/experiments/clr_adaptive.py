@@ -97,7 +97,9 @@ DEVIATIONS = [
     "0.99, delta 1e-8; AdaDelta's decay is the solver's momentum 0.9 (Caffe takes it from that field); "
     "AdaGrad and RMSprop run without momentum, as Caffe requires.",
     "The stepsize of the triangular runs is not stated for Table 3: we use 2000, the paper's advice "
-    "for CIFAR-10.",
+    "for CIFAR-10. A cycle is then 4000 iterations, so the 25k runs stop 1000 iterations into their "
+    "seventh cycle, halfway up the range (Adam: 0.00125), and the 70k runs stop at the top of their "
+    "18th cycle (Adam: 0.002); neither ends at the lower bound, where a cycle ends.",
     "The training order is reshuffled every epoch (seeded); Caffe read its LMDB in one fixed order.",
 ]
 
