@@ -467,6 +467,8 @@ def test_a_profile_names_only_known_notebooks_and_precisions_in_precision_of():
         {"Adam fixed": "bf16"}
     with pytest.raises(ValueError, match=r"precision_of.clr_adaptive\['Adam fixed'\]='fp16' is out of range"):
         parse_profile("smoke", PROFILE_TEXT + "precision_of: {clr_adaptive: {'Adam fixed': fp16}}\n", **REGISTRIES)
+    with pytest.raises(ValueError, match=r"precision_of.clr_adaptive\[3\]: a row is named by its label"):
+        parse_profile("smoke", PROFILE_TEXT + "precision_of: {clr_adaptive: {3: bf16}}\n", **REGISTRIES)
     with pytest.raises(ValueError, match="precision_of.clr_adaptive names no row"):
         parse_profile("smoke", PROFILE_TEXT + "precision_of: {clr_adaptive: {}}\n", **REGISTRIES)
 

@@ -130,6 +130,16 @@ def test_smoke_study_runs_then_only_reads(monkeypatch):
     assert (verdicts.n <= 1).all()
 
 
+def test_a_setting_with_some_seeds_run_counts_its_runs_by_status():
+    import pandas as pd
+
+    from lrstudy.study import _status_counts
+
+    assert _status_counts(pd.Series(["finished"] * 3)) == "finished"
+    assert _status_counts(pd.Series(["not run yet", "finished", "finished", "not run yet", "finished"])) == \
+        "3 finished, 2 not run yet"  # not "finished, not run yet": a reader sees how many of each
+
+
 def test_a_failing_run_does_not_stop_the_others(scratch, monkeypatch):
     from lrstudy.experiments import clr_range_test
 
@@ -266,6 +276,10 @@ def test_the_full_profile_plans_super_convergences_range_tests_in_bf16_and_its_o
     assert {by_label[label] for label in ranges} == {"bf16"}
     assert {p for label, p in by_label.items() if label not in ranges} == {"fp32"}
     assert s.precision_text == "fp32 (bf16: 'range test 0-3: ResNet-56', 'range test 0-3: Caffe CIFAR-10 net')"
+    from lrstudy.notebook import deviations
+
+    assert "runs the rows 'range test 0-3: ResNet-56', 'range test 0-3: Caffe CIFAR-10 net' with forward passes " \
+        "under bfloat16" in deviations(sc, s).data  # the page says which rows, not the whole notebook
     # the queue's explicit --precision bf16 trains the very runs the page reads
     queued = sc.settings("full", device="cpu", precision="bf16")
     assert [c.id for _, c in sc.selected(queued, claims=["SC-2b", "SC-2b.resnet"])] == \

@@ -157,8 +157,10 @@ def parse_profile(name: str, text: str, *, notebooks: Collection[str] | None,
         if isinstance(given, Mapping) and not given:
             raise ValueError(f"{where}: precision_of.{notebook} names no row; give a precision or row labels")
         for label, precision in by_row:
-            if not isinstance(label, (str, type(None))) or precision not in PRECISIONS:
-                key = notebook if label is None else f"{notebook}[{label!r}]"
+            key = notebook if label is None else f"{notebook}[{label!r}]"
+            if not isinstance(label, (str, type(None))):
+                raise ValueError(f"{where}: precision_of.{key}: a row is named by its label, a string")
+            if precision not in PRECISIONS:
                 raise ValueError(f"{where}: precision_of.{key}={precision!r} is out of range; one of {list(PRECISIONS)}")
     if notebooks is not None:
         unknown = sorted(set(profile.notebooks) - set(notebooks))

@@ -461,6 +461,12 @@ RUN_COLUMNS = ("setting", "seed", "run_id", "iterations", "status", "error", "fi
                "steps_done", "train_s", "device", "commit", "code_modified", "torch", "data", "precision", "origin")
 
 
+def _status_counts(statuses: pd.Series) -> str:
+    """A setting's runs by status: "finished" when all agree, else "3 finished, 2 not run yet"."""
+    counts = statuses.value_counts().sort_index()
+    return counts.index[0] if len(counts) == 1 else ", ".join(f"{n} {status}" for status, n in counts.items())
+
+
 @dataclass
 class StudyResults:
     """The runs of one experiment: their records, and tables built from them."""
@@ -536,7 +542,7 @@ class StudyResults:
                 "ours_mean": mean,
                 "ours_ci95": (f"[{low:.1f}, {high:.1f}]" if not math.isnan(low) else "n/a (1 seed)") if accs else "",
                 "per_seed": ", ".join(f"{a:.1f}" for a in accs),
-                "status": ", ".join(sorted(set(mine.status))),
+                "status": _status_counts(mine.status),
             }
             if paper is not None:
                 match = paper[paper.setting == label]
