@@ -94,14 +94,23 @@ class Profile:
             if isinstance(given, str):
                 parts.append(f"{notebook}: {given}")
                 continue
-            for precision in sorted(set(given.values())):
-                labels = [f"'{label}'" for label, p in given.items() if p == precision]
+            for precision, labels in sorted(quoted_rows_by_precision(given).items()):
                 parts.append(f"{notebook}'s {'row' if len(labels) == 1 else 'rows'} {', '.join(labels)}: {precision}")
         return "; ".join(parts)
 
     def section(self, notebook: str) -> Any:
         """The notebook's knobs that this profile sets, as written ({} where it keeps every default)."""
         return self.notebooks.get(notebook) or {}
+
+
+def quoted_rows_by_precision(row_precision: Mapping[str, str], besides: str | None = None) -> dict[str, list[str]]:
+    """{precision: ["'label'", ...]} of rows named one by one (leaving out the precision ``besides``),
+    in the order given: how pages and status lines name them."""
+    out: dict[str, list[str]] = {}
+    for label, precision in row_precision.items():
+        if precision != besides:
+            out.setdefault(precision, []).append(f"'{label}'")
+    return out
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -205,10 +214,7 @@ class Settings:
     @property
     def precision_text(self) -> str:
         """The planned precision as a reader says it: "fp32" or "fp32 (bf16: 'range test 0-3: ResNet-56')"."""
-        others = {}
-        for label, precision in self.row_precision.items():
-            if precision != self.precision:
-                others.setdefault(precision, []).append(f"'{label}'")
+        others = quoted_rows_by_precision(self.row_precision, besides=self.precision)
         return self.precision + "".join(f" ({precision}: {', '.join(labels)})" for precision, labels in others.items())
 
     @property

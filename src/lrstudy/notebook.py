@@ -21,7 +21,7 @@ import pandas as pd
 from IPython.display import HTML, Markdown, display
 from pandas.io.formats.style import Styler
 
-from .config import DATA_PARAMETERS, Settings
+from .config import DATA_PARAMETERS, Settings, quoted_rows_by_precision
 from .experiments import EXPERIMENTS, load_profile
 from .pages import stored_records
 from .paths import results_root
@@ -344,7 +344,7 @@ def deviations(experiment: Experiment, s: Settings | None = None) -> Markdown:
     (a cut budget, bf16 arithmetic) when settings are given."""
     lines = list(experiment.deviations)
     if s is not None:
-        bf16_rows = [f"'{label}'" for label, precision in s.row_precision.items() if precision == "bf16"]
+        bf16_rows = quoted_rows_by_precision(s.row_precision).get("bf16", [])
         if s.precision == "bf16" or bf16_rows:
             which = "runs" if s.precision == "bf16" else f"runs the rows {', '.join(bf16_rows)} with"
             lines.append(f"Profile `{s.profile.name}` {which} forward passes under bfloat16 autocast (weights and "

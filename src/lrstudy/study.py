@@ -181,10 +181,11 @@ class Experiment:
         prof = load_profile(profile, notebooks=self.registry_names, networks=MODELS)
         knobs = read_knobs(self.knobs, prof.section(self.name),
                            f"profile file lrstudy/profiles/{profile}.yaml, notebook {self.name!r}")
-        unknown = sorted(set(prof.row_precisions(self.name)) - set(self.rows(knobs)))
+        labels = sorted(self.rows(knobs))
+        unknown = sorted(set(prof.row_precisions(self.name)) - set(labels))
         if unknown:
             raise ValueError(f"profile file lrstudy/profiles/{profile}.yaml: precision_of.{self.name} names unknown row "
-                             f"{unknown[0]!r} (rows: {sorted(self.rows(knobs))})")
+                             f"{unknown[0]!r} (rows: {labels})")
         return resolve_settings(self.name, prof, knobs, seeds, device, self.data_sets, data, precision)
 
     def sources_taken(self, sources: Mapping[str, str | None] | None) -> dict[str, str]:
