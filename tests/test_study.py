@@ -286,3 +286,20 @@ def test_the_full_profile_plans_super_convergences_range_tests_in_bf16_and_its_o
         [c.id for _, c in sc.selected(s, claims=["SC-2b", "SC-2b.resnet"])]
     assert {c.precision_name for _, c in sc.run_configs(sc.settings("full", device="cpu", precision="fp32"))} \
         == {"fp32"}  # an explicit precision wins for every row that names none
+
+
+def test_a_bf16_notebook_names_the_rows_its_profile_keeps_in_fp32_among_its_deviations(monkeypatch):
+    from lrstudy import study
+    from lrstudy.config import parse_profile
+    from lrstudy.experiments import EXPERIMENTS
+    from lrstudy.models import MODELS
+    from lrstudy.notebook import deviations
+
+    text = (Path(__file__).parents[1] / "src" / "lrstudy" / "profiles" / "smoke.yaml").read_text()
+    profile = parse_profile("smoke", text + "precision: bf16\nprecision_of: {clr_adaptive: {'Adam fixed': fp32}}\n",
+                            notebooks=EXPERIMENTS, networks=MODELS)
+    monkeypatch.setattr(study, "load_profile", lambda *args, **kwargs: profile)
+    adaptive = get_experiment("clr_adaptive")
+    said = deviations(adaptive, adaptive.settings("smoke")).data
+    assert "runs every row but 'Adam fixed' with forward passes under bfloat16 autocast" in said
+    assert "Profile `smoke` runs forward passes" not in said  # not "every row" while one stays float32

@@ -344,9 +344,14 @@ def deviations(experiment: Experiment, s: Settings | None = None) -> Markdown:
     (a cut budget, bf16 arithmetic) when settings are given."""
     lines = list(experiment.deviations)
     if s is not None:
-        bf16_rows = quoted_rows_by_precision(s.row_precision).get("bf16", [])
-        if s.precision == "bf16" or bf16_rows:
-            which = "runs" if s.precision == "bf16" else f"runs the rows {', '.join(bf16_rows)} with"
+        by_precision = quoted_rows_by_precision(s.row_precision, besides=s.precision)
+        bf16_rows = by_precision.get("bf16", [])
+        if s.precision == "bf16":  # the whole notebook, less the rows the profile keeps in float32
+            kept = by_precision.get("fp32", [])
+            which = f"runs every row but {', '.join(kept)} with" if kept else "runs"
+        else:
+            which = f"runs the rows {', '.join(bf16_rows)} with" if bf16_rows else ""
+        if which:
             lines.append(f"Profile `{s.profile.name}` {which} forward passes under bfloat16 autocast (weights and "
                          "updates in float32); the papers trained in float32.")
         batch_scale = getattr(s.knobs, "batch_scale", 1)
