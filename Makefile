@@ -136,15 +136,16 @@ bench: $(STAMP)
 gpu-check: $(STAMP)
 	$(BIN)/python -m lrstudy gpu-check --out $(RESULTS)/gpu-check.md
 
-# The paper-budget CPU campaign's machine, measured by bench --campaign (its 1-thread rates)
-CAMPAIGN_BENCH ?= $(RESULTS)/bench/cpu-amd-epyc-1-threads-campaign.csv
+# The paper-budget CPU campaign's machine, measured by bench --campaign: one of its two 1-thread
+# workers side by side, as the campaign trains (the Intel Xeon that trains it since 2026-12-07)
+CAMPAIGN_BENCH ?= $(RESULTS)/bench/cpu-intel-r-xeon-r-processor-1-threads-campaign-side-a.csv
 
 plans: $(STAMP)
 	@mkdir -p $(RESULTS)/plan
 	for profile in fast full; do $(BIN)/python -m lrstudy plan all --profile $$profile > $(RESULTS)/plan/$$profile.txt || exit 1; done
 	if [ -f $(CAMPAIGN_BENCH) ]; then for precision in fp32 bf16; do \
-	  { echo; echo "# The CPU campaign (issue 26): ResNet-56's range test, $$precision, one 1-thread worker per seed"; \
-	    $(BIN)/python -m lrstudy plan super_convergence --profile full --device cpu --precision $$precision \
+	  { echo; echo "# The CPU campaign (issue 26): ResNet-56's range test, $$precision, one 1-thread worker per seed, on CIFAR-10 (JPEG q75 copy)"; \
+	    $(BIN)/python -m lrstudy plan super_convergence --profile full --device cpu --precision $$precision --data cifar10-jpeg \
 	      --only "range test 0-3: ResNet-56" --seed-range 1-2 --bench $(CAMPAIGN_BENCH); } >> $(RESULTS)/plan/full.txt || exit 1; done; fi
 	$(BIN)/python -m lrstudy budgets --readme > /dev/null
 
