@@ -170,6 +170,36 @@ def test_ctrl_c_cancels_the_tasks_records_nothing_and_the_next_call_resumes(clus
     assert meta["timings"]["resumed_from_step"] == 50 and not checkpoint.exists()
 
 
+def test_the_driver_hands_ray_only_as_many_tasks_as_it_runs_at_once(cluster, tmp_path, monkeypatch, one_thread):
+    # Ray queues a retried task behind every task it holds: were the whole queue handed over at the
+    # start, a run whose worker died would train after all the others instead of next
+    from lrstudy import ray_executor
+
+    monkeypatch.setenv("LRSTUDY_RESULTS", str(tmp_path / "driver"))
+    events = []
+    submit, store_outcomes = ray_executor._Submitter.__call__, ray_executor._store_outcomes
+
+    def spy_submit(self, task):
+        events.append(("handed", task.runs[0].config.id))
+        return submit(self, task)
+
+    def spy_store(ref, settings, labelled, *args):
+        events.append(("ended", labelled[0][1].id))
+        return store_outcomes(ref, settings, labelled, *args)
+
+    monkeypatch.setattr(ray_executor._Submitter, "__call__", spy_submit)
+    monkeypatch.setattr(ray_executor, "_store_outcomes", spy_store)
+    assert main(["run", "clr_range_test", "--profile", "smoke", "--only", "exponential 1e-6 to 10 (fastai)",
+                 "--seed-range", "1-3", "--no-progress", "--executor", "ray", "--cpus-per-run", "1"]) == 0
+    with_ray, most = 0, 0
+    for kind, _ in events:
+        with_ray += 1 if kind == "handed" else -1
+        most = max(most, with_ray)
+    assert most == 2 and with_ray == 0  # the cluster's 2 CPUs, never more
+    assert len({run for kind, run in events if kind == "handed"}) == 3 and events[2][0] == "ended"
+    assert len(list((tmp_path / "driver" / "smoke" / "runs").glob("*.json"))) == 3
+
+
 class _Flag:  # the driver's flag actor, as a worker sees it (ray.get is monkeypatched to answer)
     class is_set:  # noqa: N801 (an actor method's handle)
         @staticmethod
@@ -243,3 +273,19 @@ def test_a_stop_flag_that_cannot_be_read_stops_the_run(monkeypatch):
     monkeypatch.setattr(ray, "get", lost)  # gone before the task started: it returns at once
     with _WorkerStop(None, _Flag(), every=60) as stop:
         assert stop() is True
+
+
+def test_a_queue_stopped_before_its_tasks_were_handed_over_says_they_did_not_run():
+    from types import SimpleNamespace
+
+    from lrstudy.queue_types import QueueResult
+    from lrstudy.ray_executor import _collect
+
+    raised = []
+    flag = SimpleNamespace(set=SimpleNamespace(remote=lambda: raised.append(True)))
+    tasks = [SimpleNamespace(labelled=[("fixed", SimpleNamespace(id=f"run{i}"))]) for i in range(3)]
+    result = QueueResult()
+    _collect(tasks, lambda task: pytest.fail("handed over after the stop"), lambda: True, flag, lambda: 2, False,
+             result)
+    assert raised and result.stopped
+    assert result.errors == {f"run{i}": "not run: stopped before it finished" for i in range(3)}

@@ -9,9 +9,13 @@
 * **Checkpoints** stay on the worker's node (its own ``results/<profile>/checkpoints``). A retried
   task resumes from there if it lands on that node, else it starts over; a worker removes a run's
   checkpoint when it hands the result back, and nothing is recorded before the whole result has come.
+* **Order.** The driver hands Ray only as many tasks as the cluster runs at once, the next one in
+  the queue's order as each ends. Ray puts a retried task behind every task it already holds, so
+  with the whole queue handed over at the start a run whose worker died would train last, hours
+  after the claim it completes (seen in the CPU campaign: a worker killed while paused went behind 8 queued runs).
 * **Failures.** A worker killed or a node lost: Ray runs the task again, up to :data:`MAX_RETRIES`
-  times (``max_retries``), and after that the run is reported as lost and left unrecorded. A run that
-  raises is recorded as ``failed``, as the local executor records it. Ctrl-C cancels every task
+  times (``max_retries``), on the slot its worker freed, and after that the run is reported as lost
+  and left unrecorded. A run that raises is recorded as ``failed``, as the local executor records it. Ctrl-C cancels every task
   (``ray.cancel``) and writes nothing more; the next call resumes from the nodes' checkpoints.
 * **Time limit and SIGTERM.** Workers get the queue's deadline and a stop flag (a Ray actor the
   driver raises on SIGTERM): the run in progress saves its checkpoint and the task returns; tasks
@@ -63,65 +67,81 @@ def run_on_ray(plan, box, progress: bool = True, address: str | None = None, gpu
     try:
         flag = ray.remote(num_cpus=0)(_StopFlag).remote()
         remote = ray.remote(_train_on_worker).options(max_retries=MAX_RETRIES, retry_exceptions=False, **resources)
-        pending = _submit(plan, remote, flag, box.wall_deadline(), threads)
-        capacity = _capacity(ray.cluster_resources(), resources)
-        _collect(pending, plan, box, flag, capacity, progress, result)
+        submit = _Submitter(remote, flag, box.wall_deadline(), threads)
+        _collect(plan.tasks, submit, box, flag, lambda: _capacity(ray.cluster_resources(), resources), progress,
+                 result)
     finally:
         if started_here:
             ray.shutdown()
     return result
 
 
-def _submit(plan, remote, flag, deadline, threads) -> dict:
-    """Every task, in the queue's order (Ray starts them in that order as resources free up), each
-    with the locks of its runs held by the driver until their records are written."""
-    pending = {}
-    checked = set()
-    for number, task in enumerate(plan.tasks):
+class _Submitter:
+    """Hands one task to Ray, with the locks of its runs held by the driver until their records are
+    written; a run another process stored meanwhile is left out."""
+
+    def __init__(self, remote, flag, deadline, threads):
+        self.remote, self.flag, self.deadline, self.threads = remote, flag, deadline, threads
+        self.checked: set = set()
+
+    def __call__(self, task):
+        """``(ref, entry)`` for ``_collect``, or None when no run of ``task`` is left to train."""
         store = RunStore(task.settings.profile.name)
-        if store.root not in checked:
+        if store.root not in self.checked:
             store.check_writable()
-            checked.add(store.root)
+            self.checked.add(store.root)
         locks = ExitStack()
         for run in task.runs:
             locks.enter_context(store.locked(run.config.id))
         labelled = [(label, c) for label, c in task.labelled if store.load(c) is None]  # (another process may have)
         if not labelled:
             locks.close()
-            continue
+            return None
         names = [queued_name(task.settings.experiment, label, c.seed) for label, c in labelled]
-        ref = remote.remote(task.settings, labelled, names, deadline, flag, threads)
-        pending[ref] = (task.settings, labelled, names, locks, store)
-    return pending
+        ref = self.remote.remote(task.settings, labelled, names, self.deadline, self.flag, self.threads)
+        return ref, (task.settings, labelled, names, locks, store)
 
 
 def _capacity(cluster: dict, resources: dict) -> int:
-    """How many tasks the cluster runs at once (for the progress bar only: Ray does the scheduling)."""
+    """How many tasks the cluster runs at once: how many the driver lets Ray hold."""
     key, per_task = ("GPU", resources["num_gpus"]) if "num_gpus" in resources else ("CPU", resources["num_cpus"])
     return max(1, math.floor(cluster.get(key, 0) / per_task))
 
 
-def _collect(pending: dict, plan, box, flag, capacity: int, progress: bool, result) -> None:
-    """Wait for the tasks as they end, writing each outcome into the store; on Ctrl-C cancel them all."""
+def _collect(tasks, submit, box, flag, capacity, progress: bool, result) -> None:
+    """Keep ``capacity()`` tasks with Ray, handing over the next in order as one ends, and write each
+    outcome into the store; a stop (SIGTERM, the time limit) hands over nothing more. On Ctrl-C
+    cancel them all."""
     import ray
     from tqdm import tqdm
 
-    bar = tqdm(total=sum(len(v[1]) for v in pending.values()), desc="runs", unit="run", disable=not progress,
+    waiting = list(tasks)[::-1]  # the queue's order, popped from the end
+    bar = tqdm(total=sum(len(t.labelled) for t in waiting), desc="runs", unit="run", disable=not progress,
                dynamic_ncols=True)
+    pending: dict = {}
     raised = False
     try:
-        while pending:
+        while True:
             if box() and not raised:  # SIGTERM (workers watch the deadline themselves)
                 flag.set.remote()
                 raised = True
+            while waiting and not raised and len(pending) < capacity():
+                task = waiting.pop()
+                submitted = submit(task)
+                if submitted is None:
+                    bar.update(len(task.labelled))  # stored by another process meanwhile
+                else:
+                    pending[submitted[0]] = submitted[1]
+            if not pending:
+                break
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
             for ref in ready:
                 settings, labelled, names, locks, store = pending.pop(ref)
                 with locks:
                     _store_outcomes(ref, settings, labelled, names, store, bar, result)
                 bar.update(len(labelled))
-            running = min(len(pending), capacity)
-            bar.set_postfix(running=running, queued=len(pending) - running, refresh=False)
+            running = sum(len(entry[1]) for entry in pending.values())
+            bar.set_postfix(running=running, queued=sum(len(t.labelled) for t in waiting), refresh=False)
     except KeyboardInterrupt:
         for ref in pending:
             ray.cancel(ref, force=True)
@@ -129,6 +149,12 @@ def _collect(pending: dict, plan, box, flag, capacity: int, progress: bool, resu
             locks.close()
         bar.close()
         raise
+    if waiting:  # stopped before these were handed over: as a task that returns at once says
+        result.stopped = True
+        for task in waiting:
+            for _, config in task.labelled:
+                result.errors[config.id] = "not run: stopped before it finished"
+        bar.update(sum(len(t.labelled) for t in waiting))
     bar.close()
 
 
