@@ -12,14 +12,16 @@
 * **Order.** The driver hands Ray only as many tasks as the cluster runs at once, the next one in
   the queue's order as each ends. Ray puts a retried task behind every task it already holds, so
   with the whole queue handed over at the start a run whose worker died would train last, hours
-  after the claim it completes (seen in the CPU campaign: a worker killed while paused went behind 8 queued runs).
+  after the claim it completes (seen in the CPU campaign: a worker killed while paused went behind
+  8 queued runs).
 * **Failures.** A worker killed or a node lost: Ray runs the task again, up to :data:`MAX_RETRIES`
   times (``max_retries``), on the slot its worker freed, and after that the run is reported as lost
-  and left unrecorded. A run that raises is recorded as ``failed``, as the local executor records it. Ctrl-C cancels every task
-  (``ray.cancel``) and writes nothing more; the next call resumes from the nodes' checkpoints.
+  and left unrecorded. A run that raises is recorded as ``failed``, as the local executor records
+  it. Ctrl-C cancels every task (``ray.cancel``) and writes nothing more; the next call resumes from
+  the nodes' checkpoints.
 * **Time limit and SIGTERM.** Workers get the queue's deadline and a stop flag (a Ray actor the
   driver raises on SIGTERM): the run in progress saves its checkpoint and the task returns; tasks
-  not yet started return at once. A flag that can no longer be read (its actor died) counts as
+  not yet handed to Ray stay with the driver, reported as not run. A flag that can no longer be read (its actor died) counts as
   raised, so no run trains on out of the queue's reach.
 * **Where.** Without an address a local Ray instance starts with this machine's CPUs and GPUs (8
   GPUs: 8 runs at once); ``address`` joins a running cluster. Ray is imported only here.
