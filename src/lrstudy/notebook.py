@@ -344,13 +344,11 @@ def deviations(experiment: Experiment, s: Settings | None = None) -> Markdown:
     (a cut budget, bf16 arithmetic) when settings are given."""
     lines = list(experiment.deviations)
     if s is not None:
-        by_precision = quoted_rows_by_precision(s.row_precision, besides=s.precision)
-        bf16_rows = by_precision.get("bf16", [])
+        others = quoted_rows_by_precision(s.row_precision, besides=s.precision)  # rows unlike the notebook
         if s.precision == "bf16":  # the whole notebook, less the rows the profile keeps in float32
-            kept = by_precision.get("fp32", [])
-            which = f"runs every row but {', '.join(kept)} with" if kept else "runs"
+            which = f"runs every row but {', '.join(others['fp32'])} with" if "fp32" in others else "runs"
         else:
-            which = f"runs the rows {', '.join(bf16_rows)} with" if bf16_rows else ""
+            which = f"runs the rows {', '.join(others['bf16'])} with" if "bf16" in others else ""
         if which:
             lines.append(f"Profile `{s.profile.name}` {which} forward passes under bfloat16 autocast (weights and "
                          "updates in float32); the papers trained in float32.")
